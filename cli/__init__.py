@@ -1,0 +1,1 @@
+"""icnctl: the command line of icnd."""

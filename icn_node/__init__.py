@@ -1,0 +1,3 @@
+"""icnd: node daemon for cooperative compute networks."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""icn_node.mesh"""
