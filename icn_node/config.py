@@ -1,0 +1,465 @@
+"""Configuration: one TOML file, environment overrides, validated once into a frozen object.
+
+Precedence, lowest first: the defaults below, the TOML file (``--config``), then environment
+variables ``ICN_<SECTION>_<KEY>`` (for example ``ICN_MESH_LISTEN`` or
+``ICN_COMPUTE_MIN_TRUST_EXECUTE``). Every key is declared once here, with its type, default,
+check and one line of documentation; ``config/icnd.toml`` ships the same keys with the same
+defaults (a test keeps the two in step). Anything wrong raises :class:`ConfigError` naming the
+file (or variable), the key and the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, IdentityError
+from .identity import validate_did
+
+ENV_PREFIX = "ICN_"
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port); raises ValueError."""
+    if not isinstance(text, str) or ":" not in text:
+        raise ValueError(f"expected host:port, got {text!r}")
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"expected [v6-address]:port, got {text!r}")
+    else:
+        host, _, port = text.rpartition(":")
+    if not host:
+        raise ValueError(f"missing host in {text!r}")
+    try:
+        num = int(port)
+    except ValueError:
+        raise ValueError(f"port must be a number in {text!r}") from None
+    if not 0 <= num <= 65535:
+        raise ValueError(f"port {num} out of range 0-65535 in {text!r}")
+    return host, num
+
+
+def format_hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _hostport(v: str) -> None:
+    parse_hostport(v)
+
+
+def _optional_hostport(v: str) -> None:
+    if v:
+        parse_hostport(v)
+
+
+def _hostports(v: list[str]) -> None:
+    for item in v:
+        parse_hostport(item)
+
+
+def _dids(v: list[str]) -> None:
+    for did in v:
+        try:
+            validate_did(did)
+        except IdentityError as e:
+            raise ValueError(str(e)) from None
+
+
+def _between(lo: float, hi: float) -> Callable[[float], None]:
+    def check(v: float) -> None:
+        if not (lo <= v <= hi):
+            raise ValueError(f"must be between {lo} and {hi}, got {v}")
+
+    return check
+
+
+def _positive(v: float) -> None:
+    if not v > 0:
+        raise ValueError(f"must be greater than 0, got {v}")
+
+
+def _non_negative(v: float) -> None:
+    if v < 0:
+        raise ValueError(f"must not be negative, got {v}")
+
+
+def _one_of(*choices: str) -> Callable[[str], None]:
+    def check(v: str) -> None:
+        if v not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}; got {v!r}")
+
+    return check
+
+
+def _trust_table(v: dict[str, float]) -> None:
+    for did, score in v.items():
+        try:
+            validate_did(did)
+        except IdentityError as e:
+            raise ValueError(str(e)) from None
+        if not isinstance(score, (int, float)) or isinstance(score, bool):
+            raise ValueError(f"trust for {did} must be a number, got {score!r}")
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"trust for {did} must be between 0 and 1, got {score}")
+
+
+def key(default: Any, doc: str, check: Callable[[Any], None] | None = None) -> Any:
+    """Declare one config key: its default, a line of documentation and an optional check."""
+    meta = {"doc": doc, "check": check}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeSection:
+    data_dir: str = key("/var/lib/icn", "Directory for the node key, databases and blobs.")
+    region: str = key("", "Region this node advertises (free text, e.g. eu-west); empty: none.")
+
+
+@dataclass(frozen=True)
+class LogSection:
+    level: str = key("info", "Log level.", _one_of("debug", "info", "warning", "error"))
+    format: str = key(
+        "auto",
+        "auto: console on a terminal, JSON lines otherwise; or console, json.",
+        _one_of("auto", "console", "json"),
+    )
+
+
+@dataclass(frozen=True)
+class MeshSection:
+    listen: str = key("0.0.0.0:7946", "TLS listener address (host:port; port 0 picks one).", _hostport)
+    advertise: str = key(
+        "", "Address peers should dial (host:port); empty: the listen address.", _optional_hostport
+    )
+    bootstrap: list[str] = key([], "Addresses (host:port) dialled at start.", _hostports)
+    members: list[str] = key([], "DIDs admitted to the mesh (the cooperative's members).", _dids)
+    open: bool = key(False, "Admit any DID (development only; logged as a warning at start).")
+    max_frame_bytes: int = key(1048576, "Largest frame accepted on a link.", _between(1024, 64 << 20))
+    replay_window_s: float = key(60.0, "Gossip older or newer than this (seconds) is dropped.", _positive)
+    degree: int = key(6, "Target gossip mesh degree D.", _between(1, 64))
+    degree_low: int = key(4, "Graft below this many mesh peers.", _between(1, 64))
+    degree_high: int = key(12, "Prune above this many mesh peers.", _between(1, 64))
+    heartbeat_interval_s: float = key(1.0, "Mesh heartbeat period (seconds).", _positive)
+    liveness_timeout_s: float = key(10.0, "A peer silent this long is dropped.", _positive)
+    redial_min_s: float = key(0.5, "First redial backoff (seconds); doubles with jitter.", _positive)
+    redial_max_s: float = key(30.0, "Longest redial backoff (seconds).", _positive)
+    send_queue_len: int = key(1024, "Frames queued per peer before it is dropped as stuck.", _between(8, 1 << 20))
+    handshake_timeout_s: float = key(5.0, "Time allowed for TLS and Hello on a new link.", _positive)
+
+
+@dataclass(frozen=True)
+class RpcSection:
+    socket: str = key("", "Unix socket path for icnctl; empty: <data_dir>/icnd.sock.")
+    max_request_bytes: int = key(1048576, "Largest request line accepted.", _between(1024, 64 << 20))
+    idle_timeout_s: float = key(30.0, "A client idle this long mid-request is disconnected.", _positive)
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    listen: str = key("127.0.0.1:9464", "Prometheus endpoint (host:port); empty: disabled.", _optional_hostport)
+
+
+@dataclass(frozen=True)
+class TrustSection:
+    default: float = key(0.0, "Trust in a DID not listed in [trust.peers].", _between(0.0, 1.0))
+    peers: dict[str, float] = key({}, "Table of DID = trust score in [0, 1].", _trust_table)
+
+
+@dataclass(frozen=True)
+class ComputeSection:
+    executor: bool = key(True, "Run tasks for others (an executor); false: submit only.")
+    min_trust_execute: float = key(
+        0.3, "Serve a submitter only if trusted at least this much.", _between(0.0, 1.0)
+    )
+    offer_window_ms: int = key(1000, "Longest wait for offers after a placement request.", _between(1, 600_000))
+    deliberation_ms: int = key(0, "Executor delay before offering (the seed used 500).", _between(0, 60_000))
+    announce_interval_s: float = key(10.0, "Executor announcement period (seconds).", _positive)
+    max_attempts: int = key(3, "Placements tried per task before it fails.", _between(1, 100))
+
+
+@dataclass(frozen=True)
+class CapacitySection:
+    cpu_cores: float = key(0.0, "Cap on advertised CPU cores; 0: what the host has.", _non_negative)
+    memory_mb: int = key(0, "Cap on advertised memory (MB); 0: what the host has.", _non_negative)
+    storage_mb: int = key(0, "Cap on advertised storage (MB); 0: free space of data_dir.", _non_negative)
+    network_mbps: float = key(
+        0.0,
+        "Cap on advertised link speed, also used when the NIC reports none; 0: reported or 1000.",
+        _non_negative,
+    )
+    gpus: bool = key(True, "Probe NVIDIA GPUs through NVML.")
+    sample_interval_s: float = key(5.0, "How often capacity and load are re-measured.", _positive)
+
+
+SECTIONS: dict[str, type] = {
+    "node": NodeSection,
+    "log": LogSection,
+    "mesh": MeshSection,
+    "rpc": RpcSection,
+    "metrics": MetricsSection,
+    "trust": TrustSection,
+    "compute": ComputeSection,
+    "capacity": CapacitySection,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration. Build with :func:`load_config`."""
+
+    node: NodeSection = field(default_factory=NodeSection)
+    log: LogSection = field(default_factory=LogSection)
+    mesh: MeshSection = field(default_factory=MeshSection)
+    rpc: RpcSection = field(default_factory=RpcSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    trust: TrustSection = field(default_factory=TrustSection)
+    compute: ComputeSection = field(default_factory=ComputeSection)
+    capacity: CapacitySection = field(default_factory=CapacitySection)
+    source: str = "defaults"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.node.data_dir)
+
+    @property
+    def rpc_socket(self) -> Path:
+        return Path(self.rpc.socket) if self.rpc.socket else self.data_dir / "icnd.sock"
+
+    def trust_in(self, did: str) -> float:
+        """This node's trust in ``did`` (the table, else the default)."""
+        return self.trust.peers.get(did, self.trust.default)
+
+    def replace(self, **sections: Any) -> Config:
+        """A copy with whole sections or single keys replaced: ``replace(mesh={"open": True})``."""
+        changes = {}
+        for name, value in sections.items():
+            current = getattr(self, name)
+            changes[name] = (
+                dataclasses.replace(current, **value) if isinstance(value, Mapping) else value
+            )
+        return dataclasses.replace(self, **changes)
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _field_types(section: type) -> dict[str, Any]:
+    return typing.get_type_hints(section)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return "a list of strings"
+    if origin is dict:
+        return "a table"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """Check ``value`` against the declared type; ints are accepted where floats are."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise TypeError
+        return list(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise TypeError
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        value = float(value)
+        if math.isnan(value) or math.isinf(value):
+            raise TypeError
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise TypeError
+        return value
+    raise TypeError
+
+
+def _from_env_text(text: str, tp: Any) -> Any:
+    """Parse an environment variable's text according to the key's type."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if origin is dict:
+        raise TypeError
+    if tp is bool:
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise TypeError
+    if tp is int:
+        return int(text)
+    if tp is float:
+        return float(text)
+    return text
+
+
+def _build_section(name: str, cls: type, raw: dict[str, Any], origins: dict[str, str]) -> Any:
+    hints = _field_types(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for k, v in raw.items():
+        src = origins.get(k, "config")
+        if k not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown key (known keys: {known})", source=src, key=f"{name}.{k}")
+        try:
+            value = _coerce(v, hints[k])
+        except TypeError:
+            raise ConfigError(
+                f"must be {_type_name(hints[k])}, got {v!r}", source=src, key=f"{name}.{k}"
+            ) from None
+        values[k] = value
+    section = cls(**values)
+    for k, f in fields.items():
+        check = f.metadata.get("check")
+        if check is None:
+            continue
+        try:
+            check(getattr(section, k))
+        except ValueError as e:
+            raise ConfigError(str(e), source=origins.get(k, "config"), key=f"{name}.{k}") from None
+    return section
+
+
+def _cross_checks(cfg: Config) -> None:
+    m = cfg.mesh
+    if not m.degree_low <= m.degree <= m.degree_high:
+        raise ConfigError(
+            f"need degree_low <= degree <= degree_high, got {m.degree_low} <= {m.degree} <= "
+            f"{m.degree_high}",
+            source=cfg.source,
+            key="mesh.degree",
+        )
+    if m.redial_min_s > m.redial_max_s:
+        raise ConfigError(
+            "redial_min_s must not exceed redial_max_s", source=cfg.source, key="mesh.redial_min_s"
+        )
+    if not cfg.node.data_dir:
+        raise ConfigError("must not be empty", source=cfg.source, key="node.data_dir")
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Read, merge and validate the configuration.
+
+    ``path``: a TOML file (None: defaults only). ``env``: the environment to read ``ICN_*``
+    overrides from (default ``os.environ``). ``overrides``: section → key → value applied last
+    (used by the command line).
+    """
+    env = os.environ if env is None else env
+    source = str(path) if path is not None else "defaults"
+    raw: dict[str, dict[str, Any]] = {}
+    origins: dict[str, dict[str, str]] = {name: {} for name in SECTIONS}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError("no such file", source=source) from None
+        except OSError as e:
+            raise ConfigError(f"cannot read ({e.strerror})", source=source) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"not valid TOML ({e})", source=source) from None
+        for name, body in data.items():
+            if name not in SECTIONS:
+                raise ConfigError(
+                    f"unknown section [{name}] (known: {', '.join(SECTIONS)})", source=source
+                )
+            if not isinstance(body, dict):
+                raise ConfigError("must be a table", source=source, key=name)
+            raw[name] = dict(body)
+            origins[name] = {k: source for k in body}
+
+    for var, text in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        section_name, _, key_name = var[len(ENV_PREFIX) :].lower().partition("_")
+        if section_name not in SECTIONS or not key_name:
+            continue  # e.g. ICN_SOCKET, read by icnctl, not a daemon key
+        hints = _field_types(SECTIONS[section_name])
+        if key_name not in hints:
+            raise ConfigError(
+                f"unknown key {section_name}.{key_name}", source=f"environment {var}"
+            )
+        try:
+            value = _from_env_text(text, hints[key_name])
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"must be {_type_name(hints[key_name])}, got {text!r}",
+                source=f"environment {var}",
+                key=f"{section_name}.{key_name}",
+            ) from None
+        raw.setdefault(section_name, {})[key_name] = value
+        origins[section_name][key_name] = f"environment {var}"
+
+    for section_name, values in (overrides or {}).items():
+        for k, v in values.items():
+            raw.setdefault(section_name, {})[k] = v
+            origins[section_name][k] = "command line"
+
+    sections = {
+        name: _build_section(name, cls, raw.get(name, {}), origins[name])
+        for name, cls in SECTIONS.items()
+    }
+    cfg = Config(**sections, source=source)
+    _cross_checks(cfg)
+    return cfg
+
+
+def describe_keys() -> list[tuple[str, str, Any, str]]:
+    """(section, key, default, doc) for every key, in declaration order (for docs and tests)."""
+    rows = []
+    for name, cls in SECTIONS.items():
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            rows.append((name, f.name, getattr(defaults, f.name), f.metadata.get("doc", "")))
+    return rows
+
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "SECTIONS",
+    "describe_keys",
+    "format_hostport",
+    "load_config",
+    "parse_hostport",
+]

@@ -1,0 +1,113 @@
+"""The running node: its shared parts and the services that run in one trio nursery.
+
+:class:`Node` holds what every service needs (config, identity, metrics registry, RPC method
+registry, the latest capacity reading) and starts the services in order, each through trio's
+``task_status.started()`` protocol, so that when :meth:`Node.run` reports started, every
+service is listening. The RPC socket opens last: a socket that answers means a node that is up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from . import __version__
+from .capacity import advertised_capacity, load_nvml, read_gpus, sample_host
+from .config import Config, format_hostport, parse_hostport
+from .identity import NodeIdentity
+from .logs import get_logger
+from .metrics import Metrics, serve_metrics
+from .rpc import RpcRegistry
+from .rpc.server import serve_rpc
+from .scheduler import NodeCapacity
+
+log = get_logger("icn.node")
+
+
+class Node:
+    def __init__(self, config: Config, identity: NodeIdentity) -> None:
+        self.config = config
+        self.identity = identity
+        self.did = identity.did
+        self.metrics = Metrics(self.did, config.node.region)
+        self.rpc = RpcRegistry()
+        self.addresses: dict[str, str] = {}
+        self.capacity: NodeCapacity | None = None
+        self.host_load: float = 0.0
+        self._started_at: float | None = None
+        self._gpus: list | None = None
+        self.mesh: Any = None  # the mesh service, when running
+        self.rpc.register("node.status", self._rpc_status)
+        self.rpc.register("node.capacity", self._rpc_capacity)
+
+    # --- capacity ------------------------------------------------------------------------
+
+    def _measure(self, now: float) -> NodeCapacity:
+        """Blocking: read the host (and, once, the GPUs) and apply the operator's caps."""
+        if self._gpus is None:
+            self._gpus = read_gpus(load_nvml()) if self.config.capacity.gpus else []
+        sample = sample_host(self.config.data_dir)
+        self.host_load = sample.cpu_load
+        return advertised_capacity(sample, self.config.capacity, self._gpus, now)
+
+    async def refresh_capacity(self) -> NodeCapacity:
+        measured = await trio.to_thread.run_sync(self._measure, trio.current_time())
+        self.capacity = measured
+        return measured
+
+    async def _capacity_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.capacity.sample_interval_s)
+            try:
+                await self.refresh_capacity()
+            except OSError as e:
+                log.warning("capacity_sample_failed", error=str(e))
+
+    # --- RPC -----------------------------------------------------------------------------
+
+    async def _rpc_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        uptime = trio.current_time() - self._started_at if self._started_at is not None else 0.0
+        return {
+            "did": self.did,
+            "version": __version__,
+            "uptime_s": round(uptime, 3),
+            "region": self.config.node.region,
+            "listen": dict(self.addresses),
+            "peers": self.mesh.peer_count() if self.mesh is not None else 0,
+        }
+
+    async def _rpc_capacity(self, params: dict[str, Any]) -> dict[str, Any]:
+        capacity = self.capacity or await self.refresh_capacity()
+        return capacity.to_dict()
+
+    # --- life ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self._started_at = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            await self.refresh_capacity()
+            nursery.start_soon(self._capacity_loop)
+            if cfg.metrics.listen:
+                host, port = parse_hostport(cfg.metrics.listen)
+                bound = await nursery.start(serve_metrics, self.metrics, host, port)
+                self.addresses["metrics"] = format_hostport(*bound)
+            socket_path = await nursery.start(
+                lambda task_status: serve_rpc(
+                    self.rpc,
+                    cfg.rpc_socket,
+                    max_request_bytes=cfg.rpc.max_request_bytes,
+                    idle_timeout_s=cfg.rpc.idle_timeout_s,
+                    task_status=task_status,
+                )
+            )
+            self.addresses["rpc"] = str(socket_path)
+            log.info("node_started", did=self.did, version=__version__, **self.addresses)
+            task_status.started(self)
+
+    async def shutdown(self) -> None:
+        """Tell services to wind down (say goodbye to peers, persist); bounded by the caller."""
+        if self.mesh is not None and hasattr(self.mesh, "shutdown"):
+            await self.mesh.shutdown()
