@@ -113,13 +113,21 @@ def root(
     ctx: typer.Context,
     socket: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--socket", "-s", help="icnd's RPC socket (default: $ICN_SOCKET, the "
-                     f"config's rpc.socket, else {DEFAULT_SOCKET})."),
+        typer.Option(
+            "--socket",
+            "-s",
+            help="icnd's RPC socket (default: $ICN_SOCKET, the "
+            f"config's rpc.socket, else {DEFAULT_SOCKET}).",
+        ),
     ] = None,
     config: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--config", "-c", help="Read the socket path from this icnd config.",
-                     envvar="ICN_CONFIG"),
+        typer.Option(
+            "--config",
+            "-c",
+            help="Read the socket path from this icnd config.",
+            envvar="ICN_CONFIG",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for icnd.")] = 30.0,

@@ -148,4 +148,3 @@ def advertised_capacity(
         gpu_devices=list(gpus) if limits.gpus else [],
         updated_at=now,
     )
-

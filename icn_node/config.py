@@ -143,36 +143,54 @@ class LogSection:
 
 @dataclass(frozen=True)
 class MeshSection:
-    listen: str = key("0.0.0.0:7946", "TLS listener address (host:port; port 0 picks one).", _hostport)
+    listen: str = key(
+        "0.0.0.0:7946", "TLS listener address (host:port; port 0 picks one).", _hostport
+    )
     advertise: str = key(
         "", "Address peers should dial (host:port); empty: the listen address.", _optional_hostport
     )
     bootstrap: list[str] = key([], "Addresses (host:port) dialled at start.", _hostports)
     members: list[str] = key([], "DIDs admitted to the mesh (the cooperative's members).", _dids)
     open: bool = key(False, "Admit any DID (development only; logged as a warning at start).")
-    max_frame_bytes: int = key(1048576, "Largest frame accepted on a link.", _between(1024, 64 << 20))
-    replay_window_s: float = key(60.0, "Gossip older or newer than this (seconds) is dropped.", _positive)
+    max_frame_bytes: int = key(
+        1048576, "Largest frame accepted on a link.", _between(1024, 64 << 20)
+    )
+    replay_window_s: float = key(
+        60.0, "Gossip older or newer than this (seconds) is dropped.", _positive
+    )
     degree: int = key(6, "Target gossip mesh degree D.", _between(1, 64))
     degree_low: int = key(4, "Graft below this many mesh peers.", _between(1, 64))
     degree_high: int = key(12, "Prune above this many mesh peers.", _between(1, 64))
     heartbeat_interval_s: float = key(1.0, "Mesh heartbeat period (seconds).", _positive)
     liveness_timeout_s: float = key(10.0, "A peer silent this long is dropped.", _positive)
-    redial_min_s: float = key(0.5, "First redial backoff (seconds); doubles with jitter.", _positive)
+    redial_min_s: float = key(
+        0.5, "First redial backoff (seconds); doubles with jitter.", _positive
+    )
     redial_max_s: float = key(30.0, "Longest redial backoff (seconds).", _positive)
-    send_queue_len: int = key(1024, "Frames queued per peer before it is dropped as stuck.", _between(8, 1 << 20))
-    handshake_timeout_s: float = key(5.0, "Time allowed for TLS and Hello on a new link.", _positive)
+    send_queue_len: int = key(
+        1024, "Frames queued per peer before it is dropped as stuck.", _between(8, 1 << 20)
+    )
+    handshake_timeout_s: float = key(
+        5.0, "Time allowed for TLS and Hello on a new link.", _positive
+    )
 
 
 @dataclass(frozen=True)
 class RpcSection:
     socket: str = key("", "Unix socket path for icnctl; empty: <data_dir>/icnd.sock.")
-    max_request_bytes: int = key(1048576, "Largest request line accepted.", _between(1024, 64 << 20))
-    idle_timeout_s: float = key(30.0, "A client idle this long mid-request is disconnected.", _positive)
+    max_request_bytes: int = key(
+        1048576, "Largest request line accepted.", _between(1024, 64 << 20)
+    )
+    idle_timeout_s: float = key(
+        30.0, "A client idle this long mid-request is disconnected.", _positive
+    )
 
 
 @dataclass(frozen=True)
 class MetricsSection:
-    listen: str = key("127.0.0.1:9464", "Prometheus endpoint (host:port); empty: disabled.", _optional_hostport)
+    listen: str = key(
+        "127.0.0.1:9464", "Prometheus endpoint (host:port); empty: disabled.", _optional_hostport
+    )
 
 
 @dataclass(frozen=True)
@@ -187,8 +205,12 @@ class ComputeSection:
     min_trust_execute: float = key(
         0.3, "Serve a submitter only if trusted at least this much.", _between(0.0, 1.0)
     )
-    offer_window_ms: int = key(1000, "Longest wait for offers after a placement request.", _between(1, 600_000))
-    deliberation_ms: int = key(0, "Executor delay before offering (the seed used 500).", _between(0, 60_000))
+    offer_window_ms: int = key(
+        1000, "Longest wait for offers after a placement request.", _between(1, 600_000)
+    )
+    deliberation_ms: int = key(
+        0, "Executor delay before offering (the seed used 500).", _between(0, 60_000)
+    )
     announce_interval_s: float = key(10.0, "Executor announcement period (seconds).", _positive)
     max_attempts: int = key(3, "Placements tried per task before it fails.", _between(1, 100))
 
@@ -197,7 +219,9 @@ class ComputeSection:
 class CapacitySection:
     cpu_cores: float = key(0.0, "Cap on advertised CPU cores; 0: what the host has.", _non_negative)
     memory_mb: int = key(0, "Cap on advertised memory (MB); 0: what the host has.", _non_negative)
-    storage_mb: int = key(0, "Cap on advertised storage (MB); 0: free space of data_dir.", _non_negative)
+    storage_mb: int = key(
+        0, "Cap on advertised storage (MB); 0: free space of data_dir.", _non_negative
+    )
     network_mbps: float = key(
         0.0,
         "Cap on advertised link speed, also used when the NIC reports none; 0: reported or 1000.",
@@ -416,9 +440,7 @@ def load_config(
             continue  # e.g. ICN_SOCKET, read by icnctl, not a daemon key
         hints = _field_types(SECTIONS[section_name])
         if key_name not in hints:
-            raise ConfigError(
-                f"unknown key {section_name}.{key_name}", source=f"environment {var}"
-            )
+            raise ConfigError(f"unknown key {section_name}.{key_name}", source=f"environment {var}")
         try:
             value = _from_env_text(text, hints[key_name])
         except (TypeError, ValueError):

@@ -90,4 +90,6 @@ async def serve_metrics(
     log.info("metrics_listening", address=f"{bound[0]}:{bound[1]}")
     async with trio.open_nursery() as nursery:
         task_status.started((bound[0], bound[1]))
-        await trio.serve_listeners(lambda s: _handle(s, metrics), listeners, handler_nursery=nursery)
+        await trio.serve_listeners(
+            lambda s: _handle(s, metrics), listeners, handler_nursery=nursery
+        )
