@@ -1,0 +1,54 @@
+# Every target works on a fresh machine with only Python >= 3.11 and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
+PYTEST_ARGS ?=
+
+.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip clean
+
+help:
+	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
+	@echo "make test          install (if needed) and run the whole test suite"
+	@echo "make run           one development node in the foreground (state in ./run/dev)"
+	@echo "make lint          ruff lint and format check"
+	@echo "make bench         every benchmark (bench-score, bench-gossip)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+run: $(STAMP)
+	@test -f run/dev/node.key || $(BIN)/icnd init --data-dir run/dev
+	@echo "In another shell: $(BIN)/icnctl --socket run/dev/icnd.sock node status"
+	$(BIN)/icnd run --config config/dev.toml
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: bench-score bench-gossip
+
+bench-score: $(STAMP)
+	$(BIN)/python bench/bench_score.py
+
+bench-gossip: $(STAMP)
+	$(BIN)/python bench/bench_gossip.py --nodes 16
+
+clean:
+	rm -rf $(VENV) run .pytest_cache .hypothesis .ruff_cache *.egg-info

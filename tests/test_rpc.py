@@ -1,0 +1,168 @@
+import json
+import socket
+import stat
+
+import pytest
+import trio
+import trio.testing
+
+from icn_node.errors import IcnError, RpcError
+from icn_node.rpc import RpcRegistry
+from icn_node.rpc.client import DaemonUnavailable, RpcClient
+from icn_node.rpc.protocol import InvalidParams
+from icn_node.rpc.server import _serve_connection, serve_rpc
+
+
+def make_registry():
+    reg = RpcRegistry()
+
+    @reg.method("echo")
+    async def echo(params):
+        return params
+
+    @reg.method("boom")
+    async def boom(params):
+        raise ZeroDivisionError("bug")
+
+    @reg.method("refuse")
+    async def refuse(params):
+        raise InvalidParams("n must be positive")
+
+    @reg.method("domain")
+    async def domain(params):
+        raise IcnError("task not found")
+
+    return reg
+
+
+async def handle(reg, obj):
+    raw = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    out = await reg.handle_line(raw)
+    return None if out is None else json.loads(out)
+
+
+async def test_success_and_errors():
+    reg = make_registry()
+    ok = await handle(reg, {"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"a": 1}})
+    assert ok == {"jsonrpc": "2.0", "id": 1, "result": {"a": 1}}
+    assert (await handle(reg, b"{not json"))["error"]["code"] == -32700
+    assert (await handle(reg, [1, 2]))["error"]["code"] == -32600
+    assert (await handle(reg, "str"))["error"]["code"] == -32600
+    assert (await handle(reg, {"id": 2, "method": "echo"}))["error"]["code"] == -32600
+    unknown = await handle(reg, {"jsonrpc": "2.0", "id": 3, "method": "nope"})
+    assert unknown["error"]["code"] == -32601 and "nope" in unknown["error"]["message"]
+    bad = await handle(reg, {"jsonrpc": "2.0", "id": 4, "method": "echo", "params": [1]})
+    assert bad["error"]["code"] == -32602
+    refused = await handle(reg, {"jsonrpc": "2.0", "id": 5, "method": "refuse"})
+    assert refused["error"] == {"code": -32602, "message": "n must be positive"}
+    domain = await handle(reg, {"jsonrpc": "2.0", "id": 6, "method": "domain"})
+    assert domain["error"]["code"] == -32000 and "task not found" in domain["error"]["message"]
+
+
+async def test_handler_bug_is_an_internal_error_not_a_crash():
+    reg = make_registry()
+    out = await handle(reg, {"jsonrpc": "2.0", "id": 7, "method": "boom"})
+    assert out["error"]["code"] == -32603 and "ZeroDivisionError" in out["error"]["message"]
+    again = await handle(reg, {"jsonrpc": "2.0", "id": 8, "method": "echo", "params": {}})
+    assert again["result"] == {}
+
+
+async def test_notification_gets_no_response():
+    reg = make_registry()
+    assert await handle(reg, {"jsonrpc": "2.0", "method": "echo", "params": {}}) is None
+
+
+def test_duplicate_method_is_refused():
+    reg = make_registry()
+    with pytest.raises(ValueError):
+        reg.register("echo", lambda p: None)
+
+
+# --- one connection, on memory streams with a mock clock -------------------------------------
+
+
+async def read_lines(stream, n):
+    buf = b""
+    while buf.count(b"\n") < n:
+        chunk = await stream.receive_some()
+        if not chunk:
+            break
+        buf += chunk
+    return [json.loads(line) for line in buf.splitlines()]
+
+
+async def test_pipelined_requests_answered_in_order(autojump_clock):
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as n:
+        n.start_soon(_serve_connection, server, make_registry(), 1024, 30.0)
+        reqs = b"".join(
+            json.dumps({"jsonrpc": "2.0", "id": i, "method": "echo", "params": {"i": i}}).encode()
+            + b"\n"
+            for i in range(3)
+        )
+        await client.send_all(reqs)
+        out = await read_lines(client, 3)
+        assert [r["result"]["i"] for r in out] == [0, 1, 2]
+        await client.aclose()
+
+
+async def test_oversized_request_gets_error_then_close(autojump_clock):
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as n:
+        n.start_soon(_serve_connection, server, make_registry(), 1024, 30.0)
+        await client.send_all(b"x" * 5000)
+        out = await read_lines(client, 1)
+        assert out[0]["error"]["code"] == -32600 and "1024" in out[0]["error"]["message"]
+        assert await client.receive_some() == b""  # closed
+
+
+async def test_slow_client_is_disconnected_after_idle_timeout(autojump_clock):
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as n:
+        n.start_soon(_serve_connection, server, make_registry(), 1024, 30.0)
+        start = trio.current_time()
+        await client.send_all(b'{"jsonrpc": "2.0", ')
+        assert await client.receive_some() == b""
+        assert trio.current_time() - start == pytest.approx(30.0)
+
+
+# --- the real Unix socket ---------------------------------------------------------------------
+
+
+async def test_socket_mode_answers_and_unlinks_on_exit(short_tmp):
+    path = short_tmp / "s.sock"
+    async with trio.open_nursery() as n:
+        await n.start(serve_rpc, make_registry(), path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o660
+        result = await trio.to_thread.run_sync(lambda: RpcClient(path).call("echo", {"x": "y"}))
+        assert result == {"x": "y"}
+        with pytest.raises(RpcError) as err:
+            await trio.to_thread.run_sync(lambda: RpcClient(path).call("nope"))
+        assert err.value.code == -32601
+        n.cancel_scope.cancel()
+    assert not path.exists()
+
+
+async def test_stale_socket_is_replaced_live_one_is_not(short_tmp):
+    path = short_tmp / "s.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()  # a socket file nobody listens on, as a killed daemon leaves
+    async with trio.open_nursery() as n:
+        await n.start(serve_rpc, make_registry(), path)
+        with pytest.raises(IcnError, match="already listening"):
+            await serve_rpc(make_registry(), path)
+        n.cancel_scope.cancel()
+
+
+async def test_refuses_to_replace_a_regular_file(short_tmp):
+    path = short_tmp / "s.sock"
+    path.write_text("precious")
+    with pytest.raises(IcnError, match="not a socket"):
+        await serve_rpc(make_registry(), path)
+    assert path.read_text() == "precious"
+
+
+def test_client_without_daemon_says_so(short_tmp):
+    with pytest.raises(DaemonUnavailable, match="no icnd is listening"):
+        RpcClient(short_tmp / "absent.sock").call("node.status")
