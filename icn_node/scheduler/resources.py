@@ -99,7 +99,7 @@ class ComputeCapability:
     def __str__(self) -> str:
         return f"sm_{self.major}{self.minor}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         return {"major": self.major, "minor": self.minor}
 
     @classmethod
@@ -149,7 +149,7 @@ class GpuDevice:
         return (self.memory_gb >= spec.memory_gb
                 and self.compute_capability.satisfies(spec.compute_capability))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         return {
             "device_id": self.device_id,
             "device_name": self.device_name,
@@ -187,7 +187,7 @@ class GpuSpec:
                            _cc_field("gpu_spec.compute_capability", self.compute_capability))
         chk.integer("gpu_spec.device_count", self.device_count, lo=1, hi=MAX_GPU_DEVICES)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         return {
             "memory_gb": self.memory_gb,
             "compute_capability": str(self.compute_capability),
@@ -270,7 +270,7 @@ class ResourceProfile:
                    gpu_spec=GpuSpec(memory_gb, ComputeCapability.parse(compute_capability),
                                     device_count))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         return {
             "cpu_cores": self.cpu_cores,
             "memory_mb": self.memory_mb,
@@ -316,7 +316,7 @@ class Reservation:
             raise ResourceError("reservation.gpu_device_ids: devices must be distinct")
         object.__setattr__(self, "gpu_device_ids", ids)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         return {
             "reservation_id": self.reservation_id,
             "profile": self.profile.to_dict(),
@@ -576,7 +576,7 @@ class NodeCapacity:
             storage_mb_available=self.storage_mb_available,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         """The current figures (what an executor announces); the ledger is local, not included."""
         return {
             "cpu_cores_total": self.cpu_cores_total,

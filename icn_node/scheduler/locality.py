@@ -1,0 +1,482 @@
+"""Where a task would like to run, and what a node knows about the world to judge it.
+
+:class:`LocalityHint` has one subclass per variant of Phase 16C. Three are hard constraints
+that exclude a node: :class:`AvoidDid`, :class:`RequireRegion` and the limit of
+:class:`MinimizeTransfer`. The others only move the score.
+
+:class:`BlobRegistry` says which nodes hold which blobs and how big they are; it is validated
+once and can be shared between many :class:`LocalityContext` values (the simulator builds one
+context per node over one registry). :class:`LocalityContext` is what a policy knows when it
+scores: this node's region, the registry, estimated RTT and bandwidth from this node to others,
+and which tasks run where. The daemon builds it from live state; a policy never reaches out.
+
+Hashes are 32-byte ``bytes``. ``to_dict()`` keeps them as bytes (the CBOR wire form);
+``to_dict(json_safe=True)`` gives 64-digit hex strings. ``from_dict`` accepts either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+from icn_node.errors import ResourceError
+from icn_node.scheduler import _checks as chk
+
+__all__ = [
+    "MAX_HINT_BLOBS",
+    "AvoidDid",
+    "BlobLocation",
+    "BlobRegistry",
+    "ColocateWith",
+    "DataLocality",
+    "LocalityContext",
+    "LocalityHint",
+    "MinimizeTransfer",
+    "PreferDid",
+    "PreferHighBandwidth",
+    "PreferLowLatency",
+    "PreferRegion",
+    "RequireRegion",
+]
+
+MAX_HINT_BLOBS = 1024
+MAX_DID_LEN = 512
+MAX_REGION_LEN = 128
+MAX_RTT_MS = 3_600_000.0
+MAX_BANDWIDTH_MBPS = 1_000_000.0
+MAX_BLOB_BYTES = 2**50  # 1 PiB
+MAX_TRANSFER_MB = 2**30  # 1 PiB in MiB
+BYTES_PER_MB = 1024 * 1024
+
+
+def _hex_or_bytes(h: bytes, json_safe: bool) -> bytes | str:
+    return h.hex() if json_safe else h
+
+
+def _did(name: str, value: Any) -> str:
+    return chk.text(name, value, max_len=MAX_DID_LEN)
+
+
+def _region(name: str, value: Any) -> str:
+    return chk.text(name, value, max_len=MAX_REGION_LEN)
+
+
+def _blobs(name: str, value: Any) -> tuple[bytes, ...]:
+    items = chk.sequence(name, value, max_len=MAX_HINT_BLOBS)
+    if not items:
+        raise ResourceError(f"{name}: must name at least one blob")
+    return tuple(chk.hash32(f"{name}[{i}]", b) for i, b in enumerate(items))
+
+
+class LocalityHint:
+    """Base of the locality hints. ``LocalityHint.from_dict`` dispatches on ``"kind"``."""
+
+    __slots__ = ()
+    kind: ClassVar[str] = ""
+    hard: ClassVar[bool] = False
+    """True for hints that exclude a node rather than score it."""
+    _registry: ClassVar[dict[str, type[LocalityHint]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            LocalityHint._registry[cls.kind] = cls
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, d: Any) -> LocalityHint:
+        d = chk.mapping("locality_hint", d)
+        kind = chk.field("locality_hint", d, "kind")
+        sub = LocalityHint._registry.get(kind) if isinstance(kind, str) else None
+        if sub is None:
+            raise ResourceError(f"locality_hint.kind: unknown kind {kind!r}")
+        if cls is not LocalityHint and sub is not cls:
+            raise ResourceError(f"locality_hint.kind: expected {cls.kind!r}, got {kind!r}")
+        return sub._from_fields(d)
+
+    @classmethod
+    def _from_fields(cls, d: Mapping[str, Any]) -> LocalityHint:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class PreferDid(LocalityHint):
+    """Prefer the executor with this DID (scores the locality component)."""
+
+    did: str
+    kind: ClassVar[str] = "prefer_did"
+
+    def __post_init__(self) -> None:
+        _did("prefer_did.did", self.did)
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {"kind": self.kind, "did": self.did}
+
+    @classmethod
+    def _from_fields(cls, d: Mapping[str, Any]) -> PreferDid:
+        return cls(chk.field("prefer_did", d, "did"))
+
+
+@dataclass(frozen=True, slots=True)
+class AvoidDid(LocalityHint):
+    """Never place on the executor with this DID (hard)."""
+
+    did: str
+    kind: ClassVar[str] = "avoid_did"
+    hard: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _did("avoid_did.did", self.did)
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {"kind": self.kind, "did": self.did}
+
+    @classmethod
+    def _from_fields(cls, d: Mapping[str, Any]) -> AvoidDid:
+        return cls(chk.field("avoid_did", d, "did"))
+
+
+@dataclass(frozen=True, slots=True)
+class PreferRegion(LocalityHint):
+    """Prefer executors in this region (scores the network component)."""
+
+    region: str
+    kind: ClassVar[str] = "prefer_region"
+
+    def __post_init__(self) -> None:
+        _region("prefer_region.region", self.region)
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {"kind": self.kind, "region": self.region}
+
+    @classmethod
+    def _from_fields(cls, d: Mapping[str, Any]) -> PreferRegion:
+        return cls(chk.field("prefer_region", d, "region"))
+
+
+@dataclass(frozen=True, slots=True)
+class RequireRegion(LocalityHint):
+    """Only executors that report this region may run the task (data sovereignty; hard)."""
+
+    region: str
+    kind: ClassVar[str] = "require_region"
+    hard: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _region("require_region.region", self.region)
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {"kind": self.kind, "region": self.region}
+
+    @classmethod
+    def _from_fields(cls, d: Mapping[str, Any]) -> RequireRegion:
+        return cls(chk.field("require_region", d, "region"))
+
+
+@dataclass(frozen=True, slots=True)
+class DataLocality(LocalityHint):
+    """The task reads these blobs: prefer executors that already hold most of their bytes."""
+
+    blobs: tuple[bytes, ...]
+    kind: ClassVar[str] = "data_locality"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blobs", _blobs("data_locality.blobs", self.blobs))
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {"kind": self.kind, "blobs": [_hex_or_bytes(b, json_safe) for b in self.blobs]}
+
+    @classmethod
+    def _from_fields(cls, d: Mapping[str, Any]) -> DataLocality:
+        return cls(chk.field("data_locality", d, "blobs"))
+
+
+@dataclass(frozen=True, slots=True)
+class ColocateWith(LocalityHint):
+    """Prefer the executor that runs this task (scores the locality component)."""
+
+    task: bytes
+    kind: ClassVar[str] = "colocate_with"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "task", chk.hash32("colocate_with.task", self.task))
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {"kind": self.kind, "task": _hex_or_bytes(self.task, json_safe)}
+
+    @classmethod
+    def _from_fields(cls, d: Mapping[str, Any]) -> ColocateWith:
+        return cls(chk.field("colocate_with", d, "task"))
+
+
+@dataclass(frozen=True, slots=True)
+class PreferLowLatency(LocalityHint):
+    """Prefer executors within ``max_rtt_ms`` of the submitter, the closer the better."""
+
+    max_rtt_ms: float
+    kind: ClassVar[str] = "prefer_low_latency"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_rtt_ms", chk.number(
+            "prefer_low_latency.max_rtt_ms", self.max_rtt_ms, lo=0.0, hi=MAX_RTT_MS,
+            lo_open=True))
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {"kind": self.kind, "max_rtt_ms": self.max_rtt_ms}
+
+    @classmethod
+    def _from_fields(cls, d: Mapping[str, Any]) -> PreferLowLatency:
+        return cls(chk.field("prefer_low_latency", d, "max_rtt_ms"))
+
+
+@dataclass(frozen=True, slots=True)
+class PreferHighBandwidth(LocalityHint):
+    """Prefer executors with at least ``min_mbps`` to the submitter, the more the better."""
+
+    min_mbps: float
+    kind: ClassVar[str] = "prefer_high_bandwidth"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "min_mbps", chk.number(
+            "prefer_high_bandwidth.min_mbps", self.min_mbps, lo=0.0, hi=MAX_BANDWIDTH_MBPS,
+            lo_open=True))
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {"kind": self.kind, "min_mbps": self.min_mbps}
+
+    @classmethod
+    def _from_fields(cls, d: Mapping[str, Any]) -> PreferHighBandwidth:
+        return cls(chk.field("prefer_high_bandwidth", d, "min_mbps"))
+
+
+@dataclass(frozen=True, slots=True)
+class MinimizeTransfer(LocalityHint):
+    """Compute goes to data: these blobs count for locality, and an executor that would have
+    to fetch more than ``max_transfer_mb`` MiB of them is excluded (hard limit)."""
+
+    blobs: tuple[bytes, ...]
+    max_transfer_mb: int
+    kind: ClassVar[str] = "minimize_transfer"
+    hard: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blobs", _blobs("minimize_transfer.blobs", self.blobs))
+        chk.integer("minimize_transfer.max_transfer_mb", self.max_transfer_mb,
+                    lo=0, hi=MAX_TRANSFER_MB)
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {"kind": self.kind, "blobs": [_hex_or_bytes(b, json_safe) for b in self.blobs],
+                "max_transfer_mb": self.max_transfer_mb}
+
+    @classmethod
+    def _from_fields(cls, d: Mapping[str, Any]) -> MinimizeTransfer:
+        return cls(chk.field("minimize_transfer", d, "blobs"),
+                   chk.field("minimize_transfer", d, "max_transfer_mb"))
+
+
+# -- blob registry ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlobLocation:
+    """One announcement: ``node_did`` holds ``blob_hash`` of ``size_bytes`` bytes."""
+
+    blob_hash: bytes
+    node_did: str
+    size_bytes: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blob_hash", chk.hash32("blob_location.blob_hash",
+                                                         self.blob_hash))
+        _did("blob_location.node_did", self.node_did)
+        chk.integer("blob_location.size_bytes", self.size_bytes, lo=0, hi=MAX_BLOB_BYTES)
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {"blob_hash": _hex_or_bytes(self.blob_hash, json_safe), "node_did": self.node_did,
+                "size_bytes": self.size_bytes}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> BlobLocation:
+        d = chk.mapping("blob_location", d)
+        f = chk.field
+        return cls(f("blob_location", d, "blob_hash"), f("blob_location", d, "node_did"),
+                   f("blob_location", d, "size_bytes"))
+
+
+class BlobRegistry:
+    """Which nodes hold which blobs, and each blob's size. Immutable once built.
+
+    Lookups are dict lookups (``O(1)`` per blob) whatever the registry's size. A blob's size is
+    a property of its content, so two locations disagreeing on it is an error.
+    """
+
+    __slots__ = ("_entries", "_count")
+
+    def __init__(self, locations: Iterable[BlobLocation] = ()) -> None:
+        sizes: dict[bytes, int] = {}
+        holders: dict[bytes, set[str]] = {}
+        count = 0
+        for loc in locations:
+            if not isinstance(loc, BlobLocation):
+                raise ResourceError(
+                    f"blob_registry: expected BlobLocation items, got {type(loc).__name__}")
+            known = sizes.setdefault(loc.blob_hash, loc.size_bytes)
+            if known != loc.size_bytes:
+                raise ResourceError(
+                    f"blob_registry: blob {loc.blob_hash.hex()} announced with sizes "
+                    f"{known} and {loc.size_bytes}")
+            hs = holders.setdefault(loc.blob_hash, set())
+            if loc.node_did not in hs:
+                hs.add(loc.node_did)
+                count += 1
+        self._entries: dict[bytes, tuple[int, frozenset[str]]] = {
+            h: (sizes[h], frozenset(hs)) for h, hs in holders.items()}
+        self._count = count
+
+    def lookup(self, blob_hash: bytes) -> tuple[int, frozenset[str]] | None:
+        """``(size_bytes, holder DIDs)`` for a blob, or None when nobody announced it."""
+        return self._entries.get(blob_hash)
+
+    def size(self, blob_hash: bytes) -> int | None:
+        e = self._entries.get(blob_hash)
+        return None if e is None else e[0]
+
+    def holders(self, blob_hash: bytes) -> frozenset[str]:
+        e = self._entries.get(blob_hash)
+        return frozenset() if e is None else e[1]
+
+    def __len__(self) -> int:
+        """The number of (blob, node) locations."""
+        return self._count
+
+    @property
+    def blob_count(self) -> int:
+        return len(self._entries)
+
+    def locations(self) -> list[BlobLocation]:
+        """Every location, in a deterministic order (by blob hash, then DID)."""
+        return [BlobLocation(h, did, size)
+                for h, (size, hs) in sorted(self._entries.items())
+                for did in sorted(hs)]
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {"blobs": [
+            {"blob_hash": _hex_or_bytes(h, json_safe), "size_bytes": size,
+             "holders": sorted(hs)}
+            for h, (size, hs) in sorted(self._entries.items())]}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> BlobRegistry:
+        d = chk.mapping("blob_registry", d)
+        blobs = chk.sequence("blob_registry.blobs", chk.field("blob_registry", d, "blobs", []),
+                             max_len=10_000_000)
+        locs = []
+        for i, e in enumerate(blobs):
+            e = chk.mapping(f"blob_registry.blobs[{i}]", e)
+            h = chk.field(f"blob_registry.blobs[{i}]", e, "blob_hash")
+            size = chk.field(f"blob_registry.blobs[{i}]", e, "size_bytes")
+            hs = chk.sequence(f"blob_registry.blobs[{i}].holders",
+                              chk.field(f"blob_registry.blobs[{i}]", e, "holders"),
+                              max_len=1_000_000)
+            locs.extend(BlobLocation(h, did, size) for did in hs)
+        return cls(locs)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BlobRegistry):
+            return NotImplemented
+        return self._entries == other._entries
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"BlobRegistry(blobs={self.blob_count}, locations={self._count})"
+
+
+_EMPTY_REGISTRY = BlobRegistry()
+
+
+def _float_map(name: str, m: Any, hi: float) -> Mapping[str, float]:
+    m = chk.mapping(name, m)
+    out = {}
+    for k, v in m.items():
+        _did(f"{name} key", k)
+        out[k] = chk.number(f"{name}[{k}]", v, lo=0.0, hi=hi)
+    return MappingProxyType(out)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalityContext:
+    """What a policy knows about the world, from the scoring node's point of view.
+
+    ``region``: this node's self-reported region (None if unknown). ``blobs``: the shared
+    :class:`BlobRegistry`. ``rtt_ms`` / ``bandwidth_mbps``: estimates from this node to other
+    nodes, by DID. ``task_locations``: task hash -> DID of the node running it.
+    """
+
+    region: str | None = None
+    blobs: BlobRegistry = field(default_factory=lambda: _EMPTY_REGISTRY)
+    rtt_ms: Mapping[str, float] = field(default_factory=dict)
+    bandwidth_mbps: Mapping[str, float] = field(default_factory=dict)
+    task_locations: Mapping[bytes, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.region is not None:
+            _region("locality_context.region", self.region)
+        if not isinstance(self.blobs, BlobRegistry):
+            raise ResourceError("locality_context.blobs: expected a BlobRegistry")
+        s = object.__setattr__
+        s(self, "rtt_ms", _float_map("locality_context.rtt_ms", self.rtt_ms, MAX_RTT_MS))
+        s(self, "bandwidth_mbps", _float_map("locality_context.bandwidth_mbps",
+                                             self.bandwidth_mbps, MAX_BANDWIDTH_MBPS))
+        tl = chk.mapping("locality_context.task_locations", self.task_locations)
+        s(self, "task_locations", MappingProxyType({
+            chk.hash32("locality_context.task_locations key", k):
+                _did("locality_context.task_locations value", v)
+            for k, v in tl.items()}))
+
+    @classmethod
+    def empty(cls) -> LocalityContext:
+        """Knows nothing: every locality and network component is neutral."""
+        return cls()
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "blobs": self.blobs.to_dict(json_safe=json_safe),
+            "rtt_ms": dict(sorted(self.rtt_ms.items())),
+            "bandwidth_mbps": dict(sorted(self.bandwidth_mbps.items())),
+            "task_locations": [[_hex_or_bytes(t, json_safe), did]
+                               for t, did in sorted(self.task_locations.items())],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> LocalityContext:
+        d = chk.mapping("locality_context", d)
+        tl = chk.sequence("locality_context.task_locations", d.get("task_locations", []),
+                          max_len=10_000_000)
+        pairs = {}
+        for i, p in enumerate(tl):
+            p = chk.sequence(f"locality_context.task_locations[{i}]", p, max_len=2)
+            if len(p) != 2:
+                raise ResourceError(f"locality_context.task_locations[{i}]: expected [task, did]")
+            pairs[chk.hash32(f"locality_context.task_locations[{i}]", p[0])] = p[1]
+        return cls(
+            region=d.get("region"),
+            blobs=BlobRegistry.from_dict(d.get("blobs", {})),
+            rtt_ms=d.get("rtt_ms", {}),
+            bandwidth_mbps=d.get("bandwidth_mbps", {}),
+            task_locations=pairs,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LocalityContext):
+            return NotImplemented
+        return (self.region == other.region and self.blobs == other.blobs
+                and dict(self.rtt_ms) == dict(other.rtt_ms)
+                and dict(self.bandwidth_mbps) == dict(other.bandwidth_mbps)
+                and dict(self.task_locations) == dict(other.task_locations))
+
