@@ -1,1 +1,19 @@
-"""icn_node.runner"""
+"""Task execution: the WebAssembly sandbox (default) and the opt-in host-command driver.
+
+See docs/EXECUTION.md. Both drivers end a run in one :class:`TaskState` and report a
+:class:`RunResult`.
+"""
+
+from icn_node.runner.result import CappedBuffer, RunResult, TaskState
+from icn_node.runner.wasm import RunControl, WasmJob, WasmRun, run_wasm, run_wasm_blocking
+
+__all__ = [
+    "CappedBuffer",
+    "RunControl",
+    "RunResult",
+    "TaskState",
+    "WasmJob",
+    "WasmRun",
+    "run_wasm",
+    "run_wasm_blocking",
+]

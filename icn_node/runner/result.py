@@ -1,0 +1,132 @@
+"""Outcome types shared by the task drivers (wasm and exec).
+
+Pure data: no wasmtime, no trio. A run ends in exactly one :class:`TaskState`; the
+:class:`RunResult` carries the evidence (fuel, exit code, message, capped output, files).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUTPUT_CAP = 64 * 1024
+
+
+class TaskState(enum.StrEnum):
+    """How a run ended. Every run ends in exactly one of these."""
+
+    COMPLETED = "completed"
+    """The task finished on its own with exit code 0."""
+    FAILED = "failed"
+    """Trap, non-zero exit, a module that does not compile, or a setup problem (see message)."""
+    FUEL_EXHAUSTED = "fuel_exhausted"
+    """The task used up its compute budget (wasm fuel; CPU seconds for the exec driver)."""
+    TIMED_OUT = "timed_out"
+    """The wall-clock deadline passed before the task finished."""
+    CANCELLED = "cancelled"
+    """Someone cancelled the task before it finished."""
+
+
+class CappedBuffer:
+    """Keeps the first ``cap`` bytes written to it and counts the rest.
+
+    Used as the sink for a task's stdout/stderr, so a chatty task costs at most ``cap`` bytes
+    of memory however much it writes.
+    """
+
+    def __init__(self, cap: int) -> None:
+        if cap < 0:
+            raise ValueError(f"cap must be >= 0, got {cap}")
+        self.cap = cap
+        self.total = 0
+        self._data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        room = self.cap - len(self._data)
+        if room > 0:
+            self._data += data[:room]
+        self.total += len(data)
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.cap
+
+    def getvalue(self) -> bytes:
+        return bytes(self._data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """What one run of a task produced.
+
+    ``stdout``/``stderr`` hold at most the job's caps; ``*_truncated`` says the task wrote more.
+    ``outputs`` are the regular files found under the job's output directory after the run
+    (sorted host paths; symlinks are neither listed nor followed). ``fuel_used`` is the fuel
+    limit minus the fuel left; it is always 0 for the exec driver, which has no fuel meter.
+    ``exit_code`` is None when the task did not exit (trap, fuel, deadline, cancel); for the exec
+    driver a negative value is the signal that killed the process.
+    """
+
+    state: TaskState
+    fuel_used: int = 0
+    exit_code: int | None = None
+    message: str = ""
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    outputs: tuple[Path, ...] = ()
+    wall_time_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", TaskState(self.state))
+        object.__setattr__(self, "outputs", tuple(Path(p) for p in self.outputs))
+
+    @property
+    def ok(self) -> bool:
+        return self.state is TaskState.COMPLETED
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        """Plain dict for CBOR (bytes stay bytes) or, with ``json_safe``, for JSON.
+
+        With ``json_safe`` the stdout/stderr values are base64 text; :meth:`from_dict` accepts
+        either form.
+        """
+        out: bytes | str = self.stdout
+        err: bytes | str = self.stderr
+        if json_safe:
+            out = base64.b64encode(self.stdout).decode("ascii")
+            err = base64.b64encode(self.stderr).decode("ascii")
+        return {
+            "state": self.state.value,
+            "fuel_used": self.fuel_used,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "stdout": out,
+            "stderr": err,
+            "stdout_truncated": self.stdout_truncated,
+            "stderr_truncated": self.stderr_truncated,
+            "outputs": [str(p) for p in self.outputs],
+            "wall_time_s": self.wall_time_s,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        def blob(value: bytes | str) -> bytes:
+            return base64.b64decode(value) if isinstance(value, str) else bytes(value)
+
+        return cls(
+            state=TaskState(data["state"]),
+            fuel_used=int(data["fuel_used"]),
+            exit_code=data["exit_code"],
+            message=str(data["message"]),
+            stdout=blob(data["stdout"]),
+            stderr=blob(data["stderr"]),
+            stdout_truncated=bool(data["stdout_truncated"]),
+            stderr_truncated=bool(data["stderr_truncated"]),
+            outputs=tuple(Path(p) for p in data["outputs"]),
+            wall_time_s=float(data["wall_time_s"]),
+        )
