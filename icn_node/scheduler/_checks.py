@@ -17,6 +17,11 @@ from icn_node.errors import ResourceError
 
 def number(name: str, value: Any, *, lo: float, hi: float, lo_open: bool = False) -> float:
     """A finite real in ``[lo, hi]`` (``(lo, hi]`` when ``lo_open``), returned as ``float``."""
+    # Fast path (the scoring loop builds offers): a float in range; NaN fails the comparisons
+    # and inf fails ``v - v == 0``.
+    if (type(value) is float and value <= hi and value - value == 0.0
+            and (lo < value if lo_open else lo <= value)):
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ResourceError(f"{name}: expected a number, got {type(value).__name__}")
     v = float(value)

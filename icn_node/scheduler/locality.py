@@ -314,7 +314,7 @@ class BlobRegistry:
     a property of its content, so two locations disagreeing on it is an error.
     """
 
-    __slots__ = ("_entries", "_count")
+    __slots__ = ("_entries", "_count", "lookup")
 
     def __init__(self, locations: Iterable[BlobLocation] = ()) -> None:
         sizes: dict[bytes, int] = {}
@@ -336,10 +336,9 @@ class BlobRegistry:
         self._entries: dict[bytes, tuple[int, frozenset[str]]] = {
             h: (sizes[h], frozenset(hs)) for h, hs in holders.items()}
         self._count = count
-
-    def lookup(self, blob_hash: bytes) -> tuple[int, frozenset[str]] | None:
-        """``(size_bytes, holder DIDs)`` for a blob, or None when nobody announced it."""
-        return self._entries.get(blob_hash)
+        # lookup(blob_hash) -> (size_bytes, holder DIDs), or None when nobody announced it.
+        # The dict's own ``get``, so a lookup in the scoring loop costs no Python frame.
+        self.lookup = self._entries.get
 
     def size(self, blob_hash: bytes) -> int | None:
         e = self._entries.get(blob_hash)

@@ -147,6 +147,12 @@ class ScoreComponents:
     jitter: float
 
     def __post_init__(self) -> None:
+        t, c, q, lo, n, j = self.as_tuple()
+        if (type(t) is float and type(c) is float and type(q) is float and type(lo) is float
+                and type(n) is float and type(j) is float and 0.0 <= t <= 1.0
+                and 0.0 <= c <= 1.0 and 0.0 <= q <= 1.0 and 0.0 <= lo <= 1.0
+                and 0.0 <= n <= 1.0 and 0.0 <= j <= 1.0):
+            return  # fast path for the scoring loop; NaN fails the comparisons
         for name in COMPONENTS:
             object.__setattr__(self, name, _unit(f"components.{name}", getattr(self, name)))
 
