@@ -17,7 +17,7 @@ A run gets its own wasmtime ``Engine`` (``consume_fuel`` and ``epoch_interruptio
   call.
 
 :func:`run_wasm_blocking` is the synchronous core (call it from a worker thread).
-:class:`WasmRun` is the trio driver: the run in ``trio.to_thread``, the deadline as a trio
+:class:`WasmRun` is the trio driver: the run in a worker thread, the deadline as a trio
 timer, ``cancel()`` to stop one task and still get a ``cancelled`` result.
 """
 
@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import trio
 import wasmtime
@@ -53,6 +54,9 @@ from wasmtime import (
 
 from icn_node.runner._checks import check_env, check_int, check_strings, check_timeout
 from icn_node.runner.result import DEFAULT_OUTPUT_CAP, CappedBuffer, RunResult, TaskState
+
+if TYPE_CHECKING:
+    import outcome
 
 WASM_MAGIC = b"\0asm"
 GUEST_INPUTS = "/inputs"
@@ -337,18 +341,21 @@ def _execute(job: WasmJob, control: RunControl, scratch: Path) -> RunResult:
         if control.reason is not None:
             return result(control.reason, _stopped_message(control.reason, job))
 
-        store.set_fuel(job.fuel)
-        if job.memory_limit_bytes is not None:
-            store.set_limits(memory_size=job.memory_limit_bytes)
-        wasi = WasiConfig()
-        wasi.argv = [PROGRAM_NAME, *job.args]
-        wasi.env = list(job.env.items())
-        wasi.stdout_custom = stdout.write
-        wasi.stderr_custom = stderr.write
-        wasi.preopen_dir(str(scratch / "inputs"), GUEST_INPUTS, False)  # fd 3, read-only
-        wasi.preopen_dir(str(job.output_dir), GUEST_OUTPUTS, True)  # fd 4
-        store.set_wasi(wasi)
-        linker = _new_linker(engine)
+        try:
+            store.set_fuel(job.fuel)
+            if job.memory_limit_bytes is not None:
+                store.set_limits(memory_size=job.memory_limit_bytes)
+            wasi = WasiConfig()
+            wasi.argv = [PROGRAM_NAME, *job.args]
+            wasi.env = list(job.env.items())
+            wasi.stdout_custom = stdout.write
+            wasi.stderr_custom = stderr.write
+            wasi.preopen_dir(str(scratch / "inputs"), GUEST_INPUTS, False)  # fd 3, read-only
+            wasi.preopen_dir(str(job.output_dir), GUEST_OUTPUTS, True)  # fd 4
+            store.set_wasi(wasi)
+            linker = _new_linker(engine)
+        except WasmtimeError as e:
+            return result(TaskState.FAILED, f"sandbox setup failed: {_summarize(e)}")
 
         state, exit_code, message = TaskState.COMPLETED, 0, ""
         try:
@@ -393,11 +400,11 @@ def run_wasm_blocking(
         timer.start()
     try:
         with tempfile.TemporaryDirectory(prefix="icn-run-", dir=scratch_root) as scratch:
-            outcome = _execute(job, control, Path(scratch))
+            result = _execute(job, control, Path(scratch))
     finally:
         if timer is not None:
             timer.cancel()
-    return replace(outcome, wall_time_s=time.monotonic() - started)
+    return replace(result, wall_time_s=time.monotonic() - started)
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,33 +455,40 @@ class WasmRun:
             raise RuntimeError("a WasmRun runs once; make a new one")
         self._started = True
         token = trio.lowlevel.current_trio_token()
+        started = trio.current_time()
         finished = trio.Event()
+        delivered: list[outcome.Outcome[RunResult]] = []
 
         def work() -> RunResult:
+            return run_wasm_blocking(
+                self.job, self._control, enforce_timeout=False, scratch_root=self._scratch_root
+            )
+
+        def deliver(result: outcome.Outcome[RunResult]) -> None:  # in the worker thread
+            delivered.append(result)
+            self._done = True
             try:
-                return run_wasm_blocking(
-                    self.job, self._control, enforce_timeout=False,
-                    scratch_root=self._scratch_root,
-                )
-            finally:
-                self._done = True
-                try:
-                    token.run_sync_soon(finished.set)
-                except trio.RunFinishedError:
-                    pass
+                token.run_sync_soon(finished.set)
+            except trio.RunFinishedError:
+                pass
 
         async with trio.open_nursery() as nursery:
             if self.job.timeout_s is not None:
                 nursery.start_soon(self._deadline, self.job.timeout_s)
+            # start_thread_soon rather than to_thread.run_sync: the thread has surely started
+            # once this returns, so a cancelled caller always has a thread to wait for.
+            trio.lowlevel.start_thread_soon(work, deliver, name="icn-wasm-run")
             try:
-                result = await trio.to_thread.run_sync(work, abandon_on_cancel=True)
+                await finished.wait()
             except trio.Cancelled:
                 self._control.stop(TaskState.CANCELLED)
                 with trio.move_on_after(self._grace_s, shield=True):
                     await finished.wait()
                 raise
             nursery.cancel_scope.cancel()
-        return result
+        # Wall time in the clock the deadline was measured in, so timed_out implies
+        # wall_time_s >= timeout_s.
+        return replace(delivered[0].unwrap(), wall_time_s=trio.current_time() - started)
 
     async def _deadline(self, timeout_s: float) -> None:
         await trio.sleep(timeout_s)

@@ -346,6 +346,28 @@ async def test_caller_cancellation_stops_the_thread_then_raises(out):
     assert run.done  # the worker was stopped and joined before Cancelled propagated
 
 
+async def test_run_in_an_already_cancelled_scope_returns_promptly(out):
+    run = WasmRun(job(example("infinite.wat"), out, fuel=BIG_FUEL))
+    started = trio.current_time()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await run.run()
+    assert run.done and trio.current_time() - started < 1.0
+
+
+def test_scratch_dir_is_always_removed(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"x")
+    for source, fuel in ((example("sum.wat"), FUEL), (example("infinite.wat"), 1000)):
+        run_wasm_blocking(
+            job(source, tmp_path / f"out{fuel}", fuel=fuel, inputs={"b": blob}),
+            scratch_root=scratch,
+        )
+    assert list(scratch.iterdir()) == []
+
+
 async def test_a_run_runs_once(out):
     run = WasmRun(job(example("sum.wat"), out))
     await run.run()
