@@ -173,6 +173,11 @@ class MeshSection:
     handshake_timeout_s: float = key(
         5.0, "Time allowed for TLS and Hello on a new link.", _positive
     )
+    max_peers: int = key(
+        32,
+        "Dial while fewer peers are connected; refuse links beyond twice this.",
+        _between(1, 4096),
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,502 @@
+"""The wire: every message type icnd sends between nodes, and the one codec for them.
+
+Nothing else in icnd builds or parses bytes that travel between nodes. This module is pure: it
+imports no trio and reads no clock (a test enforces both).
+
+Layout on a link (see docs/PROTOCOL.md for the full description):
+
+* **Frame** — a 4-byte big-endian unsigned length, then that many bytes of body. A frame longer
+  than the link's ``max_frame_bytes`` is refused as soon as its header is read.
+* **Body** — one CBOR array ``[tag, fields]``: ``tag`` is the message type's text tag and
+  ``fields`` a map from field name to value. Missing, unknown or ill-typed fields, an unknown tag
+  or trailing bytes raise :class:`~icn_node.errors.CodecError` naming what is wrong.
+* **Signed gossip** — :class:`Gossip` carries an Ed25519 signature by its origin over
+  :meth:`Gossip.signing_bytes`, the canonical CBOR encoding (RFC 8949 §4.2.1) of a fixed array
+  of its fields under a domain label.
+
+Adding a message type (for example the placement messages)::
+
+    @message("placement_offer")
+    @dataclass(frozen=True, slots=True)
+    class PlacementOffer(Message):
+        task: bytes
+        executor: str
+        score: float
+        resources: tuple[tuple[str, int], ...] = ()
+
+        def validate(self) -> None:          # optional: checks beyond the field types
+            check_did(self.executor)
+
+The decorator registers the tag; construction checks every field against its annotation
+(``str``, ``int``, ``float``, ``bool``, ``bytes``, ``X | None``, ``tuple[X, ...]`` and fixed
+``tuple[X, Y]``, nested freely) and then calls ``validate()``; :func:`encode_message` /
+:func:`decode_message` then handle it with no further code. A tag, once used on the wire, is
+never reused for a different shape; a new field needs a new tag or a protocol version bump.
+Application messages that ride inside gossip or direct messages are encoded the same way and
+carried as the ``payload`` bytes, so they share this registry and its checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import math
+import struct
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import cbor2
+
+from .errors import CodecError, IdentityError
+from .identity import NodeIdentity, validate_did, verify_signature
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_FRAME_BYTES = 1 << 20
+HEADER = struct.Struct(">I")
+NONCE_BYTES = 32
+SIGNATURE_BYTES = 64
+MAX_TOPIC_LEN = 128
+MAX_LIST_LEN = 256
+MAX_TEXT_LEN = 1024
+
+# Domain labels: a signature made for one purpose can never be replayed as another.
+LINK_AUTH_LABEL = b"icn-link-auth-v1"
+GOSSIP_LABEL = "icn-gossip-v1"
+
+M = TypeVar("M", bound="Message")
+
+
+# --- field checking -----------------------------------------------------------------------
+
+
+def check_did(did: str) -> str:
+    try:
+        return validate_did(did)
+    except IdentityError as e:
+        raise ValueError(str(e)) from None
+
+
+def check_topic(topic: str) -> str:
+    if not topic or len(topic) > MAX_TOPIC_LEN or not topic.isprintable():
+        raise ValueError(f"a topic is 1-{MAX_TOPIC_LEN} printable characters, got {topic!r}")
+    return topic
+
+
+def _check(value: Any, hint: Any, path: str) -> Any:
+    """``value`` converted to ``hint`` (lists become tuples) or ValueError naming ``path``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) != 1:
+            raise TypeError(f"unsupported annotation {hint!r}")
+        return _check(value, inner[0], path)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{path}: expected a list, got {type(value).__name__}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            if len(value) > MAX_LIST_LEN:
+                raise ValueError(f"{path}: at most {MAX_LIST_LEN} items, got {len(value)}")
+            return tuple(_check(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ValueError(f"{path}: expected {len(args)} items, got {len(value)}")
+        return tuple(
+            _check(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{path}: expected true/false, got {type(value).__name__}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{path}: expected an integer, got {type(value).__name__}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}: expected a number, got {type(value).__name__}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{path}: expected a finite number")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{path}: expected text, got {type(value).__name__}")
+        return value
+    if hint is bytes:
+        if not isinstance(value, (bytes, bytearray)):
+            raise ValueError(f"{path}: expected bytes, got {type(value).__name__}")
+        return bytes(value)
+    raise TypeError(f"unsupported annotation {hint!r} for {path}")
+
+
+# --- the registry -------------------------------------------------------------------------
+
+
+class Message:
+    """Base of every wire message: a frozen dataclass registered under a text tag."""
+
+    TAG: ClassVar[str] = ""
+    _FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = ()
+
+    def __post_init__(self) -> None:
+        for name, hint in self._FIELDS:
+            value = getattr(self, name)
+            checked = _check(value, hint, f"{self.TAG}.{name}")
+            if checked is not value:
+                object.__setattr__(self, name, checked)
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks beyond the field types; raise ValueError naming the field."""
+
+    def to_fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name, _ in self._FIELDS}
+
+
+REGISTRY: dict[str, type[Message]] = {}
+
+
+def message(tag: str) -> Callable[[type[M]], type[M]]:
+    """Class decorator registering a frozen dataclass as the wire message ``tag``."""
+
+    def register(cls: type[M]) -> type[M]:
+        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            raise TypeError(f"{cls.__name__} must be a frozen dataclass")
+        if tag in REGISTRY:
+            raise TypeError(f"wire tag {tag!r} already used by {REGISTRY[tag].__name__}")
+        hints = typing.get_type_hints(cls)
+        cls.TAG = tag
+        cls._FIELDS = tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+        REGISTRY[tag] = cls
+        return cls
+
+    return register
+
+
+def _construct(cls: type[M], fields: dict[str, Any]) -> M:
+    try:
+        return cls(**fields)
+    except ValueError as e:
+        raise CodecError(f"invalid {cls.TAG}: {e}") from None
+
+
+# --- body codec ---------------------------------------------------------------------------
+
+
+def encode_message(msg: Message) -> bytes:
+    """A message's body bytes (no frame header)."""
+    return cbor2.dumps([msg.TAG, msg.to_fields()])
+
+
+def decode_message(body: bytes) -> Message:
+    """One body back into its message; CodecError names the problem."""
+    fp = io.BytesIO(body)
+    try:
+        obj = cbor2.CBORDecoder(fp).decode()
+    except Exception as e:  # cbor2 raises several types for malformed input
+        raise CodecError(f"body is not valid CBOR ({type(e).__name__}: {e})") from None
+    if fp.tell() != len(body):
+        raise CodecError(f"{len(body) - fp.tell()} bytes after the CBOR body")
+    if not isinstance(obj, list) or len(obj) != 2:
+        raise CodecError("body must be a CBOR array [tag, fields]")
+    tag, fields = obj
+    if not isinstance(tag, str):
+        raise CodecError(f"message tag must be text, got {type(tag).__name__}")
+    cls = REGISTRY.get(tag)
+    if cls is None:
+        raise CodecError(f"unknown message type {tag!r}")
+    if not isinstance(fields, dict):
+        raise CodecError(f"{tag}: fields must be a map")
+    names = {name for name, _ in cls._FIELDS}
+    unknown = set(fields) - names
+    if unknown:
+        raise CodecError(f"{tag}: unknown fields {sorted(map(str, unknown))}")
+    required = {
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    missing = required - set(fields)
+    if missing:
+        raise CodecError(f"{tag}: missing fields {sorted(missing)}")
+    return _construct(cls, fields)
+
+
+def decode_as(cls: type[M], body: bytes) -> M:
+    """Decode ``body`` and insist on one message type (for payloads of a known kind)."""
+    msg = decode_message(body)
+    if not isinstance(msg, cls):
+        raise CodecError(f"expected {cls.TAG}, got {msg.TAG}")
+    return msg
+
+
+# --- framing ------------------------------------------------------------------------------
+
+
+def frame(body: bytes) -> bytes:
+    return HEADER.pack(len(body)) + body
+
+
+def encode_frame(msg: Message) -> bytes:
+    """A whole frame: length header and body."""
+    return frame(encode_message(msg))
+
+
+class FrameDecoder:
+    """Sans-IO frame splitter: ``feed(bytes)``, then iterate complete frame bodies.
+
+    Raises CodecError as soon as a header announces more than ``max_frame_bytes`` (the body is
+    never buffered).
+    """
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def next_body(self) -> bytes | None:
+        if len(self._buf) < HEADER.size:
+            return None
+        (length,) = HEADER.unpack_from(self._buf)
+        if length > self.max_frame_bytes:
+            raise CodecError(f"frame of {length} bytes exceeds the limit of {self.max_frame_bytes}")
+        end = HEADER.size + length
+        if len(self._buf) < end:
+            return None
+        body = bytes(self._buf[HEADER.size : end])
+        del self._buf[:end]
+        return body
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (body := self.next_body()) is not None:
+            yield body
+
+
+# --- link messages ------------------------------------------------------------------------
+
+
+@message("challenge")
+@dataclass(frozen=True, slots=True)
+class Challenge(Message):
+    """Listener → dialer, first frame inside TLS: a fresh nonce to sign."""
+
+    nonce: bytes
+
+    def validate(self) -> None:
+        if len(self.nonce) != NONCE_BYTES:
+            raise ValueError(f"nonce must have {NONCE_BYTES} bytes, got {len(self.nonce)}")
+
+
+@message("auth")
+@dataclass(frozen=True, slots=True)
+class Auth(Message):
+    """Dialer → listener: the dialer's DID and its signature over :func:`link_auth_bytes`."""
+
+    did: str
+    signature: bytes
+
+    def validate(self) -> None:
+        check_did(self.did)
+        if len(self.signature) != SIGNATURE_BYTES:
+            raise ValueError(f"signature must have {SIGNATURE_BYTES} bytes")
+
+
+def link_auth_bytes(nonce: bytes, listener_cert_der: bytes) -> bytes:
+    """What a dialer signs: label, the listener's nonce, SHA-256 of the listener's certificate."""
+    return LINK_AUTH_LABEL + nonce + hashlib.sha256(listener_cert_der).digest()
+
+
+@message("hello")
+@dataclass(frozen=True, slots=True)
+class Hello(Message):
+    """Both ways, once, after authentication."""
+
+    version: int
+    listen: tuple[str, ...] = ()
+    region: str = ""
+    features: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if len(self.region) > MAX_TEXT_LEN:
+            raise ValueError("region too long")
+
+
+@message("close")
+@dataclass(frozen=True, slots=True)
+class Close(Message):
+    """The sender is closing the link; ``reason`` is a short code, ``detail`` free text."""
+
+    reason: str
+    detail: str = ""
+
+    def validate(self) -> None:
+        if len(self.reason) > 64 or len(self.detail) > MAX_TEXT_LEN:
+            raise ValueError("reason or detail too long")
+
+
+@message("heartbeat")
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Message):
+    """Sent on an otherwise idle link so the peer knows we are alive."""
+
+
+@message("peers")
+@dataclass(frozen=True, slots=True)
+class Peers(Message):
+    """Peer exchange: (DID, address) of peers the sender is connected to."""
+
+    peers: tuple[tuple[str, str], ...]
+
+    def validate(self) -> None:
+        for did, addr in self.peers:
+            check_did(did)
+            if not addr or len(addr) > 256:
+                raise ValueError(f"bad address {addr!r}")
+
+
+@message("subscribe")
+@dataclass(frozen=True, slots=True)
+class Subscribe(Message):
+    """The sender's topic subscriptions changed (``on``: subscribed or left)."""
+
+    topics: tuple[str, ...]
+    on: bool = True
+
+    def validate(self) -> None:
+        for t in self.topics:
+            check_topic(t)
+
+
+@message("graft")
+@dataclass(frozen=True, slots=True)
+class Graft(Message):
+    """Add the link to the sender's mesh for ``topic``."""
+
+    topic: str
+
+    def validate(self) -> None:
+        check_topic(self.topic)
+
+
+@message("prune")
+@dataclass(frozen=True, slots=True)
+class Prune(Message):
+    """Remove the link from the sender's mesh for ``topic``."""
+
+    topic: str
+
+    def validate(self) -> None:
+        check_topic(self.topic)
+
+
+@message("direct")
+@dataclass(frozen=True, slots=True)
+class Direct(Message):
+    """A message for the neighbour itself; authenticated by the link, so unsigned."""
+
+    topic: str
+    payload: bytes
+
+    def validate(self) -> None:
+        check_topic(self.topic)
+
+
+@message("gossip")
+@dataclass(frozen=True, slots=True)
+class Gossip(Message):
+    """A message published by ``origin``, relayed by others, signed by the origin.
+
+    ``to`` empty: for every subscriber of ``topic``. ``to`` a DID: a direct message routed
+    through the mesh, delivered only there.
+    """
+
+    topic: str
+    origin: str
+    seq: int
+    ts_ms: int
+    payload: bytes
+    signature: bytes
+    to: str = ""
+
+    def validate(self) -> None:
+        check_topic(self.topic)
+        check_did(self.origin)
+        if self.to:
+            check_did(self.to)
+        if self.seq < 0 or self.ts_ms < 0:
+            raise ValueError("seq and ts_ms must not be negative")
+        if len(self.signature) != SIGNATURE_BYTES:
+            raise ValueError(f"signature must have {SIGNATURE_BYTES} bytes")
+
+    def signing_bytes(self) -> bytes:
+        return gossip_signing_bytes(
+            self.topic, self.origin, self.seq, self.ts_ms, self.payload, self.to
+        )
+
+    @property
+    def msg_id(self) -> bytes:
+        """Identity of the signed content (signature excluded, so a forgery cannot evict it)."""
+        return hashlib.sha256(self.signing_bytes()).digest()[:20]
+
+    def verify(self) -> bool:
+        return verify_signature(self.origin, self.signature, self.signing_bytes())
+
+    @classmethod
+    def sign(
+        cls,
+        identity: NodeIdentity,
+        topic: str,
+        seq: int,
+        ts_ms: int,
+        payload: bytes,
+        to: str = "",
+    ) -> Gossip:
+        data = gossip_signing_bytes(topic, identity.did, seq, ts_ms, payload, to)
+        return cls(topic, identity.did, seq, ts_ms, payload, identity.sign(data), to)
+
+
+def gossip_signing_bytes(
+    topic: str, origin: str, seq: int, ts_ms: int, payload: bytes, to: str
+) -> bytes:
+    return cbor2.dumps([GOSSIP_LABEL, topic, origin, seq, ts_ms, to, payload], canonical=True)
+
+
+__all__ = [
+    "Auth",
+    "Challenge",
+    "Close",
+    "Direct",
+    "FrameDecoder",
+    "Gossip",
+    "Graft",
+    "Heartbeat",
+    "Hello",
+    "Message",
+    "PROTOCOL_VERSION",
+    "Peers",
+    "Prune",
+    "REGISTRY",
+    "Subscribe",
+    "check_did",
+    "check_topic",
+    "decode_as",
+    "decode_message",
+    "encode_frame",
+    "encode_message",
+    "frame",
+    "link_auth_bytes",
+    "message",
+]
