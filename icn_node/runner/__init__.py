@@ -1,6 +1,6 @@
 """Task execution: the WebAssembly sandbox (default) and the opt-in host-command driver.
 
-See docs/EXECUTION.md. Both drivers end a run in one :class:`TaskState` and report a
+See the Execution section of docs/ARCHITECTURE.md. Both drivers end a run in one :class:`TaskState` and report a
 :class:`RunResult`.
 """
 

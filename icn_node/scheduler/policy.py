@@ -8,7 +8,7 @@ current time, it returns a :class:`PlacementOffer` or a :class:`Decline` saying 
 (:class:`AvoidDid`, :class:`RequireRegion`, resource fit, the :class:`MinimizeTransfer` limit,
 the request's ``max_cost``), then scores in ``[0, 1]`` as the weighted sum of six components,
 each in ``[0, 1]``: trust, capacity, queue, locality, network and jitter. The weights are
-normalised to sum to 1. See docs/SCHEDULING.md for every formula.
+normalised to sum to 1. See docs/ARCHITECTURE.md (Scheduling) for every formula.
 """
 
 from __future__ import annotations
