@@ -6,14 +6,14 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip clean
+.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip bench-sandbox clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
 	@echo "make test          install (if needed) and run the whole test suite"
 	@echo "make run           one development node in the foreground (state in ./run/dev)"
 	@echo "make lint          ruff lint and format check"
-	@echo "make bench         every benchmark (bench-score, bench-gossip)"
+	@echo "make bench         every benchmark (bench-score, bench-sandbox, bench-gossip)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,10 +42,13 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-score bench-gossip
+bench: bench-score bench-sandbox bench-gossip
 
 bench-score: $(STAMP)
 	$(BIN)/python bench/bench_score.py
+
+bench-sandbox: $(STAMP)
+	$(BIN)/python bench/bench_sandbox.py
 
 bench-gossip: $(STAMP)
 	$(BIN)/python bench/bench_gossip.py --nodes 16
