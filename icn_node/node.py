@@ -17,6 +17,8 @@ from .capacity import advertised_capacity, load_nvml, read_gpus, sample_host
 from .config import Config, format_hostport, parse_hostport
 from .identity import NodeIdentity
 from .logs import get_logger
+from .mesh.driver import MeshService
+from .mesh.rpc import register as register_mesh_rpc
 from .metrics import Metrics, serve_metrics
 from .rpc import RpcRegistry
 from .rpc.server import serve_rpc
@@ -94,6 +96,7 @@ class Node:
                 host, port = parse_hostport(cfg.metrics.listen)
                 bound = await nursery.start(serve_metrics, self.metrics, host, port)
                 self.addresses["metrics"] = format_hostport(*bound)
+            await self._start_mesh(nursery)
             socket_path = await nursery.start(
                 lambda task_status: serve_rpc(
                     self.rpc,
@@ -106,6 +109,17 @@ class Node:
             self.addresses["rpc"] = str(socket_path)
             log.info("node_started", did=self.did, version=__version__, **self.addresses)
             task_status.started(self)
+
+    async def _start_mesh(self, nursery: trio.Nursery) -> None:
+        mesh = MeshService(
+            self.config.mesh,
+            self.identity,
+            region=self.config.node.region,
+            registry=self.metrics.registry,
+        )
+        self.addresses["mesh"] = await nursery.start(mesh.serve)
+        self.mesh = mesh
+        register_mesh_rpc(self.rpc, mesh)
 
     async def shutdown(self) -> None:
         """Tell services to wind down (say goodbye to peers, persist); bounded by the caller."""

@@ -297,6 +297,7 @@ class MeshCore:
         self._seq = 0
         self._next_heartbeat = 0.0
         self._heartbeats = 0
+        self._last_tick = float("-inf")
         self._started = False
 
     # --- admission -----------------------------------------------------------------------
@@ -324,6 +325,7 @@ class MeshCore:
         # Seed the sequence from the clock so a restarted origin never reuses a (seq, ts).
         self._seq = int(now * 1000)
         self._started = True
+        self._last_tick = now
         self._next_heartbeat = now + self.config.heartbeat_interval_s
         for address in self.config.bootstrap:
             if address not in self._self_addresses:
@@ -331,14 +333,19 @@ class MeshCore:
         return self._dial_due(now)
 
     def next_timer(self) -> float:
-        """When :meth:`tick` next has work (the next heartbeat or a redial coming due)."""
+        """When :meth:`tick` next has work: the next heartbeat or a redial coming due.
+
+        A candidate that was already due at the last tick but could not be dialled (too many
+        peers, a link to its DID pending) waits for the next heartbeat or event instead.
+        """
         due = [self._next_heartbeat]
         for c in self.candidates.values():
-            if c.state is DialState.WAITING and self._dialable(c):
+            if c.state is DialState.WAITING and c.next_at > self._last_tick and self._dialable(c):
                 due.append(c.next_at)
         return min(due)
 
     def tick(self, now: float) -> list[Action]:
+        self._last_tick = now
         actions: list[Action] = []
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_interval_s
@@ -767,6 +774,7 @@ class MeshCore:
             since = link.active_since if link.active_since is not None else link.opened_at
             rows.append(
                 {
+                    "link": link.id,
                     "did": link.did,
                     "address": link.address,
                     "direction": link.direction,
