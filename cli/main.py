@@ -135,9 +135,13 @@ def root(
     ctx.obj = Ctx(socket=socket or _default_socket(config), json=as_json, timeout=timeout)
 
 
-from . import node as _node  # noqa: E402  (sub-apps register against `app`)
+from . import blob as _blob  # noqa: E402  (sub-apps register against `app`)
+from . import compute as _compute  # noqa: E402
+from . import node as _node  # noqa: E402
 
 app.add_typer(_node.app, name="node")
+app.add_typer(_compute.app, name="compute")
+app.add_typer(_blob.app, name="blob")
 
 
 def main() -> None:

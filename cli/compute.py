@@ -1,0 +1,405 @@
+"""``icnctl compute …``: submit tasks, follow them, fetch results, cancel.
+
+Options are turned into a resource profile and locality hints here, with the scheduler's own
+types, so a bad value is a usage error (exit 2) naming the option before anything is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from icn_node.errors import ResourceError
+from icn_node.scheduler import (
+    AvoidDid,
+    ColocateWith,
+    ComputeCapability,
+    DataLocality,
+    GpuSpec,
+    PreferDid,
+    PreferHighBandwidth,
+    PreferLowLatency,
+    PreferRegion,
+    RequireRegion,
+    ResourceProfile,
+)
+
+from .blob import resolve_blob
+from .main import call, emit, fail
+
+app = typer.Typer(
+    help="Compute tasks: submit, status, list, result, cancel, watch.", no_args_is_help=True
+)
+
+FINAL = {"completed", "failed", "fuel_exhausted", "timed_out", "cancelled"}
+PROFILES = {"minimal", "compute-heavy", "gpu"}
+
+
+def _bad(option: str, message: str) -> typer.BadParameter:
+    return typer.BadParameter(message, param_hint=option)
+
+
+def _hash_arg(value: str, option: str) -> str:
+    v = value.strip().lower()
+    if not v or len(v) > 64 or any(c not in "0123456789abcdef" for c in v):
+        raise _bad(option, f"expected a hex task or blob hash, got {value!r}")
+    return v
+
+
+def build_profile(
+    profile: str | None,
+    cpu: float | None,
+    memory: int | None,
+    storage: int | None,
+    network: float | None,
+    gpu_memory: float | None,
+    gpu_cc: str | None,
+    gpu_count: int | None,
+    duration: float | None,
+) -> ResourceProfile | None:
+    """The resource profile the options describe, or None (the legacy protocol)."""
+    if profile is not None and profile not in PROFILES:
+        raise _bad("--profile", f"one of {', '.join(sorted(PROFILES))}; got {profile!r}")
+    fields: dict[str, Any] = {}
+    if profile == "minimal":
+        fields = ResourceProfile.minimal().to_dict()
+    elif profile == "compute-heavy":
+        fields = ResourceProfile.compute_heavy(4.0, 8192).to_dict()
+    elif profile == "gpu":
+        fields = ResourceProfile.gpu(24, "sm_70").to_dict()
+    explicit = {
+        "cpu_cores": cpu,
+        "memory_mb": memory,
+        "storage_mb": storage,
+        "network_mbps": network,
+        "duration_estimate": duration,
+    }
+    fields.update({k: v for k, v in explicit.items() if v is not None})
+    gpu_given = [x is not None for x in (gpu_memory, gpu_cc, gpu_count)]
+    if any(gpu_given):
+        base = fields.get("gpu_spec") or {}
+        mem = gpu_memory if gpu_memory is not None else base.get("memory_gb")
+        cc = gpu_cc if gpu_cc is not None else base.get("compute_capability")
+        if mem is None or cc is None:
+            raise _bad("--gpu-memory/--gpu-cc", "a GPU need takes both --gpu-memory and --gpu-cc")
+        try:
+            spec = GpuSpec(
+                float(mem),
+                ComputeCapability.parse(cc),
+                gpu_count if gpu_count is not None else base.get("device_count", 1),
+            )
+        except (ResourceError, ValueError) as e:
+            raise _bad("--gpu-*", str(e)) from None
+        fields["gpu_spec"] = spec.to_dict()
+    if not fields:
+        return None
+    try:
+        return ResourceProfile.from_dict(fields)
+    except ResourceError as e:
+        raise _bad("--profile/--cpu/--memory/…", str(e)) from None
+
+
+def build_hints(
+    ctx: typer.Context,
+    prefer: list[str],
+    avoid: list[str],
+    region: str | None,
+    require_region: str | None,
+    data: list[str],
+    colocate: str | None,
+    max_rtt: float | None,
+    min_bandwidth: float | None,
+) -> list[dict[str, Any]]:
+    hints: list[Any] = []
+    try:
+        hints += [PreferDid(d) for d in prefer]
+        hints += [AvoidDid(d) for d in avoid]
+        if region:
+            hints.append(PreferRegion(region))
+        if require_region:
+            hints.append(RequireRegion(require_region))
+        if data:
+            hints.append(DataLocality(tuple(bytes.fromhex(resolve_blob(ctx, d)[1]) for d in data)))
+        if colocate:
+            hints.append(ColocateWith(bytes.fromhex(_hash_arg(colocate, "--colocate").zfill(64))))
+        if max_rtt is not None:
+            hints.append(PreferLowLatency(max_rtt))
+        if min_bandwidth is not None:
+            hints.append(PreferHighBandwidth(min_bandwidth))
+    except (ResourceError, ValueError) as e:
+        raise _bad("locality hint", str(e)) from None
+    return [h.to_dict(json_safe=True) for h in hints]
+
+
+def _short(did: str | None) -> str:
+    if not did:
+        return "-"
+    return did if len(did) <= 24 else f"{did[:16]}…{did[-6:]}"
+
+
+def _progress(event: dict[str, Any]) -> str:
+    state = event["state"]
+    if state == "claiming" and event.get("executor"):
+        return f"claiming {_short(event['executor'])}"
+    if state == "running" and event.get("executor"):
+        return f"running on {_short(event['executor'])}"
+    return state
+
+
+def wait_for(ctx: typer.Context, task: str, quiet: bool = False) -> dict[str, Any]:
+    """Follow a task's state changes until it is final; returns its status."""
+    after = 0
+    shown: list[str] = []
+    tty = sys.stderr.isatty()
+    while True:
+        page = call(ctx, "compute.watch", {"task": task, "after": after, "timeout_s": 10})
+        after = page["next"]
+        for ev in page["events"]:
+            step = _progress(ev)
+            if not shown or shown[-1] != step:
+                shown.append(step)
+                if not quiet:
+                    line = " → ".join(shown)
+                    if tty:
+                        sys.stderr.write("\r\033[K" + line)
+                    else:
+                        sys.stderr.write(line + "\n")
+                    sys.stderr.flush()
+            if ev["state"] in FINAL:
+                if tty and not quiet:
+                    sys.stderr.write("\n")
+                return call(ctx, "compute.status", {"task": task})
+
+
+def _render_status(st: dict[str, Any]) -> str:
+    lines = [
+        f"task:      {st['task']}",
+        f"state:     {st['state']}" + (f" ({st['reason']})" if st.get("reason") else ""),
+        f"protocol:  {st['protocol']}",
+        f"attempt:   {st['attempt']}",
+        f"executor:  {st.get('executor') or '-'}",
+    ]
+    for off in st.get("offers") or []:
+        lines.append(
+            f"  offer    {_short(off['executor'])}  score {off['score']:.3f}  "
+            f"cost {off.get('cost', '-')}"
+        )
+    timings = st.get("timings") or {}
+    if timings:
+        lines.append("timings:   " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    res = st.get("result")
+    if res:
+        lines.append(
+            f"result:    {res['state']}, fuel {res['fuel_used']}, "
+            f"exit {res.get('exit_code')}" + (f", {res['message']}" if res.get("message") else "")
+        )
+    return "\n".join(lines)
+
+
+@app.command()
+def submit(
+    ctx: typer.Context,
+    module: Annotated[
+        Path,
+        typer.Argument(help="A .wasm or .wat module.", exists=True, dir_okay=False, readable=True),
+    ],
+    fuel: Annotated[
+        int, typer.Option(help="Fuel limit (wasm instructions, roughly).", min=1)
+    ] = 10_000_000,
+    arg: Annotated[
+        list[str] | None, typer.Option("--arg", help="An argument for the task (repeat).")
+    ] = None,  # noqa: UP045
+    input_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            help="Input: HASH, FILE or NAME=HASH|FILE (repeat); read-only under /inputs.",
+        ),
+    ] = None,  # noqa: UP045
+    profile: Annotated[Optional[str], typer.Option(help="minimal, compute-heavy or gpu.")] = None,  # noqa: UP045
+    cpu: Annotated[Optional[float], typer.Option(help="CPU cores.")] = None,  # noqa: UP045
+    memory: Annotated[
+        int | None, typer.Option(help="Memory in MB (also the sandbox's memory cap).")
+    ] = None,  # noqa: UP045
+    storage: Annotated[Optional[int], typer.Option(help="Storage in MB.")] = None,  # noqa: UP045
+    network: Annotated[Optional[float], typer.Option(help="Network in Mbps.")] = None,  # noqa: UP045
+    gpu_memory: Annotated[Optional[float], typer.Option(help="GPU memory in GB.")] = None,  # noqa: UP045
+    gpu_cc: Annotated[
+        str | None, typer.Option(help="Minimum compute capability, e.g. sm_70.")
+    ] = None,  # noqa: UP045
+    gpu_count: Annotated[Optional[int], typer.Option(help="Number of GPUs.")] = None,  # noqa: UP045
+    duration: Annotated[
+        float | None, typer.Option(help="Expected duration (s); also the run's deadline.")
+    ] = None,  # noqa: UP045
+    max_cost: Annotated[
+        int | None, typer.Option(help="Highest cost (credits per 1,000 fuel).", min=0)
+    ] = None,  # noqa: UP045
+    prefer: Annotated[Optional[list[str]], typer.Option(help="Prefer this executor DID.")] = None,  # noqa: UP045
+    avoid: Annotated[Optional[list[str]], typer.Option(help="Never this executor DID.")] = None,  # noqa: UP045
+    region: Annotated[Optional[str], typer.Option(help="Prefer this region.")] = None,  # noqa: UP045
+    require_region: Annotated[Optional[str], typer.Option(help="Only this region.")] = None,  # noqa: UP045
+    data: Annotated[
+        list[str] | None, typer.Option(help="Run near this blob (HASH or FILE).")
+    ] = None,  # noqa: UP045
+    colocate: Annotated[Optional[str], typer.Option(help="Run beside this task.")] = None,  # noqa: UP045
+    max_rtt: Annotated[
+        float | None, typer.Option(help="Prefer executors within this RTT (ms).")
+    ] = None,  # noqa: UP045
+    min_bandwidth: Annotated[
+        float | None, typer.Option(help="Prefer executors with this bandwidth (Mbps).")
+    ] = None,  # noqa: UP045
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the task and print its result.")
+    ] = False,
+) -> None:
+    """Submit a task. With a resource profile it is placed by negotiation; without, by the
+    legacy first-claim protocol."""
+    prof = build_profile(
+        profile, cpu, memory, storage, network, gpu_memory, gpu_cc, gpu_count, duration
+    )
+    hints = build_hints(
+        ctx,
+        prefer or [],
+        avoid or [],
+        region,
+        require_region,
+        data or [],
+        colocate,
+        max_rtt,
+        min_bandwidth,
+    )
+    inputs = []
+    for spec in input_ or []:
+        name, blob = resolve_blob(ctx, spec)
+        inputs.append({"name": name, "blob": blob})
+    params = {
+        "module": base64.b64encode(module.read_bytes()).decode(),
+        "module_name": module.name,
+        "fuel": fuel,
+        "args": list(arg or []),
+        "inputs": inputs,
+        "profile": prof.to_dict() if prof is not None else None,
+        "hints": hints,
+        "max_cost": max_cost,
+        "timeout_s": duration,
+    }
+    out = call(ctx, "compute.submit", params)
+    if not wait:
+        emit(ctx, out, f"{out['task']}  ({out['protocol']})")
+        return
+    if not ctx.obj.json:
+        typer.echo(f"{out['task']}  ({out['protocol']})")
+    st = wait_for(ctx, out["task"], quiet=ctx.obj.json)
+    res = call(ctx, "compute.result", {"task": out["task"]})
+    emit(ctx, {"status": st, "result": res}, _render_result(res))
+    if st["state"] != "completed":
+        raise typer.Exit(1)
+
+
+def _render_result(res: dict[str, Any]) -> str:
+    lines = [
+        f"state: {res['state']}  fuel_used: {res['fuel_used']}  exit_code: {res.get('exit_code')}"
+    ]
+    if res.get("message"):
+        lines.append(f"message: {res['message']}")
+    lines.append(f"executor: {res.get('executor') or '-'}")
+    if res.get("stdout"):
+        lines.append("--- stdout ---")
+        lines.append(res["stdout"].rstrip("\n"))
+    if res.get("stderr"):
+        lines.append("--- stderr ---")
+        lines.append(res["stderr"].rstrip("\n"))
+    for out in res.get("outputs") or []:
+        lines.append(f"output {out['name']}: {out['blob']}")
+    return "\n".join(lines)
+
+
+@app.command()
+def status(ctx: typer.Context, task: str) -> None:
+    """State, attempts, executor, offers with scores, timings and result of a task."""
+    st = call(ctx, "compute.status", {"task": _hash_arg(task, "TASK")})
+    emit(ctx, st, _render_status(st))
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    state: Annotated[Optional[str], typer.Option(help="Only tasks in this state.")] = None,  # noqa: UP045
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """Tasks this node submitted, newest first."""
+    rows = call(ctx, "compute.list", {"state": state, "limit": limit})
+    lines = [f"{'TASK':16}  {'STATE':15}  {'PROTOCOL':9}  {'ATT':3}  EXECUTOR"]
+    for r in rows["tasks"]:
+        lines.append(
+            f"{r['task'][:16]}  {r['state']:15}  {r['protocol']:9}  {r['attempt']:>3}  "
+            f"{_short(r.get('executor'))}"
+        )
+    emit(ctx, rows, "\n".join(lines))
+
+
+@app.command()
+def result(
+    ctx: typer.Context,
+    task: str,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write output files here.")
+    ] = None,  # noqa: UP045
+) -> None:
+    """A finished task's result; with --output, also its output files."""
+    res = call(ctx, "compute.result", {"task": _hash_arg(task, "TASK")})
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        for out in res.get("outputs") or []:
+            name = Path(out["name"]).name
+            blob = call(ctx, "blob.get", {"blob": out["blob"]})
+            (output / name).write_bytes(base64.b64decode(blob["data"]))
+    emit(ctx, res, _render_result(res))
+
+
+@app.command()
+def cancel(ctx: typer.Context, task: str) -> None:
+    """Stop a task's negotiation or run and free its capacity."""
+    out = call(ctx, "compute.cancel", {"task": _hash_arg(task, "TASK")})
+    emit(ctx, out, f"{out['task']}  {out['state']}")
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    task: Annotated[Optional[str], typer.Argument(help="Only this task.")] = None,  # noqa: UP045
+    count: Annotated[Optional[int], typer.Option(help="Stop after this many events.")] = None,  # noqa: UP045
+) -> None:
+    """Follow task state changes as they happen (Ctrl-C to stop)."""
+    params: dict[str, Any] = {
+        "task": _hash_arg(task, "TASK") if task else None,
+        "after": 0,
+        "timeout_s": 10,
+    }
+    seen = 0
+    try:
+        while count is None or seen < count:
+            page = call(ctx, "compute.watch", params)
+            params["after"] = page["next"]
+            for ev in page["events"]:
+                seen += 1
+                if ctx.obj.json:
+                    emit(ctx, ev)
+                else:
+                    stamp = time.strftime("%H:%M:%S", time.localtime(ev["at"]))
+                    typer.echo(
+                        f"{stamp}  {ev['task'][:16]}  {_progress(ev)}"
+                        + (f"  ({ev['reason']})" if ev.get("reason") else "")
+                    )
+                if count is not None and seen >= count:
+                    break
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+__all__ = ["app", "build_profile", "fail"]
