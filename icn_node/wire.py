@@ -133,6 +133,12 @@ def _check(value: Any, hint: Any, path: str) -> Any:
         if not isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{path}: expected bytes, got {type(value).__name__}")
         return bytes(value)
+    if hint is dict:
+        # A domain document (a scheduler or task type's ``to_dict()`` form): a map with text
+        # keys here; the message's ``validate()`` checks the contents with its ``from_dict``.
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"{path}: expected a map with text keys, got {type(value).__name__}")
+        return value
     raise TypeError(f"unsupported annotation {hint!r} for {path}")
 
 
@@ -474,8 +480,317 @@ def gossip_signing_bytes(
     return cbor2.dumps([GOSSIP_LABEL, topic, origin, seq, ts_ms, to, payload], canonical=True)
 
 
+# --- compute: placement, tasks, results --------------------------------------------------
+#
+# These ride as the payload of Gossip (topic COMPUTE_TOPIC) or of direct messages (topic
+# COMPUTE_DIRECT_TOPIC); the sender is the payload's authenticated origin, never a field.
+# Domain documents (``dict`` fields) are the ``to_dict()`` forms of icn_node.scheduler and
+# icn_node.compute types and are checked with their ``from_dict`` on decode, so a malformed
+# request, offer, spec or result is refused at the receive boundary.
+
+COMPUTE_TOPIC = "icn/compute"
+COMPUTE_DIRECT_TOPIC = "icn/compute/direct"
+BLOB_TOPIC = "icn/blob"
+MAX_BLOB_CHUNK = 256 * 1024
+
+
+def _check_doc(name: str, parse: Callable[[Any], Any], doc: dict) -> None:
+    from .errors import IcnError  # local: keeps the import graph shallow
+
+    try:
+        parse(doc)
+    except (IcnError, ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
+def _hash32(name: str, value: bytes) -> None:
+    if len(value) != 32:
+        raise ValueError(f"{name}: expected 32 bytes, got {len(value)}")
+
+
+def _attempt(value: int) -> None:
+    if not 0 <= value <= 1000:
+        raise ValueError(f"attempt: out of range 0-1000, got {value}")
+
+
+class _TaskMessage(Message):
+    """Shared checks for messages about one task attempt."""
+
+    def validate(self) -> None:
+        _hash32(f"{self.TAG}.task", self.task)  # type: ignore[attr-defined]
+        _attempt(self.attempt)  # type: ignore[attr-defined]
+
+
+@message("placement_request")
+@dataclass(frozen=True, slots=True)
+class PlacementRequestMsg(Message):
+    """Gossip: place a task with a resource profile. ``window_s``: how long the submitter
+    collects offers (executors hold tentative reservations that long)."""
+
+    request: dict
+    attempt: int
+    window_s: float
+    excluded: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        from .scheduler import PlacementRequest
+
+        _check_doc("placement_request.request", PlacementRequest.from_dict, self.request)
+        _attempt(self.attempt)
+        if not 0 < self.window_s <= 600:
+            raise ValueError(f"placement_request.window_s: out of range, got {self.window_s}")
+
+
+@message("task_submitted")
+@dataclass(frozen=True, slots=True)
+class TaskSubmittedMsg(Message):
+    """Gossip: a task without a resource profile (legacy first-claim protocol)."""
+
+    spec: dict
+    attempt: int
+    window_s: float
+    excluded: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        from .compute.tasks import TaskSpec
+
+        _check_doc("task_submitted.spec", TaskSpec.from_dict, self.spec)
+        _attempt(self.attempt)
+
+
+@message("task_claimed")
+@dataclass(frozen=True, slots=True)
+class TaskClaimedMsg(_TaskMessage):
+    """Gossip: the submitter chose ``winner``; the others release their reservations."""
+
+    task: bytes
+    winner: str
+    attempt: int
+
+
+@message("task_cancel")
+@dataclass(frozen=True, slots=True)
+class TaskCancelMsg(_TaskMessage):
+    """Gossip (drop reservations) or direct to the executor (stop the run)."""
+
+    task: bytes
+    attempt: int
+
+
+@message("executor_announce")
+@dataclass(frozen=True, slots=True)
+class ExecutorAnnounceMsg(Message):
+    """Gossip: an executor's capacity, reservations, queue, load and region."""
+
+    info: dict
+
+    def validate(self) -> None:
+        from .compute.registry import ExecutorInfo
+
+        _check_doc("executor_announce.info", ExecutorInfo.from_dict, self.info)
+
+
+@message("placement_offer")
+@dataclass(frozen=True, slots=True)
+class PlacementOfferMsg(Message):
+    """Direct to the submitter: an offer (the executor's own score and its components)."""
+
+    offer: dict
+    attempt: int
+
+    def validate(self) -> None:
+        from .scheduler import PlacementOffer
+
+        _check_doc("placement_offer.offer", PlacementOffer.from_dict, self.offer)
+        _attempt(self.attempt)
+
+
+@message("decline")
+@dataclass(frozen=True, slots=True)
+class DeclineMsg(_TaskMessage):
+    """Direct to the submitter: this executor will not offer, and why."""
+
+    task: bytes
+    attempt: int
+    reason: str
+    detail: str = ""
+
+
+@message("claim")
+@dataclass(frozen=True, slots=True)
+class ClaimMsg(_TaskMessage):
+    """Direct to the chosen executor: run this task (the full spec travels with the claim)."""
+
+    task: bytes
+    attempt: int
+    spec: dict
+
+    def validate(self) -> None:
+        from .compute.tasks import TaskSpec
+
+        super().validate()
+        _check_doc("claim.spec", TaskSpec.from_dict, self.spec)
+
+
+@message("claim_reply")
+@dataclass(frozen=True, slots=True)
+class ClaimReplyMsg(_TaskMessage):
+    task: bytes
+    attempt: int
+    accepted: bool
+    reason: str = ""
+
+
+@message("claim_request")
+@dataclass(frozen=True, slots=True)
+class ClaimRequestMsg(_TaskMessage):
+    """Direct to the submitter (legacy): may I run it?"""
+
+    task: bytes
+    attempt: int
+
+
+@message("grant")
+@dataclass(frozen=True, slots=True)
+class GrantMsg(_TaskMessage):
+    """Direct to the first legacy claimant: yes, here is the spec."""
+
+    task: bytes
+    attempt: int
+    spec: dict
+
+    def validate(self) -> None:
+        from .compute.tasks import TaskSpec
+
+        super().validate()
+        _check_doc("grant.spec", TaskSpec.from_dict, self.spec)
+
+
+@message("refuse")
+@dataclass(frozen=True, slots=True)
+class RefuseMsg(_TaskMessage):
+    task: bytes
+    attempt: int
+
+
+@message("task_heartbeat")
+@dataclass(frozen=True, slots=True)
+class TaskHeartbeatMsg(_TaskMessage):
+    """Direct to the submitter while the task runs: renews the lease."""
+
+    task: bytes
+    attempt: int
+
+
+@message("task_result")
+@dataclass(frozen=True, slots=True)
+class TaskResultMsg(_TaskMessage):
+    """Direct to the submitter: the final result; re-sent until acknowledged."""
+
+    task: bytes
+    attempt: int
+    result: dict
+
+    def validate(self) -> None:
+        from .compute.tasks import TaskResult
+
+        super().validate()
+        _check_doc("task_result.result", TaskResult.from_dict, self.result)
+
+
+@message("result_ack")
+@dataclass(frozen=True, slots=True)
+class ResultAckMsg(_TaskMessage):
+    task: bytes
+    attempt: int
+
+
+@message("abandon")
+@dataclass(frozen=True, slots=True)
+class AbandonMsg(_TaskMessage):
+    """Direct to the submitter: this executor lost the task (e.g. it restarted); re-place it."""
+
+    task: bytes
+    attempt: int
+    reason: str
+
+
+# --- blobs ---------------------------------------------------------------------------------
+
+
+@message("blob_request")
+@dataclass(frozen=True, slots=True)
+class BlobRequestMsg(Message):
+    """Direct: send me ``length`` bytes of ``blob`` from ``offset``."""
+
+    request_id: int
+    blob: bytes
+    offset: int
+    length: int
+
+    def validate(self) -> None:
+        _hash32("blob_request.blob", self.blob)
+        if self.offset < 0 or not 0 < self.length <= MAX_BLOB_CHUNK:
+            raise ValueError(f"blob_request: bad range offset={self.offset} length={self.length}")
+
+
+@message("blob_chunk")
+@dataclass(frozen=True, slots=True)
+class BlobChunkMsg(Message):
+    """Direct: a piece of a blob (``size`` is the whole blob's), or ``error`` when the sender
+    does not have it."""
+
+    request_id: int
+    blob: bytes
+    offset: int
+    size: int
+    data: bytes
+    error: str = ""
+
+    def validate(self) -> None:
+        _hash32("blob_chunk.blob", self.blob)
+        if len(self.data) > MAX_BLOB_CHUNK or self.offset < 0 or self.size < 0:
+            raise ValueError("blob_chunk: bad range or oversized chunk")
+
+
+@message("blob_announce")
+@dataclass(frozen=True, slots=True)
+class BlobAnnounceMsg(Message):
+    """Gossip: blobs the origin holds, as (hash, size) pairs (batched)."""
+
+    blobs: tuple[tuple[bytes, int], ...]
+
+    def validate(self) -> None:
+        for i, (h, size) in enumerate(self.blobs):
+            _hash32(f"blob_announce.blobs[{i}]", h)
+            if size < 0:
+                raise ValueError(f"blob_announce.blobs[{i}]: negative size")
+
+
 __all__ = [
+    "BLOB_TOPIC",
+    "COMPUTE_DIRECT_TOPIC",
+    "COMPUTE_TOPIC",
+    "AbandonMsg",
     "Auth",
+    "BlobAnnounceMsg",
+    "BlobChunkMsg",
+    "BlobRequestMsg",
+    "ClaimMsg",
+    "ClaimReplyMsg",
+    "ClaimRequestMsg",
+    "DeclineMsg",
+    "ExecutorAnnounceMsg",
+    "GrantMsg",
+    "PlacementOfferMsg",
+    "PlacementRequestMsg",
+    "RefuseMsg",
+    "ResultAckMsg",
+    "TaskCancelMsg",
+    "TaskClaimedMsg",
+    "TaskHeartbeatMsg",
+    "TaskResultMsg",
+    "TaskSubmittedMsg",
     "Challenge",
     "Close",
     "Direct",
