@@ -628,7 +628,7 @@ class ClaimMsg(_TaskMessage):
     def validate(self) -> None:
         from .compute.tasks import TaskSpec
 
-        super().validate()
+        _TaskMessage.validate(self)
         _check_doc("claim.spec", TaskSpec.from_dict, self.spec)
 
 
@@ -662,7 +662,7 @@ class GrantMsg(_TaskMessage):
     def validate(self) -> None:
         from .compute.tasks import TaskSpec
 
-        super().validate()
+        _TaskMessage.validate(self)
         _check_doc("grant.spec", TaskSpec.from_dict, self.spec)
 
 
@@ -694,7 +694,7 @@ class TaskResultMsg(_TaskMessage):
     def validate(self) -> None:
         from .compute.tasks import TaskResult
 
-        super().validate()
+        _TaskMessage.validate(self)
         _check_doc("task_result.result", TaskResult.from_dict, self.result)
 
 
