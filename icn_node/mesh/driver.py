@@ -63,6 +63,7 @@ log = get_logger("icn.mesh")
 
 CLOSE_FLUSH_S = 1.0  # how long a closing link may take to flush its Close frame
 SHUTDOWN_S = 2.0  # how long shutdown waits for links to say goodbye
+STALL_S = 5.0  # a peer whose queue stays over half full this long while we wait is dropped
 SUBSCRIBER_BUFFER = 1024
 RECEIVE_CHUNK = 65536
 
@@ -89,6 +90,7 @@ class _LinkIO:
     scope: trio.CancelScope | None = None
     closing: bool = False
     reason: str = "eof"
+    drained: trio.Event | None = None  # set by the writer when the queue falls to half
 
 
 @dataclass
@@ -100,7 +102,8 @@ class _Ring:
 
 
 class _Metrics:
-    def __init__(self, registry: CollectorRegistry | None, core: MeshCore) -> None:
+    def __init__(self, registry: CollectorRegistry, core: MeshCore) -> None:
+        self.registry = registry
         self.peers = Gauge("icn_mesh_peers", "Peers with an active mesh link.", registry=registry)
         self.peers.set_function(core.peer_count)
         self.rejected = Counter(
@@ -282,6 +285,35 @@ class MeshService:
                 label = self._topic_label(msg.topic)  # type: ignore[attr-defined]
                 self.metrics.messages.labels(topic=label, direction="out").inc()
 
+    async def _backpressure(self, actions: list[Action]) -> None:
+        """Wait while a link we just sent to is more than half full (bounded by STALL_S).
+
+        Local publishers and link readers call this, so a burst slows its source (down to TCP
+        flow control on the upstream link) instead of overflowing queues; a peer that does not
+        drain within STALL_S is dropped as stuck.
+        """
+        half = self.config.send_queue_len // 2
+        deadline = None
+        for a in actions:
+            if not isinstance(a, Send):
+                continue
+            for lid in a.links:
+                io = self._links.get(lid)
+                while (
+                    io is not None
+                    and not io.closing
+                    and io.send.statistics().current_buffer_used > half
+                ):
+                    if deadline is None:
+                        deadline = trio.current_time() + STALL_S
+                    if io.drained is None:
+                        io.drained = trio.Event()
+                    with trio.move_on_at(deadline) as scope:
+                        await io.drained.wait()
+                    if scope.cancelled_caught:
+                        self.metrics.dropped.labels(reason="send-queue-stuck").inc()
+                        self._close_link(io, "send-queue-stuck", "peer stopped draining")
+
     def _deliver(self, d: Delivery) -> None:
         subscribers = self._subscribers.get(d.topic, [])
         for chan in list(subscribers):
@@ -324,6 +356,8 @@ class MeshService:
         io.send.close()
         if io.scope is not None:
             io.scope.deadline = min(io.scope.deadline, trio.current_time() + CLOSE_FLUSH_S)
+        # The core forgets the link now (idempotent), not after the flush.
+        self._apply(self.core.link_closed(io.id, reason, self.now()))
 
     # --- links ---------------------------------------------------------------------------
 
@@ -483,9 +517,11 @@ class MeshService:
                     if isinstance(msg, (Gossip, Direct)):
                         label = self._topic_label(msg.topic)
                         messages.labels(topic=label, direction="in").inc()
-                    self._apply(self.core.frame_received(io.id, msg, self.now()))
+                    actions = self.core.frame_received(io.id, msg, self.now())
+                    self._apply(actions)
                     if io.closing:
                         return
+                    await self._backpressure(actions)
                 data = await io.stream.receive_some(RECEIVE_CHUNK)
                 if not data:
                     io.reason = "eof"
@@ -503,9 +539,13 @@ class MeshService:
     async def _writer(self, io: _LinkIO, receive: trio.MemoryReceiveChannel[bytes]) -> None:
         out = self.metrics.bytes.labels(direction="out")
         try:
+            half = self.config.send_queue_len // 2
             async for data in receive:
                 await io.stream.send_all(data)
                 out.inc(len(data))
+                if io.drained is not None and receive.statistics().current_buffer_used <= half:
+                    io.drained.set()
+                    io.drained = None
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             if not io.closing:
                 io.reason = "broken"
@@ -551,12 +591,15 @@ class MeshService:
         actions = self.core.publish(topic, payload, self.now())
         self._apply(actions)
         await trio.lowlevel.checkpoint()
+        await self._backpressure(actions)
         return sum(len(a.links) for a in actions if isinstance(a, Send))
 
     async def send_direct(self, did: str, topic: str, payload: bytes) -> None:
         """To one DID's ``topic`` subscribers: on our link to it, or signed through the mesh."""
-        self._apply(self.core.send_direct(did, topic, payload, self.now()))
+        actions = self.core.send_direct(did, topic, payload, self.now())
+        self._apply(actions)
         await trio.lowlevel.checkpoint()
+        await self._backpressure(actions)
 
     def peer_count(self) -> int:
         return self.core.peer_count()
