@@ -137,11 +137,13 @@ def root(
 
 from . import blob as _blob  # noqa: E402  (sub-apps register against `app`)
 from . import compute as _compute  # noqa: E402
+from . import mesh as _mesh  # noqa: E402
 from . import node as _node  # noqa: E402
 
 app.add_typer(_node.app, name="node")
 app.add_typer(_compute.app, name="compute")
 app.add_typer(_blob.app, name="blob")
+app.add_typer(_mesh.app, name="mesh")
 
 
 def main() -> None:
