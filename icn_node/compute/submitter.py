@@ -1,0 +1,627 @@
+"""The submitter side of placement and task execution, sans-IO.
+
+:class:`SubmitterCore` owns every task this node submitted, from submission to exactly one final
+state. Events come in as method calls with ``now`` (seconds, the driver's clock); the
+:mod:`~icn_node.compute.actions` to execute come back as a list, in order. Every state change is
+a new :class:`~icn_node.compute.tasks.TaskRecord` emitted as ``Persist`` then ``StateChanged``
+*before* any message that depends on it. One timer per task; the driver re-arms a single timer
+at :meth:`SubmitterCore.next_deadline` and calls :meth:`SubmitterCore.on_timer`.
+
+Rounds: ``attempt`` numbers placement rounds, 1 at submission and +1 every time the task goes
+back to negotiation (no offer, every claim rejected, an executor lost, a restart while
+negotiating). Every message of a round carries it, so duplicates and late messages of an older
+round are recognised and dropped. Two bounds end the task: ``retry_backoff_s`` (rounds in a row
+without a running executor -> ``failed``/``no_executor``) and ``max_attempts`` (executors lost
+-> ``failed``/``max_attempts``).
+
+The transitions are tabled in docs/COMPUTE.md.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from icn_node.compute.actions import (
+    Action,
+    CountOfferReceived,
+    CountTaskFinished,
+    CountTaskSubmitted,
+    Ignored,
+    ObservePlacementDuration,
+    Persist,
+    PublishCancel,
+    PublishRequest,
+    PublishTaskClaimed,
+    PublishTaskSubmitted,
+    SendCancel,
+    SendClaim,
+    SendGrant,
+    SendRefuse,
+    SendResultAck,
+    StateChanged,
+)
+from icn_node.compute.registry import ExecutorRegistry
+from icn_node.compute.tasks import (
+    OfferSummary,
+    TaskRecord,
+    TaskResult,
+    TaskSpec,
+    TaskState,
+)
+from icn_node.errors import ConfigError, LocalProtocolError, ResourceError
+from icn_node.scheduler import _checks as chk
+from icn_node.scheduler.policy import MIN_TRUST_EXECUTE, PlacementOffer, PlacementRequest, Weights
+from icn_node.scheduler.ranking import RankedOffer, rank_offers
+
+__all__ = ["NO_EXECUTOR", "MAX_ATTEMPTS", "CANCELLED_BY_USER", "SubmitterCore"]
+
+NO_EXECUTOR = "no_executor"
+MAX_ATTEMPTS = "max_attempts"
+CANCELLED_BY_USER = "cancelled by user"
+
+S = TaskState
+
+
+def _conf(key: str, value: float, *, lo_open: bool = True, hi: float = 1e9) -> float:
+    try:
+        return chk.number(key, value, lo=0.0, hi=hi, lo_open=lo_open)
+    except ResourceError as e:
+        raise ConfigError(str(e), key=key) from None
+
+
+@dataclass(slots=True, eq=False)
+class _Task:
+    rec: TaskRecord
+    deadline: float | None = None
+    expected: frozenset[str] = frozenset()
+    offers: dict[str, PlacementOffer] = field(default_factory=dict)
+    declined: set[str] = field(default_factory=set)
+    backlog: list[RankedOffer] = field(default_factory=list)
+
+
+class SubmitterCore:
+    """This node's submitted tasks. See the module docstring and docs/COMPUTE.md.
+
+    ``trust``: this node's trust in a DID, ``[0, 1]`` (offers are ranked with it, never with the
+    executor's claim). ``registry``: the executor registry, for the set of executors expected to
+    answer a request. ``offer_window_s``: ``compute.offer_window_ms``. ``max_attempts``:
+    executors a task may lose (lease lapse, claim timeout, abandon) before it fails.
+    ``lease_timeout_s``: silence after which a running executor is lost (a few heartbeat
+    intervals). ``claim_timeout_s``: wait for a claim reply. ``cancel_timeout_s``: wait for a
+    cancelled run's result before recording ``cancelled`` anyway. ``retry_backoff_s``: delays
+    before the 1st, 2nd, ... retry after a round without a running executor; when they run
+    out the task fails with ``no_executor``. ``rng``: jitter of up to +10 % on each backoff
+    (None: no jitter). ``weights``/``min_trust``: ranking weights and the minimum trust in an
+    executor.
+    """
+
+    def __init__(
+        self,
+        did: str,
+        trust: Callable[[str], float],
+        registry: ExecutorRegistry,
+        *,
+        offer_window_s: float = 1.0,
+        max_attempts: int = 3,
+        lease_timeout_s: float = 20.0,
+        claim_timeout_s: float = 5.0,
+        cancel_timeout_s: float = 10.0,
+        retry_backoff_s: Iterable[float] = (1.0, 2.0, 4.0),
+        rng: random.Random | None = None,
+        weights: Weights | str = "phase16c",
+        min_trust: float = MIN_TRUST_EXECUTE,
+    ) -> None:
+        chk.text("submitter.did", did, max_len=512)
+        self.did = did
+        self.trust = trust
+        self.registry = registry
+        self.offer_window_s = _conf("compute.offer_window_ms", offer_window_s)
+        try:
+            self.max_attempts = chk.integer("compute.max_attempts", max_attempts, lo=1, hi=1000)
+        except ResourceError as e:
+            raise ConfigError(str(e), key="compute.max_attempts") from None
+        self.lease_timeout_s = _conf("compute.lease_timeout_s", lease_timeout_s)
+        self.claim_timeout_s = _conf("compute.claim_timeout_s", claim_timeout_s)
+        self.cancel_timeout_s = _conf("compute.cancel_timeout_s", cancel_timeout_s)
+        self.retry_backoff_s = tuple(
+            _conf("compute.retry_backoff_s", b, lo_open=False) for b in retry_backoff_s
+        )
+        self.rng = rng
+        self.weights = Weights.named(weights) if isinstance(weights, str) else weights
+        self.min_trust = chk.number("compute.min_trust", min_trust, lo=0.0, hi=1.0)
+        self._tasks: dict[bytes, _Task] = {}
+
+    # -- views -----------------------------------------------------------------------------
+
+    def record(self, task_hash: bytes) -> TaskRecord | None:
+        t = self._tasks.get(task_hash)
+        return None if t is None else t.rec
+
+    def records(self) -> list[TaskRecord]:
+        """Every task held, oldest submission first."""
+        return [
+            t.rec
+            for t in sorted(
+                self._tasks.values(), key=lambda t: (t.rec.submitted_at, t.rec.task_hash)
+            )
+        ]
+
+    def expected(self, task_hash: bytes) -> frozenset[str]:
+        """The executors expected to answer the current round (empty outside negotiation)."""
+        t = self._tasks.get(task_hash)
+        return frozenset() if t is None or t.rec.state is not S.NEGOTIATING else t.expected
+
+    def forget(self, task_hash: bytes) -> None:
+        """Drop a final task from memory (the driver keeps its row)."""
+        t = self._tasks.get(task_hash)
+        if t is not None and not t.rec.state.is_final:
+            raise LocalProtocolError(f"forget: task {task_hash.hex()} is {t.rec.state.value}")
+        self._tasks.pop(task_hash, None)
+
+    # -- record changes --------------------------------------------------------------------
+
+    def _set(
+        self, t: _Task, now: float, acts: list[Action], *, first: bool = False, **changes: object
+    ) -> None:
+        """Replace the record, then Persist and (on a state change) StateChanged. ``first``: the
+        task's first record, whose StateChanged has no old state."""
+        old = t.rec
+        new = old.evolve(updated_at=now, **changes)
+        t.rec = new
+        acts.append(Persist(new))
+        if new.state is not old.state:
+            acts.append(StateChanged(new.task_hash, None if first else old.state, new.state, new))
+            if new.state.is_final:
+                t.deadline = None
+                t.backlog.clear()
+                fuel = 0 if new.result is None else new.result.fuel_used
+                acts.append(CountTaskFinished(new.state, fuel))
+
+    def _finish(
+        self, t: _Task, now: float, acts: list[Action], state: TaskState, reason: str
+    ) -> None:
+        self._set(t, now, acts, state=state, reason=reason, finished_at=now)
+
+    # -- submission and rounds -------------------------------------------------------------
+
+    def submit(self, spec: TaskSpec, now: float) -> list[Action]:
+        """Take a new task: Persist (``negotiating``), then publish the request (or legacy
+        ``TaskSubmitted``) for round 1."""
+        if not isinstance(spec, TaskSpec):
+            raise LocalProtocolError("submit: expected a TaskSpec")
+        if spec.submitter != self.did:
+            raise LocalProtocolError(
+                f"submit: the spec's submitter is {spec.submitter}, this node is {self.did}"
+            )
+        if spec.task_hash in self._tasks:
+            raise LocalProtocolError(f"submit: task {spec.task_hash.hex()} already submitted")
+        t = _Task(
+            TaskRecord(spec=spec, state=S.PENDING, attempt=1, submitted_at=now, updated_at=now)
+        )
+        self._tasks[spec.task_hash] = t
+        acts: list[Action] = []
+        self._start_round(t, now, acts, attempt=1, first=True)
+        acts.append(CountTaskSubmitted(spec.protocol))
+        return acts
+
+    def _start_round(
+        self, t: _Task, now: float, acts: list[Action], *, attempt: int, first: bool = False
+    ) -> None:
+        spec = t.rec.spec
+        t.offers.clear()
+        t.declined.clear()
+        t.backlog.clear()
+        excluded = t.rec.excluded
+        t.expected = frozenset(
+            d
+            for d in self.registry.candidates(spec.profile, now, excluded)
+            if self.trust(d) >= self.min_trust
+        )
+        t.deadline = now + self.offer_window_s
+        self._set(
+            t,
+            now,
+            acts,
+            first=first,
+            state=S.NEGOTIATING,
+            attempt=attempt,
+            executor=None,
+            offers=(),
+            negotiation_started_at=now,
+            claimed_at=None,
+            started_at=None,
+        )
+        if spec.profile is None:
+            acts.append(
+                PublishTaskSubmitted(spec, attempt, t.deadline, self.offer_window_s, excluded)
+            )
+        else:
+            req = PlacementRequest(
+                spec.task_hash,
+                spec.profile,
+                spec.submitter,
+                spec.hints,
+                spec.max_cost,
+                requested_at=now,
+            )
+            acts.append(PublishRequest(req, attempt, t.deadline, self.offer_window_s, excluded))
+
+    def _round_failed(self, t: _Task, now: float, acts: list[Action]) -> None:
+        """The round ended without a running executor: back off and retry, or give up."""
+        retries = t.rec.retries + 1
+        if retries > len(self.retry_backoff_s):
+            t.rec = t.rec.evolve(retries=retries)
+            self._finish(t, now, acts, S.FAILED, NO_EXECUTOR)
+            return
+        delay = self.retry_backoff_s[retries - 1]
+        if self.rng is not None:
+            delay *= 1.0 + 0.1 * self.rng.random()
+        t.deadline = now + delay
+        self._set(
+            t,
+            now,
+            acts,
+            state=S.PENDING,
+            retries=retries,
+            executor=None,
+            reason=f"retrying: no executor took round {t.rec.attempt}",
+        )
+
+    def _lost(self, t: _Task, now: float, acts: list[Action], executor: str) -> None:
+        """``executor`` lost the task (lease lapse, claim timeout, abandon)."""
+        acts.append(SendCancel(executor, t.rec.task_hash, t.rec.attempt))
+        excluded = t.rec.excluded + ((executor,) if executor not in t.rec.excluded else ())
+        t.rec = t.rec.evolve(excluded=excluded)
+        if len(excluded) >= self.max_attempts:
+            self._finish(t, now, acts, S.FAILED, MAX_ATTEMPTS)
+        elif t.rec.state is S.CLAIMING:
+            self._claim_next(t, now, acts)
+        else:
+            self._start_round(t, now, acts, attempt=t.rec.attempt + 1)
+
+    # -- negotiation -----------------------------------------------------------------------
+
+    def _current(
+        self, task_hash: bytes, sender: str, attempt: int, state: TaskState
+    ) -> _Task | Ignored:
+        t = self._tasks.get(task_hash)
+        if t is None:
+            return Ignored("unknown task", task_hash, sender)
+        if t.rec.state is not state:
+            return Ignored(f"late: the task is {t.rec.state.value}", task_hash, sender)
+        if attempt != t.rec.attempt:
+            return Ignored(f"round {attempt} is not the current {t.rec.attempt}", task_hash, sender)
+        return t
+
+    def on_offer(
+        self, offer: PlacementOffer, sender: str, attempt: int, now: float
+    ) -> list[Action]:
+        """An offer for round ``attempt``. Taken only from the executor it names, while the
+        round negotiates, once per executor; closes the window early when every expected
+        executor has answered."""
+        if offer.executor != sender:
+            return [Ignored("the offer names another executor", offer.task_hash, sender)]
+        t = self._current(offer.task_hash, sender, attempt, S.NEGOTIATING)
+        if isinstance(t, Ignored):
+            return [t]
+        if t.rec.spec.profile is None:
+            return [Ignored("offer for a legacy task", offer.task_hash, sender)]
+        if sender in t.offers or sender in t.declined:
+            return [Ignored("duplicate answer", offer.task_hash, sender)]
+        if sender in t.rec.excluded:
+            return [Ignored("offer from an excluded executor", offer.task_hash, sender)]
+        t.offers[sender] = offer
+        acts: list[Action] = [CountOfferReceived(offer.task_hash, sender)]
+        self._maybe_close_early(t, now, acts)
+        return acts
+
+    def on_decline(
+        self, task_hash: bytes, sender: str, attempt: int, reason: str, now: float
+    ) -> list[Action]:
+        """An executor will not offer for round ``attempt``; it counts as an answer."""
+        t = self._current(task_hash, sender, attempt, S.NEGOTIATING)
+        if isinstance(t, Ignored):
+            return [t]
+        if sender in t.offers or sender in t.declined:
+            return [Ignored("duplicate answer", task_hash, sender)]
+        t.declined.add(sender)
+        acts: list[Action] = []
+        self._maybe_close_early(t, now, acts)
+        return acts
+
+    def _maybe_close_early(self, t: _Task, now: float, acts: list[Action]) -> None:
+        if t.expected and t.expected <= (t.offers.keys() | t.declined):
+            self._close_window(t, now, acts)
+
+    def _close_window(self, t: _Task, now: float, acts: list[Action]) -> None:
+        spec = t.rec.spec
+        if spec.profile is None:  # legacy: nobody asked to claim in the window
+            self._round_failed(t, now, acts)
+            return
+        trust = {d: self.trust(d) for d in t.offers}
+        ranking = rank_offers(
+            list(t.offers.values()),
+            trust,
+            weights=self.weights,
+            min_trust=self.min_trust,
+            task_hash=spec.task_hash,
+            max_cost=spec.max_cost,
+        )
+        t.offers.clear()
+        t.declined.clear()
+        t.backlog = list(ranking.ranked)
+        t.rec = t.rec.evolve(
+            offers=tuple(
+                OfferSummary(r.offer.executor, r.score, r.offer.cost) for r in ranking.ranked
+            )
+        )
+        self._claim_next(t, now, acts)
+
+    def _claim_next(self, t: _Task, now: float, acts: list[Action]) -> None:
+        """Claim the best remaining offer, or end the round."""
+        while t.backlog:
+            r = t.backlog.pop(0)
+            ex = r.offer.executor
+            if ex in t.rec.excluded:
+                continue
+            rec = t.rec
+            t.deadline = now + self.claim_timeout_s
+            claimed = rec.claimed + ((ex,) if ex not in rec.claimed else ())
+            self._set(t, now, acts, state=S.CLAIMING, executor=ex, claimed=claimed, claimed_at=now)
+            acts.append(SendClaim(ex, rec.task_hash, rec.attempt, rec.spec))
+            acts.append(PublishTaskClaimed(rec.task_hash, ex, rec.attempt))
+            return
+        self._round_failed(t, now, acts)
+
+    def on_claim_reply(
+        self, task_hash: bytes, sender: str, attempt: int, accepted: bool, reason: str, now: float
+    ) -> list[Action]:
+        """The claimed executor accepts (-> ``running``) or rejects (-> the next offer, or a new
+        round). Also the reply to a legacy grant."""
+        t = self._current(task_hash, sender, attempt, S.CLAIMING)
+        if isinstance(t, Ignored):
+            return [t]
+        if sender != t.rec.executor:
+            return [Ignored("claim reply from an executor not claimed", task_hash, sender)]
+        acts: list[Action] = []
+        if accepted:
+            self._running(t, now, acts)
+        else:
+            self._claim_next(t, now, acts)
+        return acts
+
+    def _running(self, t: _Task, now: float, acts: list[Action]) -> None:
+        t.deadline = now + self.lease_timeout_s
+        started = t.rec.negotiation_started_at
+        self._set(t, now, acts, state=S.RUNNING, started_at=now, retries=0, reason="")
+        if started is not None:
+            acts.append(ObservePlacementDuration(max(0.0, now - started)))
+
+    # -- legacy first-claim ----------------------------------------------------------------
+
+    def on_claim_request(
+        self, task_hash: bytes, sender: str, attempt: int, now: float
+    ) -> list[Action]:
+        """Legacy: the first executor to ask in the current round is granted (-> ``claiming``,
+        awaiting its claim reply); every other request is refused so it releases."""
+        t = self._tasks.get(task_hash)
+        refuse: list[Action] = [SendRefuse(sender, task_hash, attempt)]
+        if t is None or t.rec.spec.profile is not None:
+            return refuse
+        rec = t.rec
+        if attempt == rec.attempt and sender == rec.executor and rec.state is S.CLAIMING:
+            return [SendGrant(sender, task_hash, attempt, rec.spec)]  # a duplicate request
+        if rec.state is not S.NEGOTIATING or attempt != rec.attempt or sender in rec.excluded:
+            return refuse
+        acts: list[Action] = []
+        t.deadline = now + self.claim_timeout_s
+        claimed = rec.claimed + ((sender,) if sender not in rec.claimed else ())
+        self._set(t, now, acts, state=S.CLAIMING, executor=sender, claimed=claimed, claimed_at=now)
+        acts.append(SendGrant(sender, task_hash, attempt, rec.spec))
+        acts.append(PublishTaskClaimed(task_hash, sender, attempt))
+        return acts
+
+    # -- running ---------------------------------------------------------------------------
+
+    def on_heartbeat(self, task_hash: bytes, sender: str, attempt: int, now: float) -> list[Action]:
+        """Renews the lease of the current executor and round. From a claimed executor it also
+        stands for a lost claim reply. From an executor this task no longer uses, it is
+        answered with a cancel."""
+        t = self._tasks.get(task_hash)
+        if t is None:
+            return [Ignored("unknown task", task_hash, sender)]
+        rec = t.rec
+        current = sender == rec.executor and attempt == rec.attempt
+        if current and rec.state is S.RUNNING:
+            if not rec.cancel_requested:
+                t.deadline = now + self.lease_timeout_s
+            return []
+        if current and rec.state is S.CLAIMING:
+            acts: list[Action] = []
+            self._running(t, now, acts)
+            return acts
+        if sender in rec.claimed:
+            return [SendCancel(sender, task_hash, attempt)]
+        return [Ignored("heartbeat from an executor never claimed", task_hash, sender)]
+
+    def on_abandon(
+        self, task_hash: bytes, sender: str, attempt: int, reason: str, now: float
+    ) -> list[Action]:
+        """The current executor gives the task back: as a lapsed lease, without the wait."""
+        t = self._tasks.get(task_hash)
+        if (
+            t is None
+            or t.rec.state not in (S.CLAIMING, S.RUNNING)
+            or sender != t.rec.executor
+            or attempt != t.rec.attempt
+        ):
+            return [Ignored("abandon from an executor not running the task", task_hash, sender)]
+        acts: list[Action] = []
+        if t.rec.cancel_requested:
+            self._finish(t, now, acts, S.CANCELLED, CANCELLED_BY_USER)
+        else:
+            self._lost(t, now, acts, sender)
+        return acts
+
+    def on_result(
+        self, result: TaskResult, sender: str, task_hash: bytes, now: float
+    ) -> list[Action]:
+        """A run's final result. Acknowledged whenever it comes from an executor this task was
+        claimed with (also duplicates), so it stops re-sending; recorded at most once.
+
+        From the current executor any final state is recorded, except ``cancelled`` that nobody
+        asked for (the executor stopped on its own: it is lost and the task re-placed). From an
+        executor of an earlier round only ``completed`` is recorded (finished work is not
+        wasted; its failures and cancellations are acknowledged and dropped), and the current
+        executor, if any, is cancelled.
+        """
+        if result.executor != sender:
+            return [Ignored("the result names another executor", task_hash, sender)]
+        t = self._tasks.get(task_hash)
+        ack = SendResultAck(sender, task_hash, result.attempt)
+        if t is None:
+            return [ack, Ignored("result for an unknown task", task_hash, sender)]
+        rec = t.rec
+        if sender not in rec.claimed:
+            return [Ignored("result from an executor never claimed", task_hash, sender)]
+        if rec.state.is_final:
+            return [ack, Ignored("duplicate result", task_hash, sender)]
+        acts: list[Action] = []
+        current = (
+            rec.state in (S.CLAIMING, S.RUNNING)
+            and sender == rec.executor
+            and result.attempt == rec.attempt
+        )
+        if current:
+            if result.state is S.CANCELLED and not rec.cancel_requested:
+                self._lost(t, now, acts, sender)
+                return [ack, *acts]
+        elif result.state is not S.COMPLETED:
+            return [
+                ack,
+                Ignored(f"{result.state.value} result from an earlier round", task_hash, sender),
+            ]
+        else:
+            if rec.state in (S.CLAIMING, S.RUNNING) and rec.executor is not None:
+                acts.append(SendCancel(rec.executor, task_hash, rec.attempt))
+            elif rec.state is S.NEGOTIATING:
+                acts.append(PublishCancel(task_hash, rec.attempt))
+        reason = CANCELLED_BY_USER if result.state is S.CANCELLED else ""
+        self._set(
+            t,
+            now,
+            acts,
+            state=result.state,
+            result=result,
+            finished_at=now,
+            executor=sender,
+            reason=reason,
+        )
+        acts.append(ack)
+        return acts
+
+    # -- cancel ----------------------------------------------------------------------------
+
+    def cancel(self, task_hash: bytes, now: float) -> list[Action]:
+        """Cancel a task (``icnctl compute cancel``). Negotiating or claiming: ``cancelled`` at
+        once, and executors told to release. Running: the executor is told to stop and the task
+        stays ``running`` (``cancel_requested``) until its result, or ``cancel_timeout_s``.
+        A final task: nothing. An unknown task: :class:`LocalProtocolError`."""
+        t = self._tasks.get(task_hash)
+        if t is None:
+            raise LocalProtocolError(f"cancel: unknown task {task_hash.hex()}")
+        rec = t.rec
+        acts: list[Action] = []
+        if rec.state.is_final:
+            return acts
+        if rec.state is S.RUNNING:
+            if rec.cancel_requested:
+                return acts
+            assert rec.executor is not None
+            t.deadline = now + self.cancel_timeout_s
+            self._set(t, now, acts, cancel_requested=True, reason=CANCELLED_BY_USER)
+            acts.append(SendCancel(rec.executor, task_hash, rec.attempt))
+            return acts
+        self._finish(t, now, acts, S.CANCELLED, CANCELLED_BY_USER)
+        if rec.state in (S.NEGOTIATING, S.CLAIMING):
+            acts.append(PublishCancel(task_hash, rec.attempt))
+        if rec.state is S.CLAIMING and rec.executor is not None:
+            acts.append(SendCancel(rec.executor, task_hash, rec.attempt))
+        return acts
+
+    # -- restart ---------------------------------------------------------------------------
+
+    def restore(self, records: Iterable[TaskRecord], now: float) -> list[Action]:
+        """Resume after a restart, on a fresh core. Final tasks are only remembered. Pending
+        and negotiating tasks start a new round (``attempt`` + 1). A claiming task re-sends its
+        claim (idempotent on the executor) with a fresh claim timeout. A running task keeps its
+        executor with a fresh lease (its heartbeats or result will come; if not, the lease
+        lapses and it is re-placed); a pending cancel is sent again."""
+        if self._tasks:
+            raise LocalProtocolError("restore: the core is not fresh")
+        acts: list[Action] = []
+        for rec in sorted(records, key=lambda r: (r.submitted_at, r.task_hash)):
+            th = rec.task_hash
+            if th in self._tasks:
+                raise LocalProtocolError(f"restore: task {th.hex()} given twice")
+            t = _Task(rec)
+            self._tasks[th] = t
+            if rec.state.is_final:
+                continue
+            if rec.state is S.RUNNING:
+                assert rec.executor is not None
+                if rec.cancel_requested:
+                    t.deadline = now + self.cancel_timeout_s
+                    acts.append(SendCancel(rec.executor, th, rec.attempt))
+                else:
+                    t.deadline = now + self.lease_timeout_s
+            elif rec.state is S.CLAIMING and rec.executor is not None:
+                t.deadline = now + self.claim_timeout_s
+                send = SendClaim if rec.spec.profile is not None else SendGrant
+                acts.append(send(rec.executor, th, rec.attempt, rec.spec))
+            else:
+                self._start_round(t, now, acts, attempt=rec.attempt + 1)
+        return acts
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """The earliest time :meth:`on_timer` has work, or None."""
+        ds = [t.deadline for t in self._tasks.values() if t.deadline is not None]
+        return min(ds) if ds else None
+
+    def on_timer(self, now: float) -> list[Action]:
+        """Fire every task timer due at ``now``: close offer windows, time out claims, lapse
+        leases, give up on unconfirmed cancels, start retry rounds."""
+        due = sorted(
+            (t.deadline, th)
+            for th, t in self._tasks.items()
+            if t.deadline is not None and t.deadline <= now
+        )
+        acts: list[Action] = []
+        for _, th in due:
+            t = self._tasks[th]
+            t.deadline = None
+            state = t.rec.state
+            if state is S.NEGOTIATING:
+                self._close_window(t, now, acts)
+            elif state is S.CLAIMING:
+                assert t.rec.executor is not None
+                self._lost(t, now, acts, t.rec.executor)
+            elif state is S.RUNNING:
+                assert t.rec.executor is not None
+                if t.rec.cancel_requested:
+                    self._finish(
+                        t,
+                        now,
+                        acts,
+                        S.CANCELLED,
+                        f"{CANCELLED_BY_USER} (the executor did not confirm)",
+                    )
+                else:
+                    self._lost(t, now, acts, t.rec.executor)
+            elif state is S.PENDING:
+                self._start_round(t, now, acts, attempt=t.rec.attempt + 1)
+        return acts

@@ -1,0 +1,681 @@
+"""Task value types: what a submitter asks for, what an executor reports, what each side persists.
+
+Every type is a frozen dataclass that validates itself on construction and round-trips through
+``to_dict(json_safe=False)`` / ``from_dict``. ``to_dict()`` keeps hashes and payloads as
+``bytes`` (the CBOR form the driver stores in SQLite and sends on the wire);
+``to_dict(json_safe=True)`` turns hashes into hex and stdout/stderr into base64 (for RPC and
+``icnctl --json``). ``from_dict`` accepts either form. A bad field raises :class:`TaskError`
+whose message starts with the field's dotted name.
+
+:attr:`TaskSpec.task_hash` is the SHA-256 of ``cbor2.dumps(spec.to_dict(), canonical=True)``:
+two nodes that hold the same spec agree on its hash, and the driver-supplied ``nonce`` makes two
+identical submissions two tasks.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import cbor2
+
+from icn_node.errors import IcnError, ResourceError
+from icn_node.scheduler import _checks as chk
+from icn_node.scheduler.locality import MAX_DID_LEN, LocalityHint
+from icn_node.scheduler.resources import Reservation, ResourceProfile
+
+__all__ = [
+    "FINAL_STATES",
+    "MAX_ARGS",
+    "MAX_BLOBS",
+    "MAX_OUTPUT_BYTES",
+    "JobRecord",
+    "JobState",
+    "OfferSummary",
+    "TaskError",
+    "TaskRecord",
+    "TaskResult",
+    "TaskSpec",
+    "TaskState",
+]
+
+MAX_OUTPUT_BYTES = 64 * 1024
+"""Bound on a result's stdout and on its stderr (the runner's default cap)."""
+MAX_ARGS = 1024
+MAX_ARG_LEN = 4096
+MAX_BLOBS = 1024
+MAX_NAME_LEN = 1024
+MAX_MESSAGE_LEN = 4096
+MAX_REASON_LEN = 1024
+MAX_FUEL = 2**63 - 1
+MAX_ATTEMPT = 1_000_000
+MAX_HINTS = 64
+MAX_OFFERS = 4096
+NONCE_LEN = 16
+
+
+class TaskError(IcnError):
+    """A task spec, result or record is invalid. The message names the field."""
+
+
+@contextmanager
+def _task_errors() -> Iterator[None]:
+    """Re-raise the scheduler's field errors (``ResourceError``) as :class:`TaskError`."""
+    try:
+        yield
+    except TaskError:
+        raise
+    except ResourceError as e:
+        raise TaskError(str(e)) from e
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is, from the submitter's point of view.
+
+    The last five are final. The last four are also the runner's outcome names, so
+    ``TaskState(run_result.state.value)`` converts a runner outcome.
+    """
+
+    PENDING = "pending"
+    NEGOTIATING = "negotiating"
+    CLAIMING = "claiming"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    FUEL_EXHAUSTED = "fuel_exhausted"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {
+        TaskState.COMPLETED,
+        TaskState.FAILED,
+        TaskState.FUEL_EXHAUSTED,
+        TaskState.TIMED_OUT,
+        TaskState.CANCELLED,
+    }
+)
+
+
+class JobState(enum.StrEnum):
+    """Where a job (a task this node accepted to run) is, on the executor.
+
+    ``reserved``: accepted, capacity held, run asked for (fetching blobs or starting).
+    ``running``: the sandbox runs. ``finished``: a result exists (re-sent until acknowledged).
+    ``abandoned``: given back to the submitter without a result (the daemon restarted under it).
+    """
+
+    RESERVED = "reserved"
+    RUNNING = "running"
+    FINISHED = "finished"
+    ABANDONED = "abandoned"
+
+
+# -- field helpers ---------------------------------------------------------------------------
+
+
+def _enum(cls: type[enum.Enum], name: str, value: Any) -> Any:
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(value)
+    except ValueError:
+        raise TaskError(f"{name}: unknown value {value!r}") from None
+
+
+def _time(name: str, value: Any) -> float:
+    return chk.number(name, value, lo=0.0, hi=math.inf)
+
+
+def _opt_time(name: str, value: Any) -> float | None:
+    return None if value is None else _time(name, value)
+
+
+def _did(name: str, value: Any) -> str:
+    return chk.text(name, value, max_len=MAX_DID_LEN)
+
+
+def _payload(name: str, value: Any, *, max_len: int) -> bytes:
+    """Bytes (CBOR form) or base64 text (JSON form) of at most ``max_len`` bytes."""
+    if isinstance(value, str):
+        try:
+            value = base64.b64decode(value, validate=True)
+        except ValueError:
+            raise TaskError(f"{name}: not valid base64") from None
+    if isinstance(value, bytearray | memoryview):
+        value = bytes(value)
+    if not isinstance(value, bytes):
+        raise TaskError(f"{name}: expected bytes, got {type(value).__name__}")
+    if len(value) > max_len:
+        raise TaskError(f"{name}: {len(value)} bytes, at most {max_len} allowed")
+    return value
+
+
+def _nonce(name: str, value: Any) -> bytes:
+    if isinstance(value, str):
+        try:
+            value = bytes.fromhex(value)
+        except ValueError:
+            raise TaskError(f"{name}: not a hex string") from None
+    if isinstance(value, bytearray | memoryview):
+        value = bytes(value)
+    if not isinstance(value, bytes) or len(value) != NONCE_LEN:
+        raise TaskError(f"{name}: expected {NONCE_LEN} bytes")
+    return value
+
+
+def _file_name(name: str, value: Any, *, allow_dirs: bool) -> str:
+    v = chk.text(name, value, max_len=MAX_NAME_LEN)
+    if "\x00" in v or v.startswith("/"):
+        raise TaskError(f"{name}: {v!r} must be a relative name without NUL")
+    parts = v.split("/")
+    if not allow_dirs and len(parts) > 1:
+        raise TaskError(f"{name}: {v!r} must be a plain file name (no '/')")
+    if any(p in ("", ".", "..") for p in parts):
+        raise TaskError(f"{name}: {v!r} has an empty, '.' or '..' component")
+    return v
+
+
+def _named_blobs(name: str, value: Any, *, allow_dirs: bool) -> tuple[tuple[str, bytes], ...]:
+    """``[(file name, 32-byte hash), ...]`` with distinct names; a mapping is accepted too."""
+    if isinstance(value, Mapping):
+        value = list(value.items())
+    items = chk.sequence(name, value, max_len=MAX_BLOBS)
+    out: list[tuple[str, bytes]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        pair = chk.sequence(f"{name}[{i}]", item, max_len=2)
+        if len(pair) != 2:
+            raise TaskError(f"{name}[{i}]: expected [name, hash]")
+        n = _file_name(f"{name}[{i}].name", pair[0], allow_dirs=allow_dirs)
+        if n in seen:
+            raise TaskError(f"{name}[{i}].name: duplicate name {n!r}")
+        seen.add(n)
+        out.append((n, chk.hash32(f"{name}[{i}].hash", pair[1])))
+    return tuple(out)
+
+
+def _blobs_out(blobs: tuple[tuple[str, bytes], ...], json_safe: bool) -> list[list[Any]]:
+    return [[n, h.hex() if json_safe else h] for n, h in blobs]
+
+
+def _hash_out(h: bytes, json_safe: bool) -> bytes | str:
+    return h.hex() if json_safe else h
+
+
+def _b64_out(b: bytes, json_safe: bool) -> bytes | str:
+    return base64.b64encode(b).decode("ascii") if json_safe else b
+
+
+def _attempt(name: str, value: Any) -> int:
+    return chk.integer(name, value, lo=1, hi=MAX_ATTEMPT)
+
+
+# -- the spec --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSpec:
+    """What a submitter asks to have run. Immutable for the life of the task.
+
+    ``code_blob``: SHA-256 of the module. ``fuel``: the fuel limit. ``args``: the task's argv.
+    ``input_blobs``: (file name, blob hash) pairs mounted read-only. ``profile``: the resources
+    needed; None selects the legacy first-claim protocol. ``hints``: locality hints.
+    ``max_cost``: credits per 1,000 fuel the submitter pays at most (None: any).
+    ``timeout_s``: wall-clock limit of one run (None: the runner's default). ``nonce``: 16
+    random bytes from the driver. ``created_at``: the submitter's clock at submission.
+    """
+
+    code_blob: bytes
+    submitter: str
+    fuel: int
+    nonce: bytes
+    args: tuple[str, ...] = ()
+    input_blobs: tuple[tuple[str, bytes], ...] = ()
+    profile: ResourceProfile | None = None
+    hints: tuple[LocalityHint, ...] = ()
+    max_cost: int | None = None
+    timeout_s: float | None = None
+    created_at: float = 0.0
+    _hash: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        with _task_errors():
+            s(self, "code_blob", chk.hash32("task_spec.code_blob", self.code_blob))
+            _did("task_spec.submitter", self.submitter)
+            chk.integer("task_spec.fuel", self.fuel, lo=1, hi=MAX_FUEL)
+            args = tuple(chk.sequence("task_spec.args", self.args, max_len=MAX_ARGS))
+            for i, a in enumerate(args):
+                chk.text(f"task_spec.args[{i}]", a, max_len=MAX_ARG_LEN, allow_empty=True)
+            s(self, "args", args)
+            s(
+                self,
+                "input_blobs",
+                _named_blobs("task_spec.input_blobs", self.input_blobs, allow_dirs=False),
+            )
+            if self.profile is not None and not isinstance(self.profile, ResourceProfile):
+                raise TaskError("task_spec.profile: expected a ResourceProfile or None")
+            hints = tuple(chk.sequence("task_spec.hints", self.hints, max_len=MAX_HINTS))
+            for i, h in enumerate(hints):
+                if not isinstance(h, LocalityHint):
+                    raise TaskError(f"task_spec.hints[{i}]: expected a LocalityHint")
+            if hints and self.profile is None:
+                raise TaskError("task_spec.hints: locality hints need a resource profile")
+            s(self, "hints", hints)
+            if self.max_cost is not None:
+                chk.integer("task_spec.max_cost", self.max_cost, lo=0, hi=2**53)
+            if self.timeout_s is not None:
+                s(
+                    self,
+                    "timeout_s",
+                    chk.number("task_spec.timeout_s", self.timeout_s, lo=0.0, hi=1e9, lo_open=True),
+                )
+            s(self, "nonce", _nonce("task_spec.nonce", self.nonce))
+            s(self, "created_at", _time("task_spec.created_at", self.created_at))
+        s(self, "_hash", hashlib.sha256(cbor2.dumps(self.to_dict(), canonical=True)).digest())
+
+    @property
+    def task_hash(self) -> bytes:
+        """SHA-256 of the canonical CBOR encoding of :meth:`to_dict`."""
+        return self._hash
+
+    @property
+    def protocol(self) -> str:
+        """``"placement"`` (with a resource profile) or ``"legacy"`` (first claim wins)."""
+        return "legacy" if self.profile is None else "placement"
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {
+            "code_blob": _hash_out(self.code_blob, json_safe),
+            "submitter": self.submitter,
+            "fuel": self.fuel,
+            "args": list(self.args),
+            "input_blobs": _blobs_out(self.input_blobs, json_safe),
+            "profile": None if self.profile is None else self.profile.to_dict(),
+            "hints": [h.to_dict(json_safe=json_safe) for h in self.hints],
+            "max_cost": self.max_cost,
+            "timeout_s": self.timeout_s,
+            "nonce": self.nonce.hex() if json_safe else self.nonce,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> TaskSpec:
+        with _task_errors():
+            d = chk.mapping("task_spec", d)
+            f = chk.field
+            p = d.get("profile")
+            hints = chk.sequence("task_spec.hints", d.get("hints", []), max_len=MAX_HINTS)
+            return cls(
+                code_blob=f("task_spec", d, "code_blob"),
+                submitter=f("task_spec", d, "submitter"),
+                fuel=f("task_spec", d, "fuel"),
+                args=tuple(chk.sequence("task_spec.args", d.get("args", []), max_len=MAX_ARGS)),
+                input_blobs=d.get("input_blobs", ()),
+                profile=None if p is None else ResourceProfile.from_dict(p),
+                hints=tuple(LocalityHint.from_dict(h) for h in hints),
+                max_cost=d.get("max_cost"),
+                timeout_s=d.get("timeout_s"),
+                nonce=f("task_spec", d, "nonce"),
+                created_at=d.get("created_at", 0.0),
+            )
+
+
+# -- the result ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskResult:
+    """How one run of a task ended, as the executor reports it.
+
+    ``state`` is final. ``stdout``/``stderr`` hold at most :data:`MAX_OUTPUT_BYTES` each;
+    ``*_truncated`` says the task wrote more. ``output_blobs``: (relative file name, blob hash)
+    of the files the task left in its output directory. ``started_at``/``finished_at`` are on
+    the executor's clock; ``attempt`` is the placement round the run belongs to.
+    """
+
+    state: TaskState
+    executor: str
+    fuel_used: int = 0
+    exit_code: int | None = None
+    message: str = ""
+    stdout: bytes = b""
+    stderr: bytes = b""
+    output_blobs: tuple[tuple[str, bytes], ...] = ()
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    attempt: int = 1
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        with _task_errors():
+            st = _enum(TaskState, "task_result.state", self.state)
+            if not st.is_final:
+                raise TaskError(f"task_result.state: {st.value!r} is not a final state")
+            s(self, "state", st)
+            _did("task_result.executor", self.executor)
+            chk.integer("task_result.fuel_used", self.fuel_used, lo=0, hi=MAX_FUEL)
+            if self.exit_code is not None:
+                chk.integer("task_result.exit_code", self.exit_code, lo=-(2**31), hi=2**31 - 1)
+            chk.text("task_result.message", self.message, max_len=MAX_MESSAGE_LEN, allow_empty=True)
+            s(self, "stdout", _payload("task_result.stdout", self.stdout, max_len=MAX_OUTPUT_BYTES))
+            s(self, "stderr", _payload("task_result.stderr", self.stderr, max_len=MAX_OUTPUT_BYTES))
+            s(
+                self,
+                "output_blobs",
+                _named_blobs("task_result.output_blobs", self.output_blobs, allow_dirs=True),
+            )
+            s(self, "started_at", _time("task_result.started_at", self.started_at))
+            s(self, "finished_at", _time("task_result.finished_at", self.finished_at))
+            if self.finished_at < self.started_at:
+                raise TaskError("task_result.finished_at: earlier than started_at")
+            _attempt("task_result.attempt", self.attempt)
+            chk.boolean("task_result.stdout_truncated", self.stdout_truncated)
+            chk.boolean("task_result.stderr_truncated", self.stderr_truncated)
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "executor": self.executor,
+            "fuel_used": self.fuel_used,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "stdout": _b64_out(self.stdout, json_safe),
+            "stderr": _b64_out(self.stderr, json_safe),
+            "output_blobs": _blobs_out(self.output_blobs, json_safe),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "attempt": self.attempt,
+            "stdout_truncated": self.stdout_truncated,
+            "stderr_truncated": self.stderr_truncated,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> TaskResult:
+        with _task_errors():
+            d = chk.mapping("task_result", d)
+            f = chk.field
+            return cls(
+                state=f("task_result", d, "state"),
+                executor=f("task_result", d, "executor"),
+                fuel_used=d.get("fuel_used", 0),
+                exit_code=d.get("exit_code"),
+                message=d.get("message", ""),
+                stdout=d.get("stdout", b""),
+                stderr=d.get("stderr", b""),
+                output_blobs=d.get("output_blobs", ()),
+                started_at=d.get("started_at", 0.0),
+                finished_at=d.get("finished_at", 0.0),
+                attempt=f("task_result", d, "attempt"),
+                stdout_truncated=d.get("stdout_truncated", False),
+                stderr_truncated=d.get("stderr_truncated", False),
+            )
+
+
+# -- the submitter's record ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OfferSummary:
+    """One ranked offer as ``icnctl compute status`` shows it: the executor, the score the
+    submitter recomputed with its own trust, and the executor's cost."""
+
+    executor: str
+    score: float
+    cost: int
+
+    def __post_init__(self) -> None:
+        with _task_errors():
+            _did("offer_summary.executor", self.executor)
+            object.__setattr__(
+                self, "score", chk.number("offer_summary.score", self.score, lo=0.0, hi=1.0)
+            )
+            chk.integer("offer_summary.cost", self.cost, lo=0, hi=2**53)
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {"executor": self.executor, "score": self.score, "cost": self.cost}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> OfferSummary:
+        with _task_errors():
+            d = chk.mapping("offer_summary", d)
+            f = chk.field
+            return cls(
+                f("offer_summary", d, "executor"),
+                f("offer_summary", d, "score"),
+                f("offer_summary", d, "cost"),
+            )
+
+
+def _spec_of(name: str, d: Mapping[str, Any]) -> TaskSpec:
+    """``d["spec"]``; a ``task_hash`` key, when present, must match the spec's hash."""
+    spec = TaskSpec.from_dict(chk.field(name, d, "spec"))
+    if "task_hash" in d and chk.hash32(f"{name}.task_hash", d["task_hash"]) != spec.task_hash:
+        raise TaskError(f"{name}.task_hash: does not match the spec")
+    return spec
+
+
+def _dids(name: str, value: Any) -> tuple[str, ...]:
+    items = chk.sequence(name, value, max_len=MAX_OFFERS)
+    out = tuple(_did(f"{name}[{i}]", v) for i, v in enumerate(items))
+    if len(set(out)) != len(out):
+        raise TaskError(f"{name}: duplicate DIDs")
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRecord:
+    """The submitter's persisted view of one task. Replaced (never mutated) on every change.
+
+    ``attempt``: the current placement round (1 at submission, +1 every time the task goes back
+    to negotiation). ``executor``: the executor claimed (``claiming``) or running the task.
+    ``excluded``: executors that lost the task (lease lapse, claim timeout, abandon); they are
+    not asked again and their number is bounded by ``max_attempts``. ``claimed``: every executor
+    a claim or grant was sent to; a final result is accepted from any of them. ``retries``:
+    rounds in a row that ended without a running executor. ``offers``: the last round's ranked
+    offers. ``reason``: why the task failed or was cancelled (``no_executor``,
+    ``max_attempts``, ``cancelled by user``). ``cancel_requested``: a cancel was sent to the
+    running executor and its confirmation is awaited.
+    """
+
+    spec: TaskSpec
+    state: TaskState
+    attempt: int = 1
+    executor: str | None = None
+    excluded: tuple[str, ...] = ()
+    claimed: tuple[str, ...] = ()
+    retries: int = 0
+    offers: tuple[OfferSummary, ...] = ()
+    result: TaskResult | None = None
+    reason: str = ""
+    cancel_requested: bool = False
+    submitted_at: float = 0.0
+    negotiation_started_at: float | None = None
+    claimed_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        with _task_errors():
+            if not isinstance(self.spec, TaskSpec):
+                raise TaskError("task_record.spec: expected a TaskSpec")
+            s(self, "state", _enum(TaskState, "task_record.state", self.state))
+            _attempt("task_record.attempt", self.attempt)
+            if self.executor is not None:
+                _did("task_record.executor", self.executor)
+            s(self, "excluded", _dids("task_record.excluded", self.excluded))
+            s(self, "claimed", _dids("task_record.claimed", self.claimed))
+            chk.integer("task_record.retries", self.retries, lo=0, hi=MAX_ATTEMPT)
+            offers = tuple(chk.sequence("task_record.offers", self.offers, max_len=MAX_OFFERS))
+            for o in offers:
+                if not isinstance(o, OfferSummary):
+                    raise TaskError("task_record.offers: expected OfferSummary items")
+            s(self, "offers", offers)
+            if self.result is not None and not isinstance(self.result, TaskResult):
+                raise TaskError("task_record.result: expected a TaskResult or None")
+            chk.text("task_record.reason", self.reason, max_len=MAX_REASON_LEN, allow_empty=True)
+            chk.boolean("task_record.cancel_requested", self.cancel_requested)
+            for name in ("submitted_at", "updated_at"):
+                s(self, name, _time(f"task_record.{name}", getattr(self, name)))
+            for name in ("negotiation_started_at", "claimed_at", "started_at", "finished_at"):
+                s(self, name, _opt_time(f"task_record.{name}", getattr(self, name)))
+
+    @property
+    def task_hash(self) -> bytes:
+        return self.spec.task_hash
+
+    def evolve(self, **changes: Any) -> TaskRecord:
+        """A copy with ``changes`` applied (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {
+            "task_hash": _hash_out(self.task_hash, json_safe),
+            "spec": self.spec.to_dict(json_safe=json_safe),
+            "state": self.state.value,
+            "attempt": self.attempt,
+            "executor": self.executor,
+            "excluded": list(self.excluded),
+            "claimed": list(self.claimed),
+            "retries": self.retries,
+            "offers": [o.to_dict() for o in self.offers],
+            "result": None if self.result is None else self.result.to_dict(json_safe=json_safe),
+            "reason": self.reason,
+            "cancel_requested": self.cancel_requested,
+            "submitted_at": self.submitted_at,
+            "negotiation_started_at": self.negotiation_started_at,
+            "claimed_at": self.claimed_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> TaskRecord:
+        """Parse; a ``task_hash`` key, when present, must match the spec's hash."""
+        with _task_errors():
+            d = chk.mapping("task_record", d)
+            f = chk.field
+            spec = _spec_of("task_record", d)
+            r = d.get("result")
+            offers = chk.sequence("task_record.offers", d.get("offers", []), max_len=MAX_OFFERS)
+            return cls(
+                spec=spec,
+                state=f("task_record", d, "state"),
+                attempt=d.get("attempt", 1),
+                executor=d.get("executor"),
+                excluded=tuple(
+                    chk.sequence("task_record.excluded", d.get("excluded", []), max_len=MAX_OFFERS)
+                ),
+                claimed=tuple(
+                    chk.sequence("task_record.claimed", d.get("claimed", []), max_len=MAX_OFFERS)
+                ),
+                retries=d.get("retries", 0),
+                offers=tuple(OfferSummary.from_dict(o) for o in offers),
+                result=None if r is None else TaskResult.from_dict(r),
+                reason=d.get("reason", ""),
+                cancel_requested=d.get("cancel_requested", False),
+                submitted_at=d.get("submitted_at", 0.0),
+                negotiation_started_at=d.get("negotiation_started_at"),
+                claimed_at=d.get("claimed_at"),
+                started_at=d.get("started_at"),
+                finished_at=d.get("finished_at"),
+                updated_at=d.get("updated_at", 0.0),
+            )
+
+
+# -- the executor's record -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRecord:
+    """The executor's persisted view of a task it accepted. Replaced on every change.
+
+    ``reservation`` is what the job holds (profile and pinned GPU devices), so a restarted
+    daemon can rebuild its capacity ledger; its ``reservation_id`` is local to one process and
+    is not reused on restore. ``result_acked``: the submitter acknowledged ``result``.
+    """
+
+    spec: TaskSpec
+    attempt: int
+    state: JobState
+    reservation: Reservation | None = None
+    result: TaskResult | None = None
+    result_acked: bool = False
+    accepted_at: float = 0.0
+    updated_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        with _task_errors():
+            if not isinstance(self.spec, TaskSpec):
+                raise TaskError("job_record.spec: expected a TaskSpec")
+            _attempt("job_record.attempt", self.attempt)
+            object.__setattr__(self, "state", _enum(JobState, "job_record.state", self.state))
+            if self.reservation is not None and not isinstance(self.reservation, Reservation):
+                raise TaskError("job_record.reservation: expected a Reservation or None")
+            if self.result is not None and not isinstance(self.result, TaskResult):
+                raise TaskError("job_record.result: expected a TaskResult or None")
+            if (self.state is JobState.FINISHED) != (self.result is not None):
+                raise TaskError("job_record.result: present exactly when the state is finished")
+            chk.boolean("job_record.result_acked", self.result_acked)
+            for name in ("accepted_at", "updated_at"):
+                object.__setattr__(self, name, _time(f"job_record.{name}", getattr(self, name)))
+
+    @property
+    def task_hash(self) -> bytes:
+        return self.spec.task_hash
+
+    @property
+    def submitter(self) -> str:
+        return self.spec.submitter
+
+    def evolve(self, **changes: Any) -> JobRecord:
+        return replace(self, **changes)
+
+    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
+        return {
+            "task_hash": _hash_out(self.task_hash, json_safe),
+            "spec": self.spec.to_dict(json_safe=json_safe),
+            "attempt": self.attempt,
+            "state": self.state.value,
+            "reservation": None if self.reservation is None else self.reservation.to_dict(),
+            "result": None if self.result is None else self.result.to_dict(json_safe=json_safe),
+            "result_acked": self.result_acked,
+            "accepted_at": self.accepted_at,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> JobRecord:
+        with _task_errors():
+            d = chk.mapping("job_record", d)
+            f = chk.field
+            spec = _spec_of("job_record", d)
+            res = d.get("reservation")
+            r = d.get("result")
+            return cls(
+                spec=spec,
+                attempt=f("job_record", d, "attempt"),
+                state=f("job_record", d, "state"),
+                reservation=None if res is None else Reservation.from_dict(res),
+                result=None if r is None else TaskResult.from_dict(r),
+                result_acked=d.get("result_acked", False),
+                accepted_at=d.get("accepted_at", 0.0),
+                updated_at=d.get("updated_at", 0.0),
+            )
