@@ -164,11 +164,10 @@ def wait_for(ctx: typer.Context, task: str, quiet: bool = False) -> dict[str, An
             if not shown or shown[-1] != step:
                 shown.append(step)
                 if not quiet:
-                    line = " → ".join(shown)
                     if tty:
-                        sys.stderr.write("\r\033[K" + line)
+                        sys.stderr.write("\r\033[K" + " → ".join(shown))
                     else:
-                        sys.stderr.write(line + "\n")
+                        sys.stderr.write(("→ " if len(shown) > 1 else "") + step + "\n")
                     sys.stderr.flush()
             if ev["state"] in FINAL:
                 if tty and not quiet:

@@ -40,6 +40,7 @@ class Node:
         self._started_at: float | None = None
         self._gpus: list | None = None
         self.mesh: Any = None  # the mesh service, when running
+        self.compute: Any = None  # the compute service, when running
         self.rpc.register("node.status", self._rpc_status)
         self.rpc.register("node.capacity", self._rpc_capacity)
 
@@ -97,6 +98,7 @@ class Node:
                 bound = await nursery.start(serve_metrics, self.metrics, host, port)
                 self.addresses["metrics"] = format_hostport(*bound)
             await self._start_mesh(nursery)
+            await self._start_compute(nursery)
             socket_path = await nursery.start(
                 lambda task_status: serve_rpc(
                     self.rpc,
@@ -120,6 +122,14 @@ class Node:
         self.addresses["mesh"] = await nursery.start(mesh.serve)
         self.mesh = mesh
         register_mesh_rpc(self.rpc, mesh)
+
+    async def _start_compute(self, nursery: trio.Nursery) -> None:
+        from .compute.service import ComputeService
+
+        compute = ComputeService(self)
+        await nursery.start(compute.serve)
+        self.compute = compute
+        compute.register_rpc(self.rpc)
 
     async def shutdown(self) -> None:
         """Tell services to wind down (say goodbye to peers, persist); bounded by the caller."""

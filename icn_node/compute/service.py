@@ -1,0 +1,840 @@
+"""The compute driver: joins the placement cores to the mesh, the stores, the sandbox and RPC.
+
+Everything the protocol decides comes from the pure cores (:class:`SubmitterCore`,
+:class:`ExecutorCore`, :class:`ExecutorRegistry`). This module only moves things:
+
+* incoming mesh deliveries are decoded (``icn_node.wire``) and turned into core events, with
+  the sender taken from the delivery's authenticated origin, never from a field;
+* the actions the cores return are executed in order: ``Persist`` is written to SQLite before
+  the next action runs, messages go out through the mesh (or straight back into this node's
+  own cores when addressed to itself), ``StartRun`` starts a sandbox, metrics are counted;
+* one timer task sleeps until the cores' earliest deadline and calls ``on_timer(now)``;
+* an announcer gossips this executor's capacity every ``compute.announce_interval_s`` and
+  early on a significant change.
+
+Time for the cores is ``now()``: the trio clock shifted to wall-clock seconds at start, so
+records persisted by one process stay meaningful to the next and ``MockClock`` still drives it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import random
+import shutil
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import trio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ..blobnet import BlobNet
+from ..blobs import BlobError, BlobStore, parse_blob_id
+from ..errors import CodecError, IcnError, RpcError
+from ..logs import get_logger
+from ..rpc.protocol import INVALID_PARAMS, InvalidParams
+from ..runner import RunResult, WasmJob, WasmRun
+from ..scheduler import (
+    DefaultPlacementPolicy,
+    LocalityContext,
+    LocalityHint,
+    NodeCapacity,
+    PlacementOffer,
+    PlacementRequest,
+    ResourceProfile,
+)
+from ..store import NodeStore
+from ..wire import (
+    COMPUTE_DIRECT_TOPIC,
+    COMPUTE_TOPIC,
+    AbandonMsg,
+    BlobAnnounceMsg,
+    ClaimMsg,
+    ClaimReplyMsg,
+    ClaimRequestMsg,
+    DeclineMsg,
+    ExecutorAnnounceMsg,
+    GrantMsg,
+    Message,
+    PlacementOfferMsg,
+    PlacementRequestMsg,
+    RefuseMsg,
+    ResultAckMsg,
+    TaskCancelMsg,
+    TaskClaimedMsg,
+    TaskHeartbeatMsg,
+    TaskResultMsg,
+    TaskSubmittedMsg,
+    decode_message,
+    encode_message,
+)
+from . import actions as A
+from .executor import ExecutorCore
+from .registry import ExecutorInfo, ExecutorRegistry
+from .submitter import SubmitterCore
+from .tasks import JobRecord, TaskRecord, TaskResult, TaskSpec, TaskState
+
+log = get_logger("icn.compute")
+
+MB = 1024 * 1024
+MAX_MODULE_BYTES = 16 * MB
+MAX_OUTPUT_BYTES = 64 * 1024
+WATCH_EVENTS = 10_000
+MAX_WATCH_WAIT_S = 30.0
+FINAL = {
+    TaskState.COMPLETED,
+    TaskState.FAILED,
+    TaskState.FUEL_EXHAUSTED,
+    TaskState.TIMED_OUT,
+    TaskState.CANCELLED,
+}
+
+
+class ComputeMetrics:
+    """The seed's seven placement metrics plus task counters; no per-task or per-peer labels."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        p = "icn_compute_placement_"
+        self.requests_received = Counter(
+            p + "requests_received_total",
+            "Placement requests this executor received.",
+            registry=registry,
+        )
+        self.offers_sent = Counter(
+            p + "offers_sent_total", "Placement offers this executor sent.", registry=registry
+        )
+        self.offers_received = Counter(
+            p + "offers_received_total",
+            "Placement offers this submitter received in time.",
+            registry=registry,
+        )
+        self.wins = Counter(p + "wins_total", "Placements this executor won.", registry=registry)
+        self.losses = Counter(
+            p + "losses_total", "Placements this executor offered on and lost.", registry=registry
+        )
+        self.score = Histogram(
+            p + "score",
+            "Scores this executor offered with.",
+            buckets=[i / 10 for i in range(1, 11)],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            p + "duration_seconds",
+            "Placement latency at the submitter: request to claim accepted.",
+            buckets=[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+            registry=registry,
+        )
+        self.submitted = Counter(
+            "icn_compute_tasks_submitted_total",
+            "Tasks submitted here, by protocol.",
+            ["protocol"],
+            registry=registry,
+        )
+        self.finished = Counter(
+            "icn_compute_tasks_finished_total",
+            "Tasks submitted here that ended, by final state.",
+            ["state"],
+            registry=registry,
+        )
+        self.fuel = Counter(
+            "icn_compute_fuel_used_total",
+            "Fuel used by finished tasks submitted here.",
+            registry=registry,
+        )
+        self.running = Gauge(
+            "icn_compute_runs_active", "Sandboxes running on this executor.", registry=registry
+        )
+        self.dropped = Counter(
+            "icn_compute_messages_dropped_total",
+            "Compute messages refused at decode.",
+            registry=registry,
+        )
+
+
+def _hex(h: bytes) -> str:
+    return h.hex()
+
+
+class ComputeService:
+    def __init__(self, node) -> None:
+        cfg = node.config
+        self.node = node
+        self.config = cfg
+        self.did = node.did
+        self.mesh = node.mesh
+        self._offset = time.time() - trio.current_time()
+        data = cfg.data_dir
+        self.store = NodeStore(data / "node.db")
+        self.blobs = BlobStore(data / "blobs")
+        self.runs_dir = data / "runs"
+        self.blobnet = BlobNet(self.did, self.blobs, self.mesh, self.now)
+        self.metrics = ComputeMetrics(node.metrics.registry)
+        self.rng = random.Random(int.from_bytes(os.urandom(8), "big"))
+        c = cfg.compute
+        window_s = c.offer_window_ms / 1000.0
+        self.registry = ExecutorRegistry(c.announce_interval_s)
+        self.submitter = SubmitterCore(
+            self.did,
+            self.trust,
+            self.registry,
+            offer_window_s=window_s,
+            max_attempts=c.max_attempts,
+            rng=self.rng,
+        )
+        self.executor: ExecutorCore | None = None
+        if c.executor:
+            self.executor = ExecutorCore(
+                self.did,
+                node.capacity,
+                DefaultPlacementPolicy(jitter=self.rng),
+                self.trust,
+                min_trust=c.min_trust_execute,
+                deliberation_s=c.deliberation_ms / 1000.0,
+                offer_window_s=window_s,
+            )
+        self._runs: dict[bytes, WasmRun] = {}
+        self._events: deque[dict[str, Any]] = deque(maxlen=WATCH_EVENTS)
+        self._seq = 0
+        self._changed = trio.Event()
+        self._wakeup = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._task_locations: dict[bytes, str] = {}
+
+    # --- time and trust ----------------------------------------------------------------------
+
+    def now(self) -> float:
+        return trio.current_time() + self._offset
+
+    def trust(self, did: str) -> float:
+        """This node's trust in ``did``: the configured table; a node trusts itself fully."""
+        return 1.0 if did == self.did else self.config.trust_in(did)
+
+    # --- service -----------------------------------------------------------------------------
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        gossip = self.mesh.subscribe(COMPUTE_TOPIC, buffer=4096)
+        direct = self.mesh.subscribe(COMPUTE_DIRECT_TOPIC, buffer=4096)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self.blobnet.serve)
+                await self._restore()
+                nursery.start_soon(self._receive, gossip)
+                nursery.start_soon(self._receive, direct)
+                nursery.start_soon(self._timer_loop)
+                if self.executor is not None:
+                    nursery.start_soon(self._announce_loop)
+                task_status.started()
+        finally:
+            self.store.close()
+
+    async def _restore(self) -> None:
+        now = self.now()
+        records = [TaskRecord.from_dict(doc) for _, doc in self.store.scan("tasks")]
+        acts = self.submitter.restore(records, now)
+        if self.executor is not None:
+            jobs = [JobRecord.from_dict(doc) for _, doc in self.store.scan("jobs")]
+            acts += self.executor.restore(jobs, now)
+        if records:
+            log.info("compute_restored", tasks=len(records))
+        await self._execute(acts)
+
+    # --- incoming ----------------------------------------------------------------------------
+
+    async def _receive(self, inbox) -> None:
+        async for delivery in inbox:
+            try:
+                msg = decode_message(delivery.payload)
+            except CodecError as e:
+                self.metrics.dropped.inc()
+                log.warning("compute_message_dropped", origin=delivery.origin, reason=str(e))
+                continue
+            try:
+                await self.dispatch(msg, delivery.origin)
+            except IcnError as e:
+                # A well-formed message the cores refused (e.g. a domain check): the sender's
+                # fault; logged and dropped, the node goes on.
+                self.metrics.dropped.inc()
+                log.warning(
+                    "compute_message_refused", origin=delivery.origin, tag=msg.TAG, reason=str(e)
+                )
+
+    async def dispatch(self, msg: Message, sender: str) -> None:
+        """Turn one decoded message from ``sender`` into core events and run their actions."""
+        now = self.now()
+        ex = self.executor
+        acts: list[A.Action] = []
+        match msg:
+            case PlacementRequestMsg():
+                if ex is not None:
+                    req = PlacementRequest.from_dict(msg.request)
+                    if req.submitter != sender:
+                        raise IcnError("placement request submitter is not its origin")
+                    acts = ex.on_request(
+                        req,
+                        msg.attempt,
+                        now,
+                        self._context(),
+                        self.node.host_load,
+                        window_s=msg.window_s,
+                        excluded=msg.excluded,
+                    )
+            case TaskSubmittedMsg():
+                if ex is not None:
+                    spec = TaskSpec.from_dict(msg.spec)
+                    if spec.submitter != sender:
+                        raise IcnError("task submitter is not its origin")
+                    acts = ex.on_task_submitted(
+                        spec, msg.attempt, now, window_s=msg.window_s, excluded=msg.excluded
+                    )
+            case TaskClaimedMsg():
+                self._task_locations[msg.task] = msg.winner
+                if ex is not None:
+                    acts = ex.on_task_claimed(msg.task, msg.winner, msg.attempt, now)
+            case TaskCancelMsg():
+                if ex is not None:
+                    acts = ex.on_cancel(msg.task, sender, now, msg.attempt)
+            case ExecutorAnnounceMsg():
+                info = ExecutorInfo.from_dict(msg.info)
+                if info.did != sender:
+                    raise IcnError("executor announcement for another DID")
+                self.registry.announce(info, now)
+            case BlobAnnounceMsg():
+                self.blobnet.on_announce(sender, msg)
+            case PlacementOfferMsg():
+                offer = PlacementOffer.from_dict(msg.offer)
+                acts = self.submitter.on_offer(offer, sender, msg.attempt, now)
+            case DeclineMsg():
+                acts = self.submitter.on_decline(msg.task, sender, msg.attempt, msg.reason, now)
+            case ClaimMsg():
+                if ex is not None:
+                    acts = ex.on_claim(
+                        msg.task, sender, msg.attempt, TaskSpec.from_dict(msg.spec), now
+                    )
+                else:
+                    await self._send_msg(
+                        sender, ClaimReplyMsg(msg.task, msg.attempt, False, "not_an_executor")
+                    )
+            case ClaimReplyMsg():
+                acts = self.submitter.on_claim_reply(
+                    msg.task, sender, msg.attempt, msg.accepted, msg.reason, now
+                )
+            case ClaimRequestMsg():
+                acts = self.submitter.on_claim_request(msg.task, sender, msg.attempt, now)
+            case GrantMsg():
+                if ex is not None:
+                    acts = ex.on_grant(
+                        msg.task, sender, msg.attempt, TaskSpec.from_dict(msg.spec), now
+                    )
+            case RefuseMsg():
+                if ex is not None:
+                    acts = ex.on_refuse(msg.task, sender, msg.attempt, now)
+            case TaskHeartbeatMsg():
+                acts = self.submitter.on_heartbeat(msg.task, sender, msg.attempt, now)
+            case TaskResultMsg():
+                acts = self.submitter.on_result(
+                    TaskResult.from_dict(msg.result), sender, msg.task, now
+                )
+            case ResultAckMsg():
+                if ex is not None:
+                    acts = ex.on_result_ack(msg.task, sender, now, msg.attempt)
+            case AbandonMsg():
+                acts = self.submitter.on_abandon(msg.task, sender, msg.attempt, msg.reason, now)
+            case _:
+                log.debug("compute_message_unexpected", tag=msg.TAG, origin=sender)
+        await self._execute(acts)
+
+    def _context(self) -> LocalityContext:
+        return LocalityContext(
+            region=self.config.node.region or None,
+            blobs=self.blobnet.locations.snapshot(),
+            rtt_ms=self._rtts(),
+            task_locations=dict(self._task_locations),
+        )
+
+    def _rtts(self) -> dict[str, float]:
+        rtt = getattr(self.mesh, "rtt_ms", None)
+        return rtt() if callable(rtt) else {}
+
+    # --- actions -----------------------------------------------------------------------------
+
+    async def _execute(self, acts: list[A.Action]) -> None:
+        for act in acts:
+            await self._do(act)
+        if acts:
+            self._wakeup.set()
+
+    async def _do(self, act: A.Action) -> None:
+        m = self.metrics
+        match act:
+            case A.Persist(record=TaskRecord() as rec):
+                self.store.put(
+                    "tasks", rec.task_hash, rec.state.value, rec.updated_at, rec.to_dict()
+                )
+            case A.Persist(record=JobRecord() as job):
+                self.store.put(
+                    "jobs", job.task_hash, job.state.value, job.updated_at, job.to_dict()
+                )
+            case A.StateChanged():
+                self._event(act)
+            case A.StartRun():
+                assert self._nursery is not None
+                self._nursery.start_soon(self._run_task, act.spec, act.attempt)
+            case A.StopRun():
+                run = self._runs.get(act.task_hash)
+                if run is not None:
+                    run.cancel()
+            case A.PublishRequest():
+                msg = PlacementRequestMsg(
+                    act.request.to_dict(), act.attempt, act.window_s, tuple(act.excluded)
+                )
+                await self._publish(msg)
+            case A.PublishTaskSubmitted():
+                msg = TaskSubmittedMsg(
+                    act.spec.to_dict(), act.attempt, act.window_s, tuple(act.excluded)
+                )
+                await self._publish(msg)
+            case A.PublishTaskClaimed():
+                await self._publish(TaskClaimedMsg(act.task_hash, act.winner, act.attempt))
+            case A.PublishCancel():
+                await self._publish(TaskCancelMsg(act.task_hash, act.attempt))
+            case A.SendOffer():
+                m.offers_sent.inc()
+                await self._send_msg(act.to, PlacementOfferMsg(act.offer.to_dict(), act.attempt))
+            case A.SendDecline():
+                await self._send_msg(
+                    act.to, DeclineMsg(act.task_hash, act.attempt, act.reason, act.detail)
+                )
+            case A.SendClaim():
+                await self._send_msg(
+                    act.to, ClaimMsg(act.task_hash, act.attempt, act.spec.to_dict())
+                )
+            case A.SendClaimReply():
+                await self._send_msg(
+                    act.to, ClaimReplyMsg(act.task_hash, act.attempt, act.accepted, act.reason)
+                )
+            case A.SendClaimRequest():
+                await self._send_msg(act.to, ClaimRequestMsg(act.task_hash, act.attempt))
+            case A.SendGrant():
+                await self._send_msg(
+                    act.to, GrantMsg(act.task_hash, act.attempt, act.spec.to_dict())
+                )
+            case A.SendRefuse():
+                await self._send_msg(act.to, RefuseMsg(act.task_hash, act.attempt))
+            case A.SendHeartbeat():
+                await self._send_msg(act.to, TaskHeartbeatMsg(act.task_hash, act.attempt))
+            case A.SendResult():
+                await self._send_msg(
+                    act.to, TaskResultMsg(act.task_hash, act.attempt, act.result.to_dict())
+                )
+            case A.SendResultAck():
+                await self._send_msg(act.to, ResultAckMsg(act.task_hash, act.attempt))
+            case A.SendCancel():
+                await self._send_msg(act.to, TaskCancelMsg(act.task_hash, act.attempt))
+            case A.SendAbandon():
+                await self._send_msg(act.to, AbandonMsg(act.task_hash, act.attempt, act.reason))
+            case A.CountRequestReceived():
+                m.requests_received.inc()
+            case A.CountOfferReceived():
+                m.offers_received.inc()
+            case A.CountWin():
+                m.wins.inc()
+            case A.CountLoss():
+                m.losses.inc()
+            case A.ObserveScore():
+                m.score.observe(act.score)
+            case A.ObservePlacementDuration():
+                m.duration.observe(act.seconds)
+            case A.CountTaskSubmitted():
+                m.submitted.labels(protocol=act.protocol).inc()
+            case A.CountTaskFinished():
+                m.finished.labels(state=act.state.value).inc()
+                m.fuel.inc(act.fuel_used)
+            case A.Ignored():
+                log.debug(
+                    "compute_event_ignored",
+                    reason=act.reason,
+                    task=act.task_hash.hex() if act.task_hash else None,
+                    sender=act.sender,
+                )
+            case _:
+                log.warning("compute_action_unknown", action=type(act).__name__)
+
+    async def _publish(self, msg: Message) -> None:
+        """Gossip to every member, and hand it to this node's own executor as well."""
+        await self.mesh.publish(COMPUTE_TOPIC, encode_message(msg))
+        if self.executor is not None:
+            await self.dispatch(msg, self.did)
+
+    async def _send_msg(self, to: str, msg: Message) -> None:
+        if to == self.did:
+            await self.dispatch(msg, self.did)
+        else:
+            await self.mesh.send_direct(to, COMPUTE_DIRECT_TOPIC, encode_message(msg))
+
+    # --- timers and announcements ------------------------------------------------------------
+
+    def _next_deadline(self) -> float:
+        deadlines = [self.submitter.next_deadline()]
+        if self.executor is not None:
+            deadlines.append(self.executor.next_deadline())
+        return min((d for d in deadlines if d is not None), default=float("inf"))
+
+    async def _timer_loop(self) -> None:
+        while True:
+            deadline = self._next_deadline()
+            with trio.move_on_at(
+                deadline - self._offset if deadline != float("inf") else trio.current_time() + 3600
+            ):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            now = self.now()
+            if now >= self._next_deadline():
+                acts = self.submitter.on_timer(now)
+                if self.executor is not None:
+                    acts += self.executor.on_timer(now)
+                await self._execute(acts)
+
+    async def _announce_loop(self) -> None:
+        assert self.executor is not None
+        interval = self.config.compute.announce_interval_s
+        last = -float("inf")
+        last_capacity = None
+        while True:
+            now = self.now()
+            cap = self.node.capacity
+            if cap is not None and cap is not last_capacity:
+                last_capacity = cap
+                await self._execute(self.executor.update_capacity(cap, now))
+            if now - last >= interval or self.executor.significant_change(now):
+                info = self.executor.announce_info(now, region=self.config.node.region or None)
+                self.registry.announce(info, now)
+                await self.mesh.publish(
+                    COMPUTE_TOPIC, encode_message(ExecutorAnnounceMsg(info.to_dict()))
+                )
+                last = now
+            await trio.sleep(min(1.0, interval / 4))
+
+    # --- running tasks -----------------------------------------------------------------------
+
+    async def _run_task(self, spec: TaskSpec, attempt: int) -> None:
+        assert self.executor is not None
+        th = spec.task_hash
+        started = self.now()
+        run_dir = self.runs_dir / f"{th.hex()}-{attempt}"
+        result: TaskResult
+        try:
+            await self._execute(self.executor.on_run_started(th, started))
+            holders = [spec.submitter]
+            await self.blobnet.ensure(spec.code_blob, holders)
+            for _name, h in spec.input_blobs:
+                await self.blobnet.ensure(h, holders)
+            module = await trio.to_thread.run_sync(self.blobs.get, spec.code_blob)
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True)
+            prof = spec.profile
+            job = WasmJob(
+                module=module,
+                fuel=spec.fuel,
+                output_dir=run_dir / "out",
+                args=spec.args,
+                memory_limit_bytes=(prof.memory_mb * MB) if prof and prof.memory_mb else None,
+                timeout_s=spec.timeout_s,
+                inputs={name: self.blobs.path(h) for name, h in spec.input_blobs},
+                stdout_cap=MAX_OUTPUT_BYTES,
+                stderr_cap=MAX_OUTPUT_BYTES,
+            )
+            run = WasmRun(job)
+            self._runs[th] = run
+            self.metrics.running.inc()
+            try:
+                outcome: RunResult = await run.run()
+            finally:
+                self.metrics.running.dec()
+                self._runs.pop(th, None)
+            outputs = []
+            for path in outcome.outputs:
+                h, size = await trio.to_thread.run_sync(self.blobs.put_file, path)
+                self.blobnet.added(h, size)
+                outputs.append((str(path.relative_to(job.output_dir)), h))
+            result = TaskResult(
+                state=TaskState(outcome.state.value),
+                executor=self.did,
+                fuel_used=outcome.fuel_used,
+                exit_code=outcome.exit_code,
+                message=outcome.message,
+                stdout=outcome.stdout,
+                stderr=outcome.stderr,
+                output_blobs=tuple(outputs),
+                started_at=started,
+                finished_at=self.now(),
+                attempt=attempt,
+                stdout_truncated=outcome.stdout_truncated,
+                stderr_truncated=outcome.stderr_truncated,
+            )
+        except (BlobError, IcnError, OSError, ValueError) as e:
+            log.warning("task_run_failed", task=th.hex(), error=str(e))
+            result = TaskResult(
+                state=TaskState.FAILED,
+                executor=self.did,
+                message=f"could not run: {e}"[:1024],
+                started_at=started,
+                finished_at=self.now(),
+                attempt=attempt,
+            )
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        log.info(
+            "task_run_finished", task=th.hex(), state=result.state.value, fuel=result.fuel_used
+        )
+        await self._execute(self.executor.on_run_finished(th, result, self.now()))
+
+    # --- watchers ----------------------------------------------------------------------------
+
+    def _event(self, act: A.StateChanged) -> None:
+        self._seq += 1
+        rec = act.record
+        self._events.append(
+            {
+                "seq": self._seq,
+                "task": act.task_hash.hex(),
+                "state": act.new.value,
+                "old": act.old.value if act.old is not None else None,
+                "executor": rec.executor,
+                "attempt": rec.attempt,
+                "reason": rec.reason or None,
+                "at": self.now(),
+            }
+        )
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # --- RPC ---------------------------------------------------------------------------------
+
+    def register_rpc(self, rpc) -> None:
+        rpc.register("compute.submit", self.rpc_submit)
+        rpc.register("compute.status", self.rpc_status)
+        rpc.register("compute.list", self.rpc_list)
+        rpc.register("compute.result", self.rpc_result)
+        rpc.register("compute.cancel", self.rpc_cancel)
+        rpc.register("compute.watch", self.rpc_watch)
+        rpc.register("compute.executors", self.rpc_executors)
+        rpc.register("blob.put", self.rpc_blob_put)
+        rpc.register("blob.get", self.rpc_blob_get)
+        rpc.register("blob.list", self.rpc_blob_list)
+
+    def _record(self, params: dict[str, Any]) -> TaskRecord:
+        text = params.get("task")
+        if not isinstance(text, str) or not text:
+            raise InvalidParams("task: expected a hex task hash (or a unique prefix)")
+        t = text.strip().lower()
+        try:
+            prefix = bytes.fromhex(t[: len(t) - len(t) % 2])
+        except ValueError:
+            raise InvalidParams(f"task: not hex: {text!r}") from None
+        keys = [k for k in self.store.find_prefix("tasks", prefix) if k.hex().startswith(t)]
+        if not keys:
+            raise RpcError(-32004, f"no task {text} on this node")
+        if len(keys) > 1:
+            raise RpcError(-32005, f"task prefix {text} is ambiguous; give more characters")
+        return TaskRecord.from_dict(self.store.get("tasks", keys[0]))
+
+    def _view(self, rec: TaskRecord) -> dict[str, Any]:
+        d = rec.to_dict(json_safe=True)
+        view = {
+            "task": rec.task_hash.hex(),
+            "state": rec.state.value,
+            "protocol": rec.spec.protocol,
+            "attempt": rec.attempt,
+            "executor": rec.executor,
+            "reason": rec.reason or None,
+            "offers": d.get("offers", []),
+            "timings": self._timings(rec),
+            "result": self._result_view(rec.result) if rec.result else None,
+        }
+        return view
+
+    @staticmethod
+    def _timings(rec: TaskRecord) -> dict[str, float]:
+        """Seconds from submission to each milestone reached."""
+        t0 = rec.submitted_at
+        marks = {
+            "negotiation_started": rec.negotiation_started_at,
+            "claimed": rec.claimed_at,
+            "started": rec.started_at,
+            "finished": rec.finished_at,
+        }
+        return {k: round(v - t0, 4) for k, v in marks.items() if v is not None}
+
+    @staticmethod
+    def _result_view(res: TaskResult) -> dict[str, Any]:
+        return {
+            "state": res.state.value,
+            "executor": res.executor,
+            "fuel_used": res.fuel_used,
+            "exit_code": res.exit_code,
+            "message": res.message,
+            "stdout": res.stdout.decode(errors="replace"),
+            "stderr": res.stderr.decode(errors="replace"),
+            "stdout_truncated": res.stdout_truncated,
+            "stderr_truncated": res.stderr_truncated,
+            "outputs": [{"name": n, "blob": h.hex()} for n, h in res.output_blobs],
+            "started_at": res.started_at,
+            "finished_at": res.finished_at,
+            "attempt": res.attempt,
+        }
+
+    async def rpc_submit(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            module = base64.b64decode(params.get("module") or "", validate=True)
+        except (binascii.Error, TypeError):
+            raise InvalidParams("module: expected base64") from None
+        if not module:
+            raise InvalidParams("module: empty")
+        if len(module) > MAX_MODULE_BYTES:
+            raise InvalidParams(f"module: larger than {MAX_MODULE_BYTES} bytes")
+        fuel = params.get("fuel")
+        if not isinstance(fuel, int) or isinstance(fuel, bool) or fuel <= 0:
+            raise InvalidParams("fuel: expected a positive integer")
+        args = params.get("args") or []
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise InvalidParams("args: expected a list of strings")
+        inputs = []
+        for i, item in enumerate(params.get("inputs") or []):
+            if not isinstance(item, dict):
+                raise InvalidParams(f"inputs[{i}]: expected {{name, blob}}")
+            try:
+                h = parse_blob_id(str(item.get("blob", "")))
+            except BlobError as e:
+                raise InvalidParams(f"inputs[{i}].blob: {e}") from None
+            if not self.blobs.has(h) and not self.blobnet.locations.holders(h):
+                raise RpcError(-32006, f"inputs[{i}]: no node is known to hold blob {h.hex()}")
+            inputs.append((str(item.get("name") or h.hex()[:16]), h))
+        try:
+            profile = (
+                ResourceProfile.from_dict(params["profile"])
+                if params.get("profile") is not None
+                else None
+            )
+            hints = tuple(LocalityHint.from_dict(h) for h in params.get("hints") or [])
+            code = self.blobs.put(module)
+            self.blobnet.added(code, len(module))
+            spec = TaskSpec(
+                code_blob=code,
+                submitter=self.did,
+                fuel=fuel,
+                nonce=os.urandom(16),
+                args=tuple(args),
+                input_blobs=tuple(inputs),
+                profile=profile,
+                hints=hints,
+                max_cost=params.get("max_cost"),
+                timeout_s=params.get("timeout_s"),
+                created_at=self.now(),
+            )
+        except IcnError as e:
+            raise RpcError(INVALID_PARAMS, str(e)) from None
+        await self._execute(self.submitter.submit(spec, self.now()))
+        log.info("task_submitted", task=spec.task_hash.hex(), protocol=spec.protocol)
+        return {"task": spec.task_hash.hex(), "protocol": spec.protocol}
+
+    async def rpc_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._view(self._record(params))
+
+    async def rpc_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        limit = params.get("limit") or 50
+        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise InvalidParams("limit: expected 1-10000")
+        state = params.get("state")
+        states = [state] if state else None
+        rows = [
+            self._view(TaskRecord.from_dict(doc))
+            for _, doc in self.store.scan("tasks", states=states, limit=limit)
+        ]
+        return {"tasks": rows, "counts": self.store.count("tasks")}
+
+    async def rpc_result(self, params: dict[str, Any]) -> dict[str, Any]:
+        rec = self._record(params)
+        if rec.result is None:
+            raise RpcError(
+                -32007, f"task {rec.task_hash.hex()} has no result yet (state {rec.state.value})"
+            )
+        return self._result_view(rec.result)
+
+    async def rpc_cancel(self, params: dict[str, Any]) -> dict[str, Any]:
+        rec = self._record(params)
+        await self._execute(self.submitter.cancel(rec.task_hash, self.now()))
+        after = self.submitter.record(rec.task_hash) or rec
+        return {"task": rec.task_hash.hex(), "state": after.state.value}
+
+    async def rpc_watch(self, params: dict[str, Any]) -> dict[str, Any]:
+        task = params.get("task")
+        after = params.get("after") or 0
+        timeout = min(float(params.get("timeout_s") or 10), MAX_WATCH_WAIT_S)
+        if task is not None and not isinstance(task, str):
+            raise InvalidParams("task: expected a hex task hash")
+        full = self._record(params).task_hash.hex() if task else None
+
+        def pick() -> list[dict[str, Any]]:
+            return [
+                e for e in self._events if e["seq"] > after and (full is None or e["task"] == full)
+            ]
+
+        events = pick()
+        if not events and full is not None and not any(e["task"] == full for e in self._events):
+            # Nothing in memory (e.g. after a restart): report the stored state once.
+            rec = self._record(params)
+            if after == 0:
+                return {
+                    "events": [
+                        {
+                            "seq": 0,
+                            "task": full,
+                            "state": rec.state.value,
+                            "old": None,
+                            "executor": rec.executor,
+                            "attempt": rec.attempt,
+                            "reason": rec.reason or None,
+                            "at": rec.updated_at,
+                        }
+                    ],
+                    "next": self._seq,
+                }
+        if not events:
+            with trio.move_on_after(timeout):
+                while not events:
+                    await self._changed.wait()
+                    events = pick()
+        return {"events": events, "next": max([after, *(e["seq"] for e in events)])}
+
+    async def rpc_executors(self, params: dict[str, Any]) -> dict[str, Any]:
+        now = self.now()
+        return {"executors": [info.to_dict(json_safe=True) for info in self.registry.live(now)]}
+
+    async def rpc_blob_put(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            data = base64.b64decode(params.get("data") or "", validate=True)
+        except (binascii.Error, TypeError):
+            raise InvalidParams("data: expected base64") from None
+        h = await trio.to_thread.run_sync(self.blobs.put, data)
+        self.blobnet.added(h, len(data))
+        return {"blob": h.hex(), "size": len(data)}
+
+    async def rpc_blob_get(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            h = parse_blob_id(str(params.get("blob", "")))
+        except BlobError as e:
+            raise InvalidParams(str(e)) from None
+        await self.blobnet.ensure(h, [])
+        data = await trio.to_thread.run_sync(self.blobs.get, h)
+        return {"blob": h.hex(), "size": len(data), "data": base64.b64encode(data).decode()}
+
+    async def rpc_blob_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"blobs": [{"blob": h.hex(), "size": s} for h, s in self.blobs.items()]}
+
+
+__all__ = ["ComputeService", "ComputeMetrics", "FINAL", "NodeCapacity", "Path"]
