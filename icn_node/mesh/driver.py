@@ -576,7 +576,7 @@ class MeshService:
     def received(self, topic: str, limit: int = 100) -> dict[str, Any]:
         ring = self._rings.get(topic)
         stats = self.core.topic_stats.get(topic)
-        items = list(ring.items)[-limit:] if ring and limit > 0 else []
+        items = [dict(m) for m in list(ring.items)[-limit:]] if ring and limit > 0 else []
         return {
             "topic": topic,
             "recording": ring is not None,
