@@ -162,6 +162,8 @@ class ExecutorCore:
         """task hash -> (highest round seen, when, job forgotten): duplicate and late requests
         are dropped, and a claim for a job already run and forgotten is refused."""
         self._announced: tuple[float, int] | None = None
+        self._offered: set[tuple[bytes, int]] = set()
+        """(task hash, round) of offers sent whose outcome (win or loss) is not counted yet."""
 
     # -- views -----------------------------------------------------------------------------
 
@@ -354,26 +356,32 @@ class ExecutorCore:
         if self.deliberation_s > 0.0:
             t.send_at = now + self.deliberation_s
         else:
+            self._offered.add((th, attempt))
             acts.append(SendOffer(sub, res, attempt))
         return acts
 
     def on_task_claimed(
         self, task_hash: bytes, winner: str, attempt: int, now: float
     ) -> list[Action]:
-        """``TaskClaimed`` gossip: another winner -> release, and count a loss if an offer was
-        sent; this node -> keep the reservation until the direct claim arrives."""
+        """``TaskClaimed`` gossip. Another winner: release the tentative reservation, and count
+        a loss if an offer was sent for that round. This node: keep the reservation until the
+        direct claim arrives (the win is counted when the claim is accepted)."""
+        acts: list[Action] = []
+        if winner != self.did and (task_hash, attempt) in self._offered:
+            self._offered.discard((task_hash, attempt))
+            acts.append(CountLoss(task_hash))
         t = self._tentative.get(task_hash)
         if t is None or t.attempt != attempt:
             self._supersede(task_hash, attempt)
-            return [Ignored("TaskClaimed for a round this node holds nothing for", task_hash)]
+            return acts or [
+                Ignored("TaskClaimed for a round this node holds nothing for", task_hash)
+            ]
         if winner == self.did:
             t.expires_at = max(t.expires_at, now + self.reservation_grace_s)
-            return []
-        del self._tentative[task_hash]
-        self._release(t.hold)
-        if t.protocol == PLACEMENT and t.send_at is None:
-            return [CountLoss(task_hash)]
-        return []
+        else:
+            del self._tentative[task_hash]
+            self._release(t.hold)
+        return acts
 
     def on_claim(
         self, task_hash: bytes, sender: str, attempt: int, spec: TaskSpec, now: float
@@ -394,6 +402,7 @@ class ExecutorCore:
         if t is not None and t.submitter == sender and attempt in (None, t.attempt):
             del self._tentative[task_hash]
             self._release(t.hold)
+            self._offered.discard((task_hash, t.attempt))
             return acts
         j = self._jobs.get(task_hash)
         if (
@@ -475,15 +484,11 @@ class ExecutorCore:
         if seen is not None and (seen[0] > attempt or seen[2]):
             return [SendClaimReply(sender, th, attempt, False, "busy")]
         t = self._tentative.get(th)
-        offered = (
-            t is not None
-            and t.attempt == attempt
-            and t.submitter == sender
-            and t.protocol == PLACEMENT
-            and t.send_at is None
-        )
+        offered = (th, attempt) in self._offered
+        self._offered.discard((th, attempt))
         if self.trust(sender) < self.min_trust:
-            return [SendClaimReply(sender, th, attempt, False, "low_trust")]
+            acts: list[Action] = [SendClaimReply(sender, th, attempt, False, "low_trust")]
+            return acts + [CountLoss(th)] if offered else acts
         profile = spec.profile or ResourceProfile.minimal()
         hold = None
         if t is not None:
@@ -500,10 +505,8 @@ class ExecutorCore:
         if hold is None:
             hold = self._reserve(profile)
         if hold is None:
-            acts: list[Action] = [SendClaimReply(sender, th, attempt, False, "no_capacity")]
-            if offered:
-                acts.append(CountLoss(th))
-            return acts
+            acts = [SendClaimReply(sender, th, attempt, False, "no_capacity")]
+            return acts + [CountLoss(th)] if offered else acts
         self._seen[th] = (max(attempt, seen[0] if seen else 0), now, False)
         assert hold.reservation is not None
         rec = JobRecord(
@@ -637,6 +640,7 @@ class ExecutorCore:
             if t.send_at is not None and t.send_at <= now:
                 t.send_at = None
                 assert t.offer is not None
+                self._offered.add((th, t.attempt))
                 acts.append(SendOffer(t.submitter, replace(t.offer, offered_at=now), t.attempt))
             if t.expires_at <= now:
                 del self._tentative[th]
@@ -660,4 +664,5 @@ class ExecutorCore:
                     self._seen[th] = (n, now, done)
                 else:
                     del self._seen[th]
+                    self._offered = {k for k in self._offered if k[0] != th}
         return acts
