@@ -218,6 +218,22 @@ class ComputeSection:
     )
     announce_interval_s: float = key(10.0, "Executor announcement period (seconds).", _positive)
     max_attempts: int = key(3, "Placements tried per task before it fails.", _between(1, 100))
+    lease_timeout_s: float = key(
+        20.0,
+        "A running executor silent this long (no heartbeat) is lost; the task is re-placed.",
+        _between(0.01, 86_400),
+    )
+    heartbeat_interval_s: float = key(
+        5.0, "Executor heartbeat period per running task (seconds).", _between(0.01, 3_600)
+    )
+    claim_timeout_s: float = key(
+        5.0, "Submitter wait for a claim reply (seconds).", _between(0.01, 3_600)
+    )
+    result_resend_s: float = key(
+        5.0,
+        "Executor re-sends an unacknowledged result this often (seconds).",
+        _between(0.01, 3_600),
+    )
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,8 @@ class ComputeService:
             self.registry,
             offer_window_s=window_s,
             max_attempts=c.max_attempts,
+            lease_timeout_s=c.lease_timeout_s,
+            claim_timeout_s=c.claim_timeout_s,
             rng=self.rng,
         )
         self.executor: ExecutorCore | None = None
@@ -194,6 +196,8 @@ class ComputeService:
                 min_trust=c.min_trust_execute,
                 deliberation_s=c.deliberation_ms / 1000.0,
                 offer_window_s=window_s,
+                heartbeat_interval_s=c.heartbeat_interval_s,
+                result_resend_s=c.result_resend_s,
             )
         self._runs: dict[bytes, WasmRun] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=WATCH_EVENTS)
