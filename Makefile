@@ -6,14 +6,14 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip bench-sandbox clean
+.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
 	@echo "make test          install (if needed) and run the whole test suite"
 	@echo "make run           one development node in the foreground (state in ./run/dev)"
 	@echo "make lint          ruff lint and format check"
-	@echo "make bench         every benchmark (bench-score, bench-sandbox, bench-gossip)"
+	@echo "make bench         every benchmark (score, sandbox, gossip, placement)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
+demo: $(STAMP)
+	$(BIN)/python -m icn_node.demo
+
 run: $(STAMP)
 	@test -f run/dev/node.key || $(BIN)/icnd init --data-dir run/dev
 	@echo "In another shell: $(BIN)/icnctl --socket run/dev/icnd.sock node status"
@@ -42,13 +45,16 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-score bench-sandbox bench-gossip
+bench: bench-score bench-sandbox bench-gossip bench-placement
 
 bench-score: $(STAMP)
 	$(BIN)/python bench/bench_score.py
 
 bench-sandbox: $(STAMP)
 	$(BIN)/python bench/bench_sandbox.py
+
+bench-placement: $(STAMP)
+	$(BIN)/python bench/bench_placement.py --nodes 16
 
 bench-gossip: $(STAMP)
 	$(BIN)/python bench/bench_gossip.py --nodes 16

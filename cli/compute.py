@@ -294,8 +294,11 @@ def submit(
     if not ctx.obj.json:
         typer.echo(f"{out['task']}  ({out['protocol']})")
     st = wait_for(ctx, out["task"], quiet=ctx.obj.json)
-    res = call(ctx, "compute.result", {"task": out["task"]})
-    emit(ctx, {"status": st, "result": res}, _render_result(res))
+    res = st.get("result")
+    if res is None:  # ended without running, e.g. failed: no_executor
+        emit(ctx, {"status": st, "result": None}, _render_status(st))
+    else:
+        emit(ctx, {"status": st, "result": res}, _render_result(res))
     if st["state"] != "completed":
         raise typer.Exit(1)
 
