@@ -1,0 +1,622 @@
+"""SubmitterCore, one transition at a time, on numbers for time."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from harness import SUB, capacity, did, kinds, of, one, result, spec
+
+from icn_node.compute import (
+    CountOfferReceived,
+    CountTaskFinished,
+    ExecutorInfo,
+    ExecutorRegistry,
+    Ignored,
+    ObservePlacementDuration,
+    Persist,
+    Publish,
+    PublishCancel,
+    PublishRequest,
+    PublishTaskClaimed,
+    PublishTaskSubmitted,
+    Send,
+    SendCancel,
+    SendClaim,
+    SendGrant,
+    SendRefuse,
+    SendResultAck,
+    StateChanged,
+    SubmitterCore,
+    TaskRecord,
+    TaskState,
+)
+from icn_node.errors import ConfigError, LocalProtocolError
+from icn_node.scheduler import (
+    DefaultPlacementPolicy,
+    LocalityContext,
+    NodeState,
+    PlacementOffer,
+    PlacementRequest,
+    ResourceProfile,
+)
+
+A, B, C = did("A"), did("B"), did("C")
+TRUST = {A: 0.9, B: 0.8, C: 0.7}
+SPEC = spec()
+TH = SPEC.task_hash
+S = TaskState
+
+
+def core(execs=(A, B), trust=None, **kw) -> SubmitterCore:
+    reg = ExecutorRegistry(10.0)
+    for d in execs:
+        reg.announce(ExecutorInfo(did=d, capacity=capacity()), 0.0)
+    table = dict(trust or TRUST)
+    kw.setdefault("retry_backoff_s", (1.0, 2.0))
+    return SubmitterCore(SUB, lambda x: table.get(x, 0.0), reg, **kw)
+
+
+def offer(ex: str, s=SPEC, *, trust_claim: float = 0.5, now: float = 0.1) -> PlacementOffer:
+    req = PlacementRequest(s.task_hash, s.profile or ResourceProfile.minimal(), s.submitter)
+    o = DefaultPlacementPolicy().score(
+        req, NodeState(ex, capacity()), trust_claim, LocalityContext.empty(), now
+    )
+    assert isinstance(o, PlacementOffer)
+    return o
+
+
+def negotiating(c: SubmitterCore, s=SPEC, now=0.0):
+    return c.submit(s, now)
+
+
+def claiming(c: SubmitterCore, *execs, now=0.5):
+    negotiating(c)
+    acts = []
+    for e in execs:
+        acts += c.on_offer(offer(e), e, 1, now)
+    acts += c.on_timer(1.0)
+    return acts
+
+
+def running(c: SubmitterCore, ex=A):
+    claiming(c, ex)
+    return c.on_claim_reply(TH, ex, 1, True, "", 1.1)
+
+
+def state(c: SubmitterCore, th=TH) -> TaskState:
+    return c.record(th).state
+
+
+# -- submission ------------------------------------------------------------------------------
+
+
+def test_submit_persists_before_publishing():
+    c = core()
+    acts = c.submit(SPEC, 5.0)
+    assert kinds(acts) == ["Persist", "StateChanged", "PublishRequest", "CountTaskSubmitted"]
+    rec = acts[0].record
+    assert rec.state is S.NEGOTIATING and rec.attempt == 1 and rec.submitted_at == 5.0
+    ch = acts[1]
+    assert ch.old is None and ch.new is S.NEGOTIATING and ch.record == rec
+    pub = acts[2]
+    assert pub.attempt == 1 and pub.deadline == 6.0 and pub.window_s == 1.0 and pub.excluded == ()
+    assert pub.request.task_hash == TH and pub.request.profile == SPEC.profile
+    assert pub.request.submitter == SUB and pub.request.requested_at == 5.0
+    assert acts[3].protocol == "placement"
+    assert c.expected(TH) == {A, B}
+    assert c.next_deadline() == 6.0
+
+
+def test_submit_legacy_publishes_task_submitted():
+    c = core()
+    s = spec("legacy", profile=None)
+    acts = c.submit(s, 0.0)
+    assert one(acts, PublishTaskSubmitted).spec == s
+    assert acts[-1].protocol == "legacy"
+
+
+def test_submit_misuse():
+    c = core()
+    c.submit(SPEC, 0.0)
+    with pytest.raises(LocalProtocolError, match="already"):
+        c.submit(SPEC, 0.0)
+    with pytest.raises(LocalProtocolError, match="submitter"):
+        c.submit(spec("x", submitter=A), 0.0)
+
+
+def test_expected_executors_are_live_trusted_and_could_fit():
+    reg = ExecutorRegistry(1.0)
+    reg.announce(ExecutorInfo(did=A, capacity=capacity()), 0.0)
+    reg.announce(ExecutorInfo(did=B, capacity=capacity(cores=1)), 0.0)  # cannot fit
+    reg.announce(ExecutorInfo(did=C, capacity=capacity()), 0.0)  # untrusted
+    reg.announce(ExecutorInfo(did=did("Old"), capacity=capacity()), -10.0)  # expired
+    c = SubmitterCore(SUB, lambda x: 0.1 if x == C else 0.9, reg)
+    c.submit(SPEC, 2.0)
+    assert c.expected(TH) == {A}
+    assert c.expected(spec("other").task_hash) == frozenset()
+
+
+# -- offers and the window -------------------------------------------------------------------
+
+
+def test_window_closes_early_when_every_expected_executor_answered():
+    c = core()
+    negotiating(c)
+    assert kinds(c.on_offer(offer(A), A, 1, 0.3)) == ["CountOfferReceived"]
+    acts = c.on_decline(TH, B, 1, "no_capacity", 0.4)
+    assert state(c) is S.CLAIMING
+    assert kinds(acts) == ["Persist", "StateChanged", "SendClaim", "PublishTaskClaimed"]
+    assert one(acts, SendClaim).to == A and one(acts, PublishTaskClaimed).winner == A
+    assert c.record(TH).claimed_at == 0.4
+
+
+def test_window_closes_at_the_deadline_with_whatever_came():
+    c = core(execs=(A, B, C))
+    negotiating(c)
+    c.on_offer(offer(B), B, 1, 0.3)
+    assert c.on_timer(0.99) == []
+    assert state(c) is S.NEGOTIATING
+    acts = c.on_timer(1.0)
+    assert one(acts, SendClaim).to == B and state(c) is S.CLAIMING
+
+
+def test_no_early_close_when_nobody_is_expected():
+    c = core(execs=())
+    negotiating(c)
+    c.on_offer(offer(A), A, 1, 0.1)  # unexpected executors may still offer
+    assert state(c) is S.NEGOTIATING
+    c.on_timer(1.0)
+    assert c.record(TH).executor == A
+
+
+def test_ranking_uses_the_submitters_trust_not_the_executors_claim():
+    c = core(trust={A: 0.4, B: 0.95})
+    negotiating(c)
+    c.on_offer(offer(A, trust_claim=1.0), A, 1, 0.1)
+    c.on_offer(offer(B, trust_claim=0.3), B, 1, 0.1)
+    rec = c.record(TH)
+    assert rec.executor == B
+    assert [o.executor for o in rec.offers] == [B, A]
+    assert rec.offers[0].score > rec.offers[1].score
+
+
+def test_untrusted_offers_are_ranked_out():
+    c = core(trust={A: 0.1, B: 0.9})
+    negotiating(c)
+    c.on_offer(offer(A), A, 1, 0.1)
+    c.on_timer(1.0)
+    assert state(c) is S.PENDING  # A's offer was rejected: no executor this round
+
+
+def test_offers_that_do_not_belong_are_ignored():
+    c = core(execs=(A, B, C))
+    negotiating(c)
+    cases = [
+        (offer(A), B, 1),  # names another executor
+        (offer(A), A, 2),  # another round
+        (offer(A, spec("unknown")), A, 1),  # unknown task
+    ]
+    for o, sender, attempt in cases:
+        assert kinds(c.on_offer(o, sender, attempt, 0.2)) == ["Ignored"]
+    c.on_offer(offer(A), A, 1, 0.2)
+    assert kinds(c.on_offer(offer(A), A, 1, 0.3)) == ["Ignored"]  # duplicate
+    assert kinds(c.on_decline(TH, A, 1, "x", 0.3)) == ["Ignored"]  # already answered
+    c.on_decline(TH, B, 1, "x", 0.3)
+    assert kinds(c.on_decline(TH, B, 1, "x", 0.3)) == ["Ignored"]
+    assert kinds(c.on_decline(TH, C, 3, "x", 0.3)) == ["Ignored"]
+    c.on_timer(1.0)
+    assert kinds(c.on_offer(offer(C), C, 1, 1.1)) == ["Ignored"]  # late
+    legacy = spec("legacy", profile=None)
+    c.submit(legacy, 0.0)
+    assert kinds(c.on_offer(offer(A, legacy), A, 1, 0.1)) == ["Ignored"]
+    assert not of(c.on_offer(offer(C), C, 1, 1.2), CountOfferReceived)
+
+
+# -- claims ----------------------------------------------------------------------------------
+
+
+def test_accepted_claim_runs_with_a_lease_and_observes_the_duration():
+    c = core(lease_timeout_s=20.0)
+    claiming(c, A)
+    acts = c.on_claim_reply(TH, A, 1, True, "", 1.25)
+    assert kinds(acts) == ["Persist", "StateChanged", "ObservePlacementDuration"]
+    assert one(acts, ObservePlacementDuration).seconds == 1.25
+    rec = c.record(TH)
+    assert rec.state is S.RUNNING and rec.started_at == 1.25 and rec.executor == A
+    assert c.next_deadline() == 21.25
+
+
+def test_rejected_claim_falls_to_the_next_offer_then_to_a_new_round():
+    c = core()
+    claiming(c, A, B)
+    assert c.record(TH).executor == A
+    acts = c.on_claim_reply(TH, A, 1, False, "no_capacity", 1.1)
+    assert one(acts, SendClaim).to == B and one(acts, PublishTaskClaimed).winner == B
+    assert c.record(TH).claimed == (A, B) and c.record(TH).excluded == ()
+    acts = c.on_claim_reply(TH, B, 1, False, "no_capacity", 1.2)
+    assert state(c) is S.PENDING and c.record(TH).retries == 1
+    assert c.next_deadline() == pytest.approx(2.2)
+    acts = c.on_timer(2.2)
+    assert one(acts, PublishRequest).attempt == 2 and state(c) is S.NEGOTIATING
+
+
+def test_claim_replies_that_do_not_belong_are_ignored():
+    c = core()
+    claiming(c, A, B)
+    assert kinds(c.on_claim_reply(TH, B, 1, True, "", 1.1)) == ["Ignored"]
+    assert kinds(c.on_claim_reply(TH, A, 2, True, "", 1.1)) == ["Ignored"]
+    c.on_claim_reply(TH, A, 1, True, "", 1.1)
+    assert kinds(c.on_claim_reply(TH, A, 1, True, "", 1.2)) == ["Ignored"]  # duplicate
+
+
+def test_claim_timeout_cancels_excludes_and_moves_on():
+    c = core(claim_timeout_s=3.0)
+    claiming(c, A, B)  # every expected executor offered: claimed at 0.5
+    assert c.next_deadline() == 3.5
+    acts = c.on_timer(3.5)
+    assert kinds(acts)[:1] == ["SendCancel"] and acts[0].to == A
+    assert one(acts, SendClaim).to == B and c.record(TH).excluded == (A,)
+
+
+def test_no_offers_retry_with_backoff_then_fail():
+    c = core(execs=(), retry_backoff_s=(1.0, 2.0))
+    negotiating(c)
+    c.on_timer(1.0)
+    assert state(c) is S.PENDING and c.next_deadline() == 2.0
+    assert "retrying" in c.record(TH).reason
+    c.on_timer(2.0)
+    assert c.record(TH).attempt == 2
+    c.on_timer(3.0)
+    assert c.next_deadline() == 5.0
+    c.on_timer(5.0)
+    acts = c.on_timer(6.0)
+    rec = c.record(TH)
+    assert rec.state is S.FAILED and rec.reason == "no_executor" and rec.attempt == 3
+    assert one(acts, CountTaskFinished).state is S.FAILED
+    assert c.next_deadline() is None
+
+
+def test_backoff_jitter_comes_from_the_injected_rng():
+    c = core(execs=(), rng=random.Random(7), retry_backoff_s=(10.0,))
+    negotiating(c)
+    c.on_timer(1.0)
+    d = c.next_deadline()
+    assert 11.0 <= d <= 12.0
+    c2 = core(execs=(), rng=random.Random(7), retry_backoff_s=(10.0,))
+    negotiating(c2)
+    c2.on_timer(1.0)
+    assert c2.next_deadline() == d
+
+
+# -- running: heartbeats, leases, abandon ------------------------------------------------------
+
+
+def test_heartbeat_extends_only_the_current_lease():
+    c = core(lease_timeout_s=10.0)
+    running(c)
+    assert c.on_heartbeat(TH, A, 1, 5.0) == []
+    assert c.next_deadline() == 15.0
+    assert kinds(c.on_heartbeat(TH, B, 1, 6.0)) == ["Ignored"]  # never claimed
+    assert c.next_deadline() == 15.0
+    assert kinds(c.on_heartbeat(spec("x").task_hash, A, 1, 6.0)) == ["Ignored"]
+
+
+def test_heartbeat_from_an_executor_no_longer_used_is_answered_with_cancel():
+    c = core()
+    claiming(c, A, B)
+    c.on_claim_reply(TH, A, 1, False, "no_capacity", 1.1)
+    assert c.on_heartbeat(TH, A, 1, 2.0) == [SendCancel(A, TH, 1)]
+
+
+def test_heartbeat_while_claiming_stands_for_the_lost_claim_reply():
+    c = core()
+    claiming(c, A)
+    acts = c.on_heartbeat(TH, A, 1, 2.0)
+    assert state(c) is S.RUNNING and of(acts, ObservePlacementDuration)
+
+
+def test_lease_lapse_replaces_excluding_the_lost_executor():
+    c = core(execs=(A, B), lease_timeout_s=10.0, max_attempts=2)
+    running(c)
+    acts = c.on_timer(11.1)
+    assert acts[0] == SendCancel(A, TH, 1)
+    req = one(acts, PublishRequest)
+    assert req.attempt == 2 and req.excluded == (A,)
+    assert c.expected(TH) == {B}
+    rec = c.record(TH)
+    assert rec.state is S.NEGOTIATING and rec.excluded == (A,) and rec.executor is None
+    # An offer from the excluded executor is not taken.
+    assert kinds(c.on_offer(offer(A), A, 2, 11.2)) == ["Ignored"]
+    c.on_offer(offer(B), B, 2, 11.2)
+    c.on_claim_reply(TH, B, 2, True, "", 11.3)
+    acts = c.on_timer(21.3)
+    rec = c.record(TH)
+    assert rec.state is S.FAILED and rec.reason == "max_attempts" and rec.excluded == (A, B)
+    assert not of(acts, PublishRequest)
+
+
+def test_abandon_replaces_at_once():
+    c = core()
+    running(c)
+    assert kinds(c.on_abandon(TH, B, 1, "x", 2.0)) == ["Ignored"]
+    assert kinds(c.on_abandon(TH, A, 2, "x", 2.0)) == ["Ignored"]
+    acts = c.on_abandon(TH, A, 1, "executor restarted", 2.0)
+    assert one(acts, PublishRequest).excluded == (A,)
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+def test_result_from_the_current_executor_is_recorded_once_and_always_acked():
+    c = core()
+    running(c)
+    r = result(A)
+    acts = c.on_result(r, A, TH, 5.0)
+    assert kinds(acts) == ["Persist", "StateChanged", "CountTaskFinished", "SendResultAck"]
+    assert acts[-1] == SendResultAck(A, TH, 1)
+    rec = c.record(TH)
+    assert rec.state is S.COMPLETED and rec.result == r and rec.finished_at == 5.0
+    assert one(acts, CountTaskFinished).fuel_used == 42
+    again = c.on_result(r, A, TH, 6.0)
+    assert kinds(again) == ["SendResultAck", "Ignored"]
+    assert c.next_deadline() is None
+
+
+@pytest.mark.parametrize("final", [S.FAILED, S.FUEL_EXHAUSTED, S.TIMED_OUT])
+def test_every_final_outcome_of_the_current_executor_is_recorded(final):
+    c = core()
+    running(c)
+    c.on_result(result(A, state=final), A, TH, 5.0)
+    assert state(c) is final
+
+
+def test_results_that_do_not_belong_are_not_recorded():
+    c = core()
+    running(c)
+    assert kinds(c.on_result(result(B), A, TH, 5.0)) == ["Ignored"]  # names another
+    assert kinds(c.on_result(result(B), B, TH, 5.0)) == ["Ignored"]  # never claimed: no ack
+    acts = c.on_result(result(A), A, spec("unknown").task_hash, 5.0)
+    assert kinds(acts) == ["SendResultAck", "Ignored"]  # so the executor stops re-sending
+    assert state(c) is S.RUNNING
+
+
+def test_unrequested_cancelled_result_means_the_executor_is_lost():
+    c = core()
+    running(c)
+    acts = c.on_result(result(A, state=S.CANCELLED), A, TH, 5.0)
+    assert of(acts, SendResultAck) and one(acts, PublishRequest).excluded == (A,)
+    assert state(c) is S.NEGOTIATING
+
+
+def test_a_completed_result_from_an_earlier_executor_is_not_wasted():
+    c = core(lease_timeout_s=10.0)
+    running(c)
+    c.on_timer(11.1)  # A lost, round 2
+    c.on_offer(offer(B), B, 2, 11.2)
+    c.on_claim_reply(TH, B, 2, True, "", 11.3)
+    # A was slow, not dead: its failure is acked and dropped, its completion is recorded.
+    acts = c.on_result(result(A, state=S.FAILED), A, TH, 12.0)
+    assert kinds(acts) == ["SendResultAck", "Ignored"]
+    acts = c.on_result(result(A), A, TH, 12.5)
+    assert state(c) is S.COMPLETED and c.record(TH).result.executor == A
+    assert SendCancel(B, TH, 2) in acts  # B's now useless run is stopped
+    assert of(acts, SendResultAck)
+
+
+def test_a_completed_result_while_renegotiating_cancels_the_round():
+    c = core(lease_timeout_s=10.0)
+    running(c)
+    c.on_timer(11.1)
+    acts = c.on_result(result(A), A, TH, 12.0)
+    assert state(c) is S.COMPLETED and PublishCancel(TH, 2) in acts
+
+
+# -- cancel ----------------------------------------------------------------------------------
+
+
+def test_cancel_while_negotiating():
+    c = core()
+    negotiating(c)
+    acts = c.cancel(TH, 0.5)
+    assert kinds(acts) == ["Persist", "StateChanged", "CountTaskFinished", "PublishCancel"]
+    rec = c.record(TH)
+    assert rec.state is S.CANCELLED and rec.reason == "cancelled by user"
+    assert c.next_deadline() is None
+    assert c.cancel(TH, 0.6) == []
+    assert kinds(c.on_offer(offer(A), A, 1, 0.7)) == ["Ignored"]
+
+
+def test_cancel_while_claiming_tells_the_claimed_executor():
+    c = core()
+    claiming(c, A)
+    acts = c.cancel(TH, 1.1)
+    assert PublishCancel(TH, 1) in acts and SendCancel(A, TH, 1) in acts
+
+
+def test_cancel_while_pending():
+    c = core(execs=())
+    negotiating(c)
+    c.on_timer(1.0)
+    acts = c.cancel(TH, 1.5)
+    assert state(c) is S.CANCELLED and not of(acts, Publish)
+
+
+def test_cancel_while_running_waits_for_the_result():
+    c = core(cancel_timeout_s=10.0)
+    running(c)
+    acts = c.cancel(TH, 2.0)
+    assert kinds(acts) == ["Persist", "SendCancel"] and c.record(TH).cancel_requested
+    assert state(c) is S.RUNNING and c.next_deadline() == 12.0
+    assert c.cancel(TH, 2.5) == []
+    c.on_heartbeat(TH, A, 1, 3.0)
+    assert c.next_deadline() == 12.0  # heartbeats do not postpone the cancel deadline
+    c.on_result(result(A, state=S.CANCELLED), A, TH, 4.0)
+    assert state(c) is S.CANCELLED and c.record(TH).reason == "cancelled by user"
+
+
+def test_cancel_while_running_gives_up_waiting():
+    c = core(cancel_timeout_s=10.0)
+    running(c)
+    c.cancel(TH, 2.0)
+    c.on_timer(12.0)
+    rec = c.record(TH)
+    assert rec.state is S.CANCELLED and "did not confirm" in rec.reason and rec.result is None
+
+
+def test_cancel_then_abandon_ends_cancelled():
+    c = core()
+    running(c)
+    c.cancel(TH, 2.0)
+    c.on_abandon(TH, A, 1, "executor restarted", 3.0)
+    assert state(c) is S.CANCELLED
+
+
+def test_cancel_unknown_task_is_a_local_error():
+    with pytest.raises(LocalProtocolError, match="unknown"):
+        core().cancel(TH, 0.0)
+
+
+# -- legacy ----------------------------------------------------------------------------------
+
+
+LEGACY = spec("legacy", profile=None)
+LH = LEGACY.task_hash
+
+
+def test_legacy_first_claim_request_is_granted_and_the_rest_refused():
+    c = core()
+    c.submit(LEGACY, 0.0)
+    acts = c.on_claim_request(LH, B, 1, 0.1)
+    assert kinds(acts) == ["Persist", "StateChanged", "SendGrant", "PublishTaskClaimed"]
+    assert one(acts, SendGrant).spec == LEGACY and state(c, LH) is S.CLAIMING
+    assert c.on_claim_request(LH, A, 1, 0.11) == [SendRefuse(A, LH, 1)]
+    assert c.on_claim_request(LH, B, 1, 0.12) == [SendGrant(B, LH, 1, LEGACY)]  # duplicate
+    assert c.on_claim_request(LH, C, 0, 0.12) == [SendRefuse(C, LH, 0)]
+    c.on_claim_reply(LH, B, 1, True, "", 0.2)
+    assert state(c, LH) is S.RUNNING
+    assert c.on_claim_request(LH, A, 1, 0.3) == [SendRefuse(A, LH, 1)]
+    assert c.on_claim_request(SPEC.task_hash, A, 1, 0.3) == [SendRefuse(A, SPEC.task_hash, 1)]
+
+
+def test_legacy_without_claim_requests_retries():
+    c = core()
+    c.submit(LEGACY, 0.0)
+    c.on_timer(1.0)
+    assert state(c, LH) is S.PENDING
+    acts = c.on_timer(2.0)
+    assert one(acts, PublishTaskSubmitted).attempt == 2
+
+
+def test_legacy_grant_rejected_starts_a_new_round():
+    c = core()
+    c.submit(LEGACY, 0.0)
+    c.on_claim_request(LH, B, 1, 0.1)
+    c.on_claim_reply(LH, B, 1, False, "no_capacity", 0.2)
+    assert state(c, LH) is S.PENDING
+
+
+# -- restore ---------------------------------------------------------------------------------
+
+
+def rec(state, s=SPEC, **kw) -> TaskRecord:
+    return TaskRecord(spec=s, state=state, attempt=kw.pop("attempt", 3), **kw)
+
+
+def test_restore_each_state():
+    c = core(lease_timeout_s=10.0, claim_timeout_s=5.0, cancel_timeout_s=7.0)
+    sp = {n: spec(n) for n in ("pending", "neg", "claim", "run", "cancel", "done")}
+    sp["lclaim"] = spec("lclaim", profile=None)
+    acts = c.restore(
+        [
+            rec(S.PENDING, sp["pending"], submitted_at=1),
+            rec(S.NEGOTIATING, sp["neg"], submitted_at=2),
+            rec(S.CLAIMING, sp["claim"], executor=A, claimed=(A,), submitted_at=3),
+            rec(S.CLAIMING, sp["lclaim"], executor=A, claimed=(A,), submitted_at=3.5),
+            rec(S.RUNNING, sp["run"], executor=B, claimed=(B,), submitted_at=4),
+            rec(
+                S.RUNNING,
+                sp["cancel"],
+                executor=B,
+                claimed=(B,),
+                cancel_requested=True,
+                submitted_at=5,
+            ),
+            rec(
+                S.COMPLETED,
+                sp["done"],
+                executor=B,
+                claimed=(B,),
+                result=result(B, 3),
+                submitted_at=6,
+            ),
+        ],
+        100.0,
+    )
+    reqs = of(acts, PublishRequest)
+    assert [(r.request.task_hash, r.attempt) for r in reqs] == [
+        (sp["pending"].task_hash, 4),
+        (sp["neg"].task_hash, 4),
+    ]
+    assert SendClaim(A, sp["claim"].task_hash, 3, sp["claim"]) in acts
+    assert one(acts, SendGrant).task_hash == sp["lclaim"].task_hash
+    assert SendCancel(B, sp["cancel"].task_hash, 3) in acts
+    assert c.record(sp["run"].task_hash).state is S.RUNNING
+    assert c.record(sp["done"].task_hash).state is S.COMPLETED
+    # running: a fresh lease; the result of the finished task is acked again if re-sent.
+    c.on_heartbeat(sp["run"].task_hash, B, 3, 105.0)
+    acts = c.on_result(result(B, 3), B, sp["done"].task_hash, 105.0)
+    assert kinds(acts) == ["SendResultAck", "Ignored"]
+    with pytest.raises(LocalProtocolError):
+        c.restore([], 0.0)
+
+
+def test_restore_running_task_whose_executor_never_returns_is_replaced():
+    c = core(lease_timeout_s=10.0)
+    c.restore([rec(S.RUNNING, executor=A, claimed=(A,))], 100.0)
+    assert c.next_deadline() == 110.0
+    acts = c.on_timer(110.0)
+    assert one(acts, PublishRequest).attempt == 4 and c.record(TH).excluded == (A,)
+
+
+def test_forget_only_final_tasks():
+    c = core()
+    negotiating(c)
+    with pytest.raises(LocalProtocolError):
+        c.forget(TH)
+    c.cancel(TH, 1.0)
+    c.forget(TH)
+    assert c.record(TH) is None and c.records() == []
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="compute.max_attempts"):
+        core(max_attempts=0)
+    with pytest.raises(ConfigError, match="compute.offer_window_ms"):
+        core(offer_window_s=0)
+
+
+# -- ordering: the record is persisted before anything that depends on it ----------------------
+
+
+def test_every_message_follows_the_persist_of_the_state_it_announces():
+    c = core()
+    batches = [
+        c.submit(SPEC, 0.0),
+        c.on_offer(offer(A), A, 1, 0.1),
+        c.on_decline(TH, B, 1, "x", 0.2),
+        c.on_claim_reply(TH, A, 1, True, "", 0.3),
+        c.on_result(result(A), A, TH, 1.0),
+    ]
+    for acts in batches:
+        idx = [i for i, a in enumerate(acts) if isinstance(a, Persist)]
+        msgs = [
+            i
+            for i, a in enumerate(acts)
+            if isinstance(a, Send | Publish) and not isinstance(a, SendResultAck)
+        ]
+        ch = [i for i, a in enumerate(acts) if isinstance(a, StateChanged)]
+        if ch:
+            assert idx and all(i > idx[0] for i in msgs + ch)
+    assert state(c) is S.COMPLETED
+    assert not any(isinstance(a, Ignored) for acts in batches for a in acts)
