@@ -1,0 +1,140 @@
+"""The compute driver in-process: ComputeServices on real MeshServices joined by memory streams.
+
+TLS, the link proof, the codec, SQLite, the blob transfer and the wasm sandbox all run for real;
+only TCP is replaced and time is a MockClock. The sandbox runs in a worker thread that the mock
+clock cannot see, so the clock jumps only after 50 ms of real idleness (a sum.wat run takes a few
+milliseconds); during a longer run virtual time may run ahead, and the executor's heartbeats keep
+its lease alive as they would in real time.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from icn_node.compute.service import ComputeService
+from icn_node.compute.tasks import TaskState
+from icn_node.config import load_config
+from icn_node.identity import NodeIdentity
+from icn_node.metrics import Metrics
+from icn_node.scheduler import NodeCapacity
+from tests.mesh.memnet import MemNet, wait_for
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ADDR = [f"10.0.1.{i}:7946" for i in range(1, 6)]
+
+
+@pytest.fixture
+def clock():
+    return trio.testing.MockClock(autojump_threshold=0.05)
+
+
+class Host:
+    """The parts of :class:`icn_node.node.Node` a ComputeService uses."""
+
+    def __init__(self, config, identity, mesh):
+        self.config = config
+        self.identity = identity
+        self.did = identity.did
+        self.mesh = mesh
+        self.metrics = Metrics(identity.did, "")
+        self.capacity = NodeCapacity.from_totals(2.0, 4096, 10_000, 1000.0)
+        self.host_load = 0.0
+
+
+async def cooperative(nursery, tmp_path, n_exec=2, trust=0.8, **compute):
+    ids = [NodeIdentity.generate() for _ in range(n_exec + 1)]
+    members = [i.did for i in ids]
+    net = MemNet(nursery)
+    services = []
+    for k, ident in enumerate(ids):
+        mesh = await net.start(ident, ADDR[k], members, seed=k, bootstrap=[ADDR[0]] if k else [])
+        cfg = load_config(
+            env={},
+            overrides={
+                "node": {"data_dir": str(tmp_path / f"n{k}")},
+                "compute": {"executor": k > 0, "announce_interval_s": 1.0, **compute},
+                "trust": {"default": trust},
+            },
+        )
+        svc = ComputeService(Host(cfg, ident, mesh))
+        await nursery.start(svc.serve)
+        services.append(svc)
+    submitter = services[0]
+    await wait_for(lambda: len(submitter.registry.live(submitter.now())) == n_exec, timeout=60)
+    return net, services
+
+
+def submit_params(module: str, *args: str, fuel=1_000_000, cpu=1.0):
+    return {
+        "module": base64.b64encode((EXAMPLES / module).read_bytes()).decode(),
+        "fuel": fuel,
+        "args": list(args),
+        "profile": {"cpu_cores": cpu, "memory_mb": 64} if cpu else None,
+    }
+
+
+def state(svc, task_hex):
+    rec = svc.submitter.record(bytes.fromhex(task_hex))
+    return rec.state if rec else None
+
+
+def counter(svc, name):
+    return svc.node.metrics.registry.get_sample_value(name) or 0.0
+
+
+async def test_placement_runs_and_reports_through_the_real_mesh(clock, tmp_path):
+    async with trio.open_nursery() as nursery:
+        net, (sub, e1, e2) = await cooperative(nursery, tmp_path)
+        out = await sub.rpc_submit(submit_params("sum.wat", "1000"))
+        assert out["protocol"] == "placement"
+        await wait_for(lambda: state(sub, out["task"]) in (TaskState.COMPLETED, TaskState.FAILED))
+        res = await sub.rpc_result({"task": out["task"]})
+        assert res["state"] == "completed" and res["stdout"] == "500500\n"
+        status = await sub.rpc_status({"task": out["task"]})
+        assert len(status["offers"]) == 2 and status["executor"] in (e1.did, e2.did)
+        winner, loser = (e1, e2) if status["executor"] == e1.did else (e2, e1)
+        assert counter(sub, "icn_compute_placement_offers_received_total") == 2
+        await wait_for(lambda: counter(loser, "icn_compute_placement_losses_total") == 1)
+        assert counter(winner, "icn_compute_placement_wins_total") == 1
+        assert counter(winner, "icn_compute_placement_requests_received_total") == 1
+        # the executor fetched the code blob from the submitter over the mesh, verified
+        code = sub.submitter.record(bytes.fromhex(out["task"])).spec.code_blob
+        assert winner.blobs.has(code) and not loser.blobs.has(code)
+        assert winner.blobnet.fetched_bytes == (EXAMPLES / "sum.wat").stat().st_size
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_crashed_executor_loses_the_lease_and_the_task_is_replaced(clock, tmp_path):
+    async with trio.open_nursery() as nursery:
+        net, (sub, e1, e2) = await cooperative(
+            nursery, tmp_path, lease_timeout_s=10.0, heartbeat_interval_s=2.0
+        )
+        # ~0.9 s of real work: long enough to crash the executor in the middle of it
+        out = await sub.rpc_submit(submit_params("infinite.wat", fuel=1_500_000_000))
+        await wait_for(lambda: state(sub, out["task"]) is TaskState.RUNNING)
+        first = sub.submitter.record(bytes.fromhex(out["task"])).executor
+        victim = e1 if first == e1.did else e2
+        net.crash(ADDR[[sub, e1, e2].index(victim)])
+        await wait_for(
+            lambda: state(sub, out["task"]) is TaskState.FUEL_EXHAUSTED, timeout=120, step=1.0
+        )
+        rec = sub.submitter.record(bytes.fromhex(out["task"]))
+        assert rec.attempt == 2 and rec.executor != first and first in rec.excluded
+        assert rec.result.fuel_used == 1_500_000_000
+        nursery.cancel_scope.cancel()
+
+
+async def test_malformed_compute_messages_are_dropped_and_the_node_goes_on(clock, tmp_path):
+    async with trio.open_nursery() as nursery:
+        net, (sub, e1) = await cooperative(nursery, tmp_path, n_exec=1)
+        # e1 sends the submitter garbage and a well-formed offer for a task it never saw
+        await e1.mesh.send_direct(sub.did, "icn/compute/direct", b"\xff\x00garbage")
+        await wait_for(lambda: counter(sub, "icn_compute_messages_dropped_total") >= 1)
+        out = await sub.rpc_submit(submit_params("sum.wat", "10"))
+        await wait_for(lambda: state(sub, out["task"]) is TaskState.COMPLETED)
+        nursery.cancel_scope.cancel()
