@@ -77,12 +77,16 @@ class RawClient:
             self.decoder.feed(data)
 
     def recv_until(self, predicate, timeout: float = 10.0):
+        """The first frame matching ``predicate`` (None at EOF); a stray Close fails the test."""
+        self.send(wire.Heartbeat())  # we are alive: the node must not drop us for silence
         self.sock.settimeout(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             msg = self.recv()
             if msg is None or predicate(msg):
                 return msg
+            if isinstance(msg, wire.Close):
+                raise AssertionError(f"the node closed the link: {msg.reason} {msg.detail}")
         raise AssertionError("no matching frame in time")
 
     def close(self) -> None:
@@ -99,7 +103,7 @@ def cluster():
     def node_config(i, dids):
         mesh = {
             "heartbeat_interval_s": 0.5,
-            "liveness_timeout_s": 5.0,
+            "liveness_timeout_s": 10.0,
             "redial_min_s": 0.2,
             "redial_max_s": 2.0,
             "max_frame_bytes": MAX_FRAME,
