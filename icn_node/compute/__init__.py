@@ -5,7 +5,7 @@ and :class:`ExecutorCore` (the tasks a node offers for, accepts and runs) are sa
 machines: events in as method calls with ``now``, :mod:`.actions` out, executed in order by the
 trio driver. :class:`ExecutorRegistry` tracks announced executors. :mod:`.tasks` holds the value
 types the driver persists and sends. Nothing here reads a clock, does I/O or imports trio. See
-docs/COMPUTE.md for the state tables.
+docs/ARCHITECTURE.md for the state tables.
 """
 
 from icn_node.compute.actions import (

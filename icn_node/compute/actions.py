@@ -7,7 +7,7 @@ Four families, by base class:
 - :class:`Persist` / :class:`StateChanged` / :class:`StartRun` / :class:`StopRun` — local work:
   write a record to SQLite (the driver must finish the write before it executes the actions
   that follow it in the list), tell watchers, start or stop a sandbox.
-- :class:`Metric` — a Prometheus observation (see the table in docs/COMPUTE.md). The driver
+- :class:`Metric` — a Prometheus observation (see the table in docs/ARCHITECTURE.md). The driver
   counts nothing else itself, so every metric is counted exactly once.
 
 :class:`Ignored` reports an event the core dropped (duplicate, late, wrong sender, unknown

@@ -13,7 +13,7 @@ of requests, claims and timers can hold more than the capacity (``NodeCapacity.r
 what does not fit). A run is started only by a claim or grant accepted with a firm reservation,
 and at most once per task.
 
-The transitions are tabled in docs/COMPUTE.md.
+The transitions are tabled in docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class _Job:
 
 
 class ExecutorCore:
-    """One node's executor. See the module docstring and docs/COMPUTE.md.
+    """One node's executor. See the module docstring and docs/ARCHITECTURE.md.
 
     ``capacity``: the node's capacity (the core takes a ledger-free copy and owns it).
     ``policy``: scores requests. ``trust``: this node's trust in a DID, in ``[0, 1]``.

@@ -14,7 +14,7 @@ round are recognised and dropped. Two bounds end the task: ``retry_backoff_s`` (
 without a running executor -> ``failed``/``no_executor``) and ``max_attempts`` (executors lost
 -> ``failed``/``max_attempts``).
 
-The transitions are tabled in docs/COMPUTE.md.
+The transitions are tabled in docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class _Task:
 
 
 class SubmitterCore:
-    """This node's submitted tasks. See the module docstring and docs/COMPUTE.md.
+    """This node's submitted tasks. See the module docstring and docs/ARCHITECTURE.md.
 
     ``trust``: this node's trust in a DID, ``[0, 1]`` (offers are ranked with it, never with the
     executor's claim). ``registry``: the executor registry, for the set of executors expected to
