@@ -131,3 +131,9 @@ def test_config_is_frozen():
 def test_hostport_round_trip(text, expected):
     assert parse_hostport(text) == expected
     assert format_hostport(*expected) == text
+
+
+def test_operations_doc_lists_every_key():
+    doc = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    missing = [f"{s}.{k}" for s, k, _d, _doc in describe_keys() if f"`{s}.{k}`" not in doc]
+    assert not missing, f"document these keys in docs/OPERATIONS.md: {missing}"
