@@ -129,6 +129,7 @@ def main() -> None:
                 ),
                 60,
                 "latency-phase deliveries",
+                0.25,
             )
             latencies, copies = [], []
             for i in range(1, n):
@@ -166,7 +167,7 @@ def main() -> None:
                 ),
                 300,
                 "burst deliveries",
-                0.02,
+                0.25,
             )
             elapsed = time.monotonic() - t2
             print(

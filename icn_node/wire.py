@@ -39,6 +39,7 @@ carried as the ``payload`` bytes, so they share this registry and its checks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import math
@@ -50,9 +51,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .errors import CodecError, IdentityError
-from .identity import NodeIdentity, validate_did, verify_signature
+from .identity import NodeIdentity, public_key_from_did, validate_did
 
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
@@ -74,10 +77,27 @@ M = TypeVar("M", bound="Message")
 
 
 def check_did(did: str) -> str:
+    if not isinstance(did, str) or not _valid_did(did):
+        try:
+            validate_did(did)
+        except IdentityError as e:
+            raise ValueError(str(e)) from None
+    return did
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_did(did: str) -> bool:
+    """Cached: a cooperative has few DIDs and every gossip message names one or two."""
     try:
-        return validate_did(did)
-    except IdentityError as e:
-        raise ValueError(str(e)) from None
+        validate_did(did)
+    except IdentityError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key(did: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public_key_from_did(did))
 
 
 def check_topic(topic: str) -> str:
@@ -458,7 +478,11 @@ class Gossip(Message):
         return hashlib.sha256(self.signing_bytes()).digest()[:20]
 
     def verify(self) -> bool:
-        return verify_signature(self.origin, self.signature, self.signing_bytes())
+        try:
+            _public_key(self.origin).verify(self.signature, self.signing_bytes())
+        except (InvalidSignature, IdentityError, ValueError):
+            return False
+        return True
 
     @classmethod
     def sign(

@@ -66,6 +66,7 @@ SHUTDOWN_S = 2.0  # how long shutdown waits for links to say goodbye
 STALL_S = 5.0  # a peer whose queue stays over half full this long while we wait is dropped
 SUBSCRIBER_BUFFER = 1024
 RECEIVE_CHUNK = 65536
+WRITE_BATCH_BYTES = 65536
 
 Connect = Callable[[str], Awaitable[trio.abc.Stream]]
 
@@ -541,8 +542,18 @@ class MeshService:
         try:
             half = self.config.send_queue_len // 2
             async for data in receive:
-                await io.stream.send_all(data)
-                out.inc(len(data))
+                # Coalesce what is already queued: one TLS record and one syscall per batch.
+                batch = [data]
+                size = len(data)
+                while size < WRITE_BATCH_BYTES:
+                    try:
+                        more = receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    batch.append(more)
+                    size += len(more)
+                await io.stream.send_all(b"".join(batch) if len(batch) > 1 else data)
+                out.inc(size)
                 if io.drained is not None and receive.statistics().current_buffer_used <= half:
                     io.drained.set()
                     io.drained = None

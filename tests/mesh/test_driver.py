@@ -276,3 +276,34 @@ async def test_tls_links_over_real_loopback_tcp():
         assert row["direction"] == "in" and row["address"].startswith("127.0.0.1:")
         await a.shutdown()
         await b.shutdown()
+
+
+async def test_rpc_methods_publish_record_and_report(autojump_clock):
+    import json
+
+    from icn_node.mesh.rpc import register
+    from icn_node.rpc import RpcRegistry
+
+    async def call(rpc, method, params):
+        line = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        return json.loads(await rpc.handle_line(line.encode()))
+
+    async with trio.open_nursery() as nursery:
+        net, a, b, ia, ib = await two_nodes(nursery)
+        rpc_a, rpc_b = RpcRegistry(), RpcRegistry()
+        register(rpc_a, a)
+        register(rpc_b, b)
+        assert (await call(rpc_b, "mesh.subscribe", {"topic": "ops"}))["result"]["recording"]
+        await trio.sleep(2)
+        res = await call(rpc_a, "mesh.publish", {"topic": "ops", "text": "hi", "count": 3})
+        assert res["result"]["published"] == 3
+        await wait_for(lambda: b.received("ops")["delivered_total"] == 3)
+        for _ in range(2):  # reading twice returns the same view (the ring is not consumed)
+            got = (await call(rpc_b, "mesh.received", {"topic": "ops"}))["result"]
+            assert [m["text"] for m in got["messages"]] == ["hi"] * 3
+            assert all(m["origin"] == ia.did and m["size"] == 2 for m in got["messages"])
+        peers = (await call(rpc_a, "mesh.peers", {}))["result"]
+        assert peers["peers"][0]["did"] == ib.did
+        bad = await call(rpc_a, "mesh.publish", {"topic": "", "text": "x"})
+        assert bad["error"]["code"] == -32602
+        nursery.cancel_scope.cancel()
