@@ -4,7 +4,9 @@ what this node holds.
 A fetch asks the holder for ``MAX_BLOB_CHUNK``-sized pieces in order (a small window of requests
 in flight), writes them into a :class:`~icn_node.blobs.BlobWriter`, and publishes the blob only
 when its SHA-256 matches: a peer can waste our time but never plant wrong bytes. Every request
-has a deadline; a holder that goes quiet fails the fetch with a clear error.
+has a deadline and is re-sent every ``REQUEST_RESEND_S`` until answered (so a holder that
+restarts mid-fetch is asked again); a holder that stays quiet fails the fetch with a clear
+error.
 
 Announcements (``BlobAnnounceMsg`` on gossip) are batched: new blobs are announced within
 ``ANNOUNCE_DELAY_S`` and everything is re-announced every ``REANNOUNCE_S``, so the locality
@@ -37,6 +39,7 @@ from .wire import (
 log = get_logger("icn.blobnet")
 
 FETCH_TIMEOUT_S = 10.0
+REQUEST_RESEND_S = 2.0
 WINDOW = 4
 ANNOUNCE_DELAY_S = 0.2
 REANNOUNCE_S = 300.0
@@ -169,16 +172,19 @@ class BlobNet:
         send, receive = trio.open_memory_channel[BlobChunkMsg](1)
         self._pending[rid] = send
         try:
-            await self.mesh.send_direct(
-                holder, BLOB_TOPIC, encode_message(BlobRequestMsg(rid, h, offset, length))
-            )
+            request = encode_message(BlobRequestMsg(rid, h, offset, length))
             with trio.move_on_after(FETCH_TIMEOUT_S):
-                chunk = await receive.receive()
-                if chunk.error:
-                    raise BlobError(chunk.error)
-                if chunk.blob != h or chunk.offset != offset:
-                    raise BlobError("holder answered with the wrong range")
-                return chunk
+                # Re-sent until answered: a request or chunk lost while the holder restarts
+                # (or a link redials) must not stall the fetch for the whole timeout and fail it.
+                while True:
+                    await self.mesh.send_direct(holder, BLOB_TOPIC, request)
+                    with trio.move_on_after(REQUEST_RESEND_S):
+                        chunk = await receive.receive()
+                        if chunk.error:
+                            raise BlobError(chunk.error)
+                        if chunk.blob != h or chunk.offset != offset:
+                            raise BlobError("holder answered with the wrong range")
+                        return chunk
             raise BlobError(f"no answer within {FETCH_TIMEOUT_S:g} s")
         finally:
             del self._pending[rid]
