@@ -13,6 +13,7 @@ import json
 import shutil
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from icn_node.devcluster import LocalCluster
+from icn_node.scheduler import AvoidDid
 
 pytestmark = pytest.mark.integration
 
@@ -133,6 +135,19 @@ def cluster_config(executor_cpu: float | None = None, submitter: int | None = 0,
     return config
 
 
+def metrics(cluster: LocalCluster, i: int) -> dict[str, float]:
+    """Node ``i``'s unlabelled Prometheus samples."""
+    addr = cluster.rpc(i, "node.status")["listen"]["metrics"]
+    body = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for line in body.splitlines():
+        if line.startswith("#") or "{" in line or " " not in line:
+            continue
+        name, _, value = line.partition(" ")
+        out[name] = float(value)
+    return out
+
+
 def check_logs_clean(cluster: LocalCluster) -> None:
     """No node logged an unexpected crash of a task group."""
     for node in cluster.nodes:
@@ -185,21 +200,6 @@ def test_seed_five_executors_four_offers_e_excluded_winner_a_or_d(short_tmp):
         assert e_metrics["icn_compute_placement_requests_received_total"] >= 1
         assert e_metrics.get("icn_compute_placement_offers_sent_total", 0) == 0
         check_logs_clean(cluster)
-
-
-def metrics(cluster: LocalCluster, i: int) -> dict[str, float]:
-    """Node ``i``'s unlabelled Prometheus samples."""
-    import urllib.request
-
-    addr = cluster.rpc(i, "node.status")["listen"]["metrics"]
-    body = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
-    out: dict[str, float] = {}
-    for line in body.splitlines():
-        if line.startswith("#") or "{" in line or " " not in line:
-            continue
-        name, _, value = line.partition(" ")
-        out[name] = float(value)
-    return out
 
 
 # --- many tasks, capacity -------------------------------------------------------------------
@@ -339,8 +339,13 @@ class TestSmallCluster:
             ]
             return mine[0]["capacity"]["cpu_cores_available"]
 
-        assert own_cpu_free() == 0.0
-        assert metrics(small, node)["icn_compute_runs_active"] == 1
+        # Its one core is held and the sandbox runs (the announcement and gauge may lag a bit).
+        wait_until("the executor's core taken", lambda: own_cpu_free() == 0.0, timeout=5)
+        wait_until(
+            "the sandbox running",
+            lambda: metrics(small, node)["icn_compute_runs_active"] == 1,
+            timeout=5,
+        )
 
         r = icnctl_json(small, 0, "compute", "cancel", task)
         assert r["task"] == task
@@ -349,9 +354,15 @@ class TestSmallCluster:
         wait_until("the executor's core freed", lambda: own_cpu_free() == 1.0, timeout=5)
         assert metrics(small, node)["icn_compute_runs_active"] == 0
 
-        # The freed core takes a new one-core task on either executor.
-        again = submit(small, 0, SUM, sum_fuel(100), ("100",), {"cpu_cores": 1.0})
-        assert wait_final(small, 0, again)["state"] == "completed"
+        # The freed core takes a new one-core task, kept off the other executor.
+        other = next(n.did for n in small.nodes[1:] if n.index != node)
+        again = submit(
+            small, 0, SUM, sum_fuel(100), ("100",), {"cpu_cores": 1.0},
+            hints=[AvoidDid(other).to_dict(json_safe=True)],
+        )  # fmt: skip
+        st = wait_final(small, 0, again)
+        assert st["state"] == "completed", st
+        assert st["executor"] == small.nodes[node].did
 
     def test_module_that_does_not_compile_fails_with_a_message(self, small, tmp_path):
         wat = tmp_path / "bad.wat"
