@@ -192,23 +192,40 @@ def test_a_node_outside_members_is_refused_by_every_member(cluster):
     assert '"peer_refused"' in cluster.nodes[0].log_path.read_text()
 
 
+def join_as_raw_client(cluster: LocalCluster, target: int) -> RawClient:
+    """A raw member client linked to ``target``, subscribed and grafted on TOPIC.
+
+    Retried once: on a heavily loaded machine we have seen (rarely, unexplained so far) a fresh
+    raw link's subscription not show up in time; a second link has always worked.
+    """
+    for attempt in (1, 2):
+        raw = RawClient(RAW, cluster.nodes[target].mesh_address)
+        assert raw.peer_did == cluster.nodes[target].did
+        raw.recv_until(lambda m: isinstance(m, wire.Hello))
+        raw.send(wire.Subscribe((TOPIC,)))
+        raw.send(wire.Graft(TOPIC))  # join the node's mesh for the topic, so it forwards to us
+        try:
+            wait_until(
+                lambda: any(
+                    TOPIC in p["topics"] and p["state"] == "active"
+                    for p in cluster.rpc(target, "mesh.peers")["peers"]
+                    if p["did"] == RAW.did
+                ),
+                10,
+                "the raw client's subscription",
+            )
+            return raw
+        except AssertionError:
+            raw.close()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def test_forged_replayed_and_oversized_frames_are_dropped_without_harm(cluster):
     target = 0
-    raw = RawClient(RAW, cluster.nodes[target].mesh_address)
+    raw = join_as_raw_client(cluster, target)
     try:
-        assert raw.peer_did == cluster.nodes[target].did
-        raw.send(wire.Subscribe((TOPIC,)))
-        raw.send(wire.Graft(TOPIC))  # join node0's mesh for the topic, so it forwards to us
-        wait_until(lambda: RAW.did in peer_dids(cluster, target), 10, "raw client to be active")
-        wait_until(
-            lambda: any(
-                TOPIC in p["topics"]
-                for p in cluster.rpc(target, "mesh.peers")["peers"]
-                if p["did"] == RAW.did
-            ),
-            10,
-            "raw client's subscription",
-        )
         # A genuine message from node 2 reaches the raw client; we keep it to replay.
         cluster.rpc(2, "mesh.publish", {"topic": TOPIC, "text": "genuine"})
         genuine = raw.recv_until(lambda m: isinstance(m, wire.Gossip) and m.payload == b"genuine")
@@ -237,6 +254,9 @@ def test_forged_replayed_and_oversized_frames_are_dropped_without_harm(cluster):
         raw.sock.sendall(wire.HEADER.pack(MAX_FRAME + 1) + b"\x00" * 16)
         close = raw.recv_until(lambda m: isinstance(m, wire.Close))
         assert close is not None and close.reason == "frame-too-large"
+    except AssertionError:
+        logs = cluster.nodes[target].log_path.read_text().splitlines()
+        raise AssertionError("\n".join(line for line in logs if RAW.did in line)[-3000:]) from None
     finally:
         raw.close()
     # Nothing forged or stale was delivered anywhere, and the mesh is whole.
