@@ -565,6 +565,26 @@ class ExecutorCore:
             SendResult(j.record.submitter, task_hash, j.record.attempt, result),
         ]
 
+    def abandon(self, task_hash: bytes, reason: str, now: float) -> list[Action]:
+        """Give an accepted job back without a result, for a reason that is not the task's
+        fault (its code or inputs could not be fetched): release the reservation, mark it
+        ``abandoned`` and tell the submitter, which places it elsewhere at once. Every StartRun
+        is still answered by exactly one of this or :meth:`on_run_finished`."""
+        j = self._job(task_hash, "abandon")
+        if j.record.state not in _ACTIVE:
+            raise LocalProtocolError(
+                f"abandon: job {task_hash.hex()} is {j.record.state.value}, not running"
+            )
+        self._release(j.hold)
+        j.hold = None
+        j.record = j.record.evolve(state=JobState.ABANDONED, updated_at=now)
+        j.next_heartbeat = None
+        j.forget_at = now + self.forget_after_s
+        return [
+            Persist(j.record),
+            SendAbandon(j.record.submitter, task_hash, j.record.attempt, reason),
+        ]
+
     def on_result_ack(
         self, task_hash: bytes, sender: str, now: float, attempt: int | None = None
     ) -> list[Action]:

@@ -533,9 +533,17 @@ class ComputeService:
         try:
             await self._execute(self.executor.on_run_started(th, started))
             holders = [spec.submitter]
-            await self.blobnet.ensure(spec.code_blob, holders)
-            for _name, h in spec.input_blobs:
-                await self.blobnet.ensure(h, holders)
+            try:
+                await self.blobnet.ensure(spec.code_blob, holders)
+                for _name, h in spec.input_blobs:
+                    await self.blobnet.ensure(h, holders)
+            except BlobError as e:
+                # Not the task's fault: give it back so it is placed elsewhere (or here again
+                # once its blobs can be reached), instead of failing it.
+                log.warning("task_blobs_unavailable", task=th.hex(), error=str(e))
+                reason = f"blobs unavailable: {e}"[:200]
+                await self._execute(self.executor.abandon(th, reason, self.now()))
+                return
             module = await trio.to_thread.run_sync(self.blobs.get, spec.code_blob)
             if run_dir.exists():
                 shutil.rmtree(run_dir)

@@ -459,3 +459,19 @@ def test_ignored_events_name_the_reason():
     e = core()
     (i,) = e.on_cancel(TH, SUB, 0.0)
     assert isinstance(i, Ignored) and i.task_hash == TH and i.sender == SUB and i.reason
+
+
+def test_abandon_gives_the_job_back_and_frees_its_capacity():
+    e = core()
+    before = e.capacity.available_ratio()
+    accepted(e)
+    assert e.queue_depth == 1 and e.capacity.available_ratio() < before
+    acts = e.abandon(TH, "blobs unavailable: no holder", 5.0)
+    assert kinds(acts) == ["Persist", "SendAbandon"]
+    ab = one(acts, SendAbandon)
+    assert (ab.to, ab.task_hash, ab.attempt) == (SUB, TH, 1)
+    assert one(acts, Persist).record.state is JobState.ABANDONED
+    assert e.queue_depth == 0 and e.held_profiles() == []
+    assert e.capacity.available_ratio() == before
+    with pytest.raises(LocalProtocolError, match="not running"):
+        e.abandon(TH, "again", 6.0)

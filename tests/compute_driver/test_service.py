@@ -138,3 +138,24 @@ async def test_malformed_compute_messages_are_dropped_and_the_node_goes_on(clock
         out = await sub.rpc_submit(submit_params("sum.wat", "10"))
         await wait_for(lambda: state(sub, out["task"]) is TaskState.COMPLETED)
         nursery.cancel_scope.cancel()
+
+
+async def test_an_unfetchable_input_is_given_back_not_failed(clock, tmp_path):
+    async with trio.open_nursery() as nursery:
+        net, (sub, e1, e2) = await cooperative(nursery, tmp_path, max_attempts=2)
+        # The submitter believes a member that never answers holds the input blob.
+        ghost = NodeIdentity.generate().did
+        blob = bytes(range(32))
+        sub.blobnet.locations.add(blob, ghost, 10, sub.now())
+        params = submit_params("wordcount.wat", "data")
+        params["inputs"] = [{"name": "data", "blob": blob.hex()}]
+        out = await sub.rpc_submit(params)
+        await wait_for(lambda: state(sub, out["task"]) is TaskState.FAILED, step=0.5)
+        rec = sub.submitter.record(bytes.fromhex(out["task"]))
+        assert rec.reason == "max_attempts" and rec.result is None
+        assert set(rec.excluded) == {e1.did, e2.did}
+        for e in (e1, e2):
+            (job,) = e.executor.jobs().values()
+            assert job.state.value == "abandoned"
+            assert e.executor.queue_depth == 0
+        nursery.cancel_scope.cancel()
