@@ -8,12 +8,13 @@ service is listening. The RPC socket opens last: a socket that answers means a n
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import trio
 
 from . import __version__
-from .capacity import advertised_capacity, load_nvml, read_gpus, sample_host
+from .capacity import MB, HostSample, advertised_capacity, load_nvml, read_gpus, sample_host
 from .config import Config, format_hostport, parse_hostport
 from .identity import NodeIdentity
 from .logs import get_logger
@@ -22,9 +23,11 @@ from .mesh.rpc import register as register_mesh_rpc
 from .metrics import Metrics, serve_metrics
 from .rpc import RpcRegistry
 from .rpc.server import serve_rpc
-from .scheduler import NodeCapacity
+from .scheduler import Ewma, NodeCapacity, NodeMetrics
 
 log = get_logger("icn.node")
+
+LOAD_HALF_LIFE_SAMPLES = 3.0
 
 
 class Node:
@@ -36,7 +39,11 @@ class Node:
         self.rpc = RpcRegistry()
         self.addresses: dict[str, str] = {}
         self.capacity: NodeCapacity | None = None
+        # CPU load in [0, 1], EWMA-smoothed over capacity samples (half-life: 3 samples); the
+        # executor scores with it and announces it as NodeMetrics.
         self.host_load: float = 0.0
+        self.load_metrics: NodeMetrics | None = None
+        self._load = Ewma.from_half_life(0.0, LOAD_HALF_LIFE_SAMPLES)
         self._started_at: float | None = None
         self._gpus: list | None = None
         self.mesh: Any = None  # the mesh service, when running
@@ -46,17 +53,25 @@ class Node:
 
     # --- capacity ------------------------------------------------------------------------
 
-    def _measure(self, now: float) -> NodeCapacity:
+    def _measure(self, now: float) -> tuple[NodeCapacity, HostSample]:
         """Blocking: read the host (and, once, the GPUs) and apply the operator's caps."""
         if self._gpus is None:
             self._gpus = read_gpus(load_nvml()) if self.config.capacity.gpus else []
         sample = sample_host(self.config.data_dir)
-        self.host_load = sample.cpu_load
-        return advertised_capacity(sample, self.config.capacity, self._gpus, now)
+        return advertised_capacity(sample, self.config.capacity, self._gpus, now), sample
 
     async def refresh_capacity(self) -> NodeCapacity:
-        measured = await trio.to_thread.run_sync(self._measure, trio.current_time())
+        measured, sample = await trio.to_thread.run_sync(self._measure, trio.current_time())
         self.capacity = measured
+        self._load = self._load.update(sample.cpu_load)
+        self.host_load = min(1.0, max(0.0, self._load.value))
+        self.load_metrics = NodeMetrics(
+            address=self.did,
+            timestamp=time.time(),
+            cpu_load=self.host_load,
+            memory_used=(sample.memory_total_mb - sample.memory_available_mb) * MB,
+            memory_max=sample.memory_total_mb * MB,
+        )
         return measured
 
     async def _capacity_loop(self) -> None:

@@ -514,7 +514,11 @@ class ComputeService:
                 last_capacity = cap
                 await self._execute(self.executor.update_capacity(cap, now))
             if now - last >= interval or self.executor.significant_change(now):
-                info = self.executor.announce_info(now, region=self.config.node.region or None)
+                info = self.executor.announce_info(
+                    now,
+                    metrics=getattr(self.node, "load_metrics", None),
+                    region=self.config.node.region or None,
+                )
                 self.registry.announce(info, now)
                 await self.mesh.publish(
                     COMPUTE_TOPIC, encode_message(ExecutorAnnounceMsg(info.to_dict()))

@@ -85,6 +85,12 @@ def test_status_capacity_bad_clients_and_graceful_stop(node):
     assert f'icn_node_info{{did="{n.did}"' in body
     assert "process_resident_memory_bytes" in body
 
+    # The node announces itself as an executor with its EWMA-smoothed load.
+    (me,) = node.rpc(0, "compute.executors")["executors"]
+    assert me["did"] == n.did
+    assert 0.0 <= me["metrics"]["cpu_load"] <= 1.0
+    assert 0 < me["metrics"]["memory_used"] < me["metrics"]["memory_max"]
+
     # Still answering after all of it.
     assert node.rpc(0, "node.status")["did"] == n.did
 
