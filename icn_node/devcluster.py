@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,11 +28,38 @@ from .rpc.client import DaemonUnavailable, RpcClient
 START_TIMEOUT_S = 20.0
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the small race is fine on loopback)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port to listen on later, free now and below the kernel's ephemeral range.
+
+    Ports from the ephemeral range (what binding port 0 returns) are also the source ports of
+    outgoing connections, so one handed out here could be taken by another node's dial before
+    its own node binds it. Below that range only listeners compete. Never the same port twice
+    in one process.
+    """
+    rng = random.Random()
+    low = min(_ephemeral_low(), 32768)
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise IcnError("no free TCP port below the ephemeral range")
 
 
 def _toml_value(v: Any) -> str:
