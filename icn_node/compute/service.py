@@ -790,7 +790,12 @@ class ComputeService:
     async def rpc_watch(self, params: dict[str, Any]) -> dict[str, Any]:
         task = params.get("task")
         after = params.get("after") or 0
-        timeout = min(float(params.get("timeout_s") or 10), MAX_WATCH_WAIT_S)
+        timeout = params.get("timeout_s") or 10
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise InvalidParams("after: expected a sequence number (integer >= 0)")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
+            raise InvalidParams("timeout_s: expected seconds (number >= 0)")
+        timeout = min(float(timeout), MAX_WATCH_WAIT_S)
         if task is not None and not isinstance(task, str):
             raise InvalidParams("task: expected a hex task hash")
         full = self._record(params).task_hash.hex() if task else None

@@ -159,3 +159,24 @@ async def test_an_unfetchable_input_is_given_back_not_failed(clock, tmp_path):
             assert job.state.value == "abandoned"
             assert e.executor.queue_depth == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_rpc_refuses_bad_params_with_their_names(clock, tmp_path):
+    from icn_node.errors import RpcError
+
+    async with trio.open_nursery() as nursery:
+        net, (sub, e1) = await cooperative(nursery, tmp_path, n_exec=1)
+        bad = [
+            ("rpc_submit", {"module": "!!!", "fuel": 1}, "module"),
+            ("rpc_submit", {**submit_params("sum.wat"), "fuel": 0}, "fuel"),
+            ("rpc_submit", {**submit_params("sum.wat"), "args": [1]}, "args"),
+            ("rpc_submit", {**submit_params("sum.wat"), "profile": {"cpu_cores": -1}}, "cpu"),
+            ("rpc_submit", {**submit_params("sum.wat"), "inputs": [{"blob": "xyz"}]}, "inputs"),
+            ("rpc_watch", {"after": "x"}, "after"),
+            ("rpc_status", {"task": "zz"}, "task"),
+            ("rpc_status", {"task": "00" * 32}, "no task"),
+        ]
+        for method, params, words in bad:
+            with pytest.raises(RpcError, match=words):
+                await getattr(sub, method)(params)
+        nursery.cancel_scope.cancel()
