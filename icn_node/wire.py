@@ -199,7 +199,8 @@ def message(tag: str) -> Callable[[type[M]], type[M]]:
             raise TypeError(f"wire tag {tag!r} already used by {REGISTRY[tag].__name__}")
         hints = typing.get_type_hints(cls)
         cls.TAG = tag
-        cls._FIELDS = tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+        # Fields with init=False (``parsed``) are derived on decode, never sent.
+        cls._FIELDS = tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.init)
         REGISTRY[tag] = cls
         return cls
 
@@ -518,13 +519,20 @@ BLOB_TOPIC = "icn/blob"
 MAX_BLOB_CHUNK = 256 * 1024
 
 
-def _check_doc(name: str, parse: Callable[[Any], Any], doc: dict) -> None:
+def _check_doc(name: str, parse: Callable[[Any], Any], doc: dict) -> Any:
+    """``parse(doc)``, with any failure turned into a ValueError naming the field."""
     from .errors import IcnError  # local: keeps the import graph shallow
 
     try:
-        parse(doc)
+        return parse(doc)
     except (IcnError, ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{name}: {e}") from None
+
+
+def _parsed() -> Any:
+    """The domain value of a message's document, set by ``validate()`` when the message is
+    built or decoded: parsed once, at the receive boundary, and used by the driver."""
+    return dataclasses.field(default=None, init=False, repr=False, compare=False)
 
 
 def _hash32(name: str, value: bytes) -> None:
@@ -555,11 +563,13 @@ class PlacementRequestMsg(Message):
     attempt: int
     window_s: float
     excluded: tuple[str, ...] = ()
+    parsed: Any = _parsed()
 
     def validate(self) -> None:
         from .scheduler import PlacementRequest
 
-        _check_doc("placement_request.request", PlacementRequest.from_dict, self.request)
+        value = _check_doc("placement_request.request", PlacementRequest.from_dict, self.request)
+        object.__setattr__(self, "parsed", value)
         _attempt(self.attempt)
         if not 0 < self.window_s <= 600:
             raise ValueError(f"placement_request.window_s: out of range, got {self.window_s}")
@@ -574,11 +584,14 @@ class TaskSubmittedMsg(Message):
     attempt: int
     window_s: float
     excluded: tuple[str, ...] = ()
+    parsed: Any = _parsed()
 
     def validate(self) -> None:
         from .compute.tasks import TaskSpec
 
-        _check_doc("task_submitted.spec", TaskSpec.from_dict, self.spec)
+        object.__setattr__(
+            self, "parsed", _check_doc("task_submitted.spec", TaskSpec.from_dict, self.spec)
+        )
         _attempt(self.attempt)
 
 
@@ -607,11 +620,13 @@ class ExecutorAnnounceMsg(Message):
     """Gossip: an executor's capacity, reservations, queue, load and region."""
 
     info: dict
+    parsed: Any = _parsed()
 
     def validate(self) -> None:
         from .compute.registry import ExecutorInfo
 
-        _check_doc("executor_announce.info", ExecutorInfo.from_dict, self.info)
+        value = _check_doc("executor_announce.info", ExecutorInfo.from_dict, self.info)
+        object.__setattr__(self, "parsed", value)
 
 
 @message("placement_offer")
@@ -621,11 +636,13 @@ class PlacementOfferMsg(Message):
 
     offer: dict
     attempt: int
+    parsed: Any = _parsed()
 
     def validate(self) -> None:
         from .scheduler import PlacementOffer
 
-        _check_doc("placement_offer.offer", PlacementOffer.from_dict, self.offer)
+        value = _check_doc("placement_offer.offer", PlacementOffer.from_dict, self.offer)
+        object.__setattr__(self, "parsed", value)
         _attempt(self.attempt)
 
 
@@ -648,12 +665,13 @@ class ClaimMsg(_TaskMessage):
     task: bytes
     attempt: int
     spec: dict
+    parsed: Any = _parsed()
 
     def validate(self) -> None:
         from .compute.tasks import TaskSpec
 
         _TaskMessage.validate(self)
-        _check_doc("claim.spec", TaskSpec.from_dict, self.spec)
+        object.__setattr__(self, "parsed", _check_doc("claim.spec", TaskSpec.from_dict, self.spec))
 
 
 @message("claim_reply")
@@ -682,12 +700,13 @@ class GrantMsg(_TaskMessage):
     task: bytes
     attempt: int
     spec: dict
+    parsed: Any = _parsed()
 
     def validate(self) -> None:
         from .compute.tasks import TaskSpec
 
         _TaskMessage.validate(self)
-        _check_doc("grant.spec", TaskSpec.from_dict, self.spec)
+        object.__setattr__(self, "parsed", _check_doc("grant.spec", TaskSpec.from_dict, self.spec))
 
 
 @message("refuse")
@@ -714,12 +733,15 @@ class TaskResultMsg(_TaskMessage):
     task: bytes
     attempt: int
     result: dict
+    parsed: Any = _parsed()
 
     def validate(self) -> None:
         from .compute.tasks import TaskResult
 
         _TaskMessage.validate(self)
-        _check_doc("task_result.result", TaskResult.from_dict, self.result)
+        object.__setattr__(
+            self, "parsed", _check_doc("task_result.result", TaskResult.from_dict, self.result)
+        )
 
 
 @message("result_ack")

@@ -72,8 +72,11 @@ def test_round_trip(msg):
     assert wire.decode_message(wire.encode_message(msg)) == msg
 
 
-def test_documents_parse_back_to_domain_values():
-    msg = wire.decode_message(wire.encode_message(COMPUTE_SAMPLES[0]))
+def test_documents_are_parsed_once_at_decode_and_never_sent():
+    data = wire.encode_message(COMPUTE_SAMPLES[0])
+    assert "parsed" not in cbor2.loads(data)[1]
+    msg = wire.decode_message(data)
+    assert msg.parsed == REQUEST
     assert PlacementRequest.from_dict(msg.request) == REQUEST
     claim = wire.decode_message(wire.encode_message(wire.ClaimMsg(H, 1, SPEC.to_dict())))
     assert TaskSpec.from_dict(claim.spec).task_hash == SPEC.task_hash

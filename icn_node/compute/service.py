@@ -24,7 +24,7 @@ import os
 import random
 import shutil
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,6 @@ from ..scheduler import (
     LocalityContext,
     LocalityHint,
     NodeCapacity,
-    PlacementOffer,
-    PlacementRequest,
     ResourceProfile,
 )
 from ..store import NodeStore
@@ -73,7 +71,7 @@ from ..wire import (
 )
 from . import actions as A
 from .executor import ExecutorCore
-from .registry import ExecutorInfo, ExecutorRegistry
+from .registry import ExecutorRegistry
 from .submitter import SubmitterCore
 from .tasks import JobRecord, TaskRecord, TaskResult, TaskSpec, TaskState
 
@@ -84,6 +82,9 @@ MAX_MODULE_BYTES = 16 * MB
 MAX_OUTPUT_BYTES = 64 * 1024
 WATCH_EVENTS = 10_000
 MAX_WATCH_WAIT_S = 30.0
+MAX_TASK_LOCATIONS = 10_000
+# Early announcements (on a significant capacity change) are at most this frequent.
+MIN_ANNOUNCE_GAP_S = 1.0
 FINAL = {
     TaskState.COMPLETED,
     TaskState.FAILED,
@@ -205,7 +206,11 @@ class ComputeService:
         self._changed = trio.Event()
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._task_locations: dict[bytes, str] = {}
+        # Which task runs where (from task_claimed), for ColocateWith; bounded, oldest dropped.
+        self._task_locations: OrderedDict[bytes, str] = OrderedDict()
+        # The executors each negotiating task's request went to: its task_claimed goes to them.
+        self._asked: dict[bytes, frozenset[str]] = {}
+        self._finished: list[bytes] = []
 
     # --- time and trust ----------------------------------------------------------------------
 
@@ -237,7 +242,10 @@ class ComputeService:
 
     async def _restore(self) -> None:
         now = self.now()
-        records = [TaskRecord.from_dict(doc) for _, doc in self.store.scan("tasks")]
+        unfinished = [s.value for s in TaskState if s not in FINAL]
+        records = [
+            TaskRecord.from_dict(doc) for _, doc in self.store.scan("tasks", states=unfinished)
+        ]
         acts = self.submitter.restore(records, now)
         if self.executor is not None:
             jobs = [JobRecord.from_dict(doc) for _, doc in self.store.scan("jobs")]
@@ -274,7 +282,7 @@ class ComputeService:
         match msg:
             case PlacementRequestMsg():
                 if ex is not None:
-                    req = PlacementRequest.from_dict(msg.request)
+                    req = msg.parsed
                     if req.submitter != sender:
                         raise IcnError("placement request submitter is not its origin")
                     acts = ex.on_request(
@@ -288,7 +296,7 @@ class ComputeService:
                     )
             case TaskSubmittedMsg():
                 if ex is not None:
-                    spec = TaskSpec.from_dict(msg.spec)
+                    spec = msg.parsed
                     if spec.submitter != sender:
                         raise IcnError("task submitter is not its origin")
                     acts = ex.on_task_submitted(
@@ -296,28 +304,29 @@ class ComputeService:
                     )
             case TaskClaimedMsg():
                 self._task_locations[msg.task] = msg.winner
+                self._task_locations.move_to_end(msg.task)
+                if len(self._task_locations) > MAX_TASK_LOCATIONS:
+                    self._task_locations.popitem(last=False)
                 if ex is not None:
                     acts = ex.on_task_claimed(msg.task, msg.winner, msg.attempt, now)
             case TaskCancelMsg():
                 if ex is not None:
                     acts = ex.on_cancel(msg.task, sender, now, msg.attempt)
             case ExecutorAnnounceMsg():
-                info = ExecutorInfo.from_dict(msg.info)
+                info = msg.parsed
                 if info.did != sender:
                     raise IcnError("executor announcement for another DID")
                 self.registry.announce(info, now)
             case BlobAnnounceMsg():
                 self.blobnet.on_announce(sender, msg)
             case PlacementOfferMsg():
-                offer = PlacementOffer.from_dict(msg.offer)
+                offer = msg.parsed
                 acts = self.submitter.on_offer(offer, sender, msg.attempt, now)
             case DeclineMsg():
                 acts = self.submitter.on_decline(msg.task, sender, msg.attempt, msg.reason, now)
             case ClaimMsg():
                 if ex is not None:
-                    acts = ex.on_claim(
-                        msg.task, sender, msg.attempt, TaskSpec.from_dict(msg.spec), now
-                    )
+                    acts = ex.on_claim(msg.task, sender, msg.attempt, msg.parsed, now)
                 else:
                     await self._send_msg(
                         sender, ClaimReplyMsg(msg.task, msg.attempt, False, "not_an_executor")
@@ -330,18 +339,14 @@ class ComputeService:
                 acts = self.submitter.on_claim_request(msg.task, sender, msg.attempt, now)
             case GrantMsg():
                 if ex is not None:
-                    acts = ex.on_grant(
-                        msg.task, sender, msg.attempt, TaskSpec.from_dict(msg.spec), now
-                    )
+                    acts = ex.on_grant(msg.task, sender, msg.attempt, msg.parsed, now)
             case RefuseMsg():
                 if ex is not None:
                     acts = ex.on_refuse(msg.task, sender, msg.attempt, now)
             case TaskHeartbeatMsg():
                 acts = self.submitter.on_heartbeat(msg.task, sender, msg.attempt, now)
             case TaskResultMsg():
-                acts = self.submitter.on_result(
-                    TaskResult.from_dict(msg.result), sender, msg.task, now
-                )
+                acts = self.submitter.on_result(msg.parsed, sender, msg.task, now)
             case ResultAckMsg():
                 if ex is not None:
                     acts = ex.on_result_ack(msg.task, sender, now, msg.attempt)
@@ -356,7 +361,7 @@ class ComputeService:
             region=self.config.node.region or None,
             blobs=self.blobnet.locations.snapshot(),
             rtt_ms=self._rtts(),
-            task_locations=dict(self._task_locations),
+            task_locations=self._task_locations,
         )
 
     def _rtts(self) -> dict[str, float]:
@@ -368,6 +373,14 @@ class ComputeService:
     async def _execute(self, acts: list[A.Action]) -> None:
         for act in acts:
             await self._do(act)
+        # A finished task lives on in SQLite (status, result, watch); the core forgets it so
+        # its timers and lookups only ever see tasks in flight.
+        while self._finished:
+            th = self._finished.pop()
+            self._asked.pop(th, None)
+            rec = self.submitter.record(th)
+            if rec is not None and rec.state in FINAL:
+                self.submitter.forget(th)
         if acts:
             self._wakeup.set()
 
@@ -384,6 +397,8 @@ class ComputeService:
                 )
             case A.StateChanged():
                 self._event(act)
+                if act.new in FINAL:
+                    self._finished.append(act.task_hash)
             case A.StartRun():
                 assert self._nursery is not None
                 self._nursery.start_soon(self._run_task, act.spec, act.attempt)
@@ -395,14 +410,27 @@ class ComputeService:
                 msg = PlacementRequestMsg(
                     act.request.to_dict(), act.attempt, act.window_s, tuple(act.excluded)
                 )
-                await self._publish(msg)
+                # Straight to the executors the submitter expects (announced, live, could
+                # fit) rather than flooding every member; gossip only when it knows none.
+                targets = self.submitter.expected(act.request.task_hash)
+                if targets:
+                    self._asked[act.request.task_hash] = targets
+                    await self._send_many(targets, msg)
+                else:
+                    await self._publish(msg)
             case A.PublishTaskSubmitted():
                 msg = TaskSubmittedMsg(
                     act.spec.to_dict(), act.attempt, act.window_s, tuple(act.excluded)
                 )
                 await self._publish(msg)
             case A.PublishTaskClaimed():
-                await self._publish(TaskClaimedMsg(act.task_hash, act.winner, act.attempt))
+                msg = TaskClaimedMsg(act.task_hash, act.winner, act.attempt)
+                asked = self._asked.get(act.task_hash)
+                if asked:
+                    # The winner learns from its claim; the others release their reservations.
+                    await self._send_many(asked - {act.winner}, msg)
+                else:
+                    await self._publish(msg)
             case A.PublishCancel():
                 await self._publish(TaskCancelMsg(act.task_hash, act.attempt))
             case A.SendOffer():
@@ -473,6 +501,14 @@ class ComputeService:
         if self.executor is not None:
             await self.dispatch(msg, self.did)
 
+    async def _send_many(self, targets: frozenset[str], msg: Message) -> None:
+        payload = encode_message(msg)
+        for to in sorted(targets):
+            if to == self.did:
+                await self.dispatch(msg, self.did)
+            else:
+                await self.mesh.send_direct(to, COMPUTE_DIRECT_TOPIC, payload)
+
     async def _send_msg(self, to: str, msg: Message) -> None:
         if to == self.did:
             await self.dispatch(msg, self.did)
@@ -513,7 +549,9 @@ class ComputeService:
             if cap is not None and cap is not last_capacity:
                 last_capacity = cap
                 await self._execute(self.executor.update_capacity(cap, now))
-            if now - last >= interval or self.executor.significant_change(now):
+            due = now - last >= interval
+            early = now - last >= MIN_ANNOUNCE_GAP_S and self.executor.significant_change(now)
+            if due or early:
                 info = self.executor.announce_info(
                     now,
                     metrics=getattr(self.node, "load_metrics", None),
@@ -783,8 +821,10 @@ class ComputeService:
 
     async def rpc_cancel(self, params: dict[str, Any]) -> dict[str, Any]:
         rec = self._record(params)
+        if rec.state in FINAL:  # nothing to stop (and the core no longer holds it)
+            return {"task": rec.task_hash.hex(), "state": rec.state.value}
         await self._execute(self.submitter.cancel(rec.task_hash, self.now()))
-        after = self.submitter.record(rec.task_hash) or rec
+        after = self._record({"task": rec.task_hash.hex()})
         return {"task": rec.task_hash.hex(), "state": after.state.value}
 
     async def rpc_watch(self, params: dict[str, Any]) -> dict[str, Any]:

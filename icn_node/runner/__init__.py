@@ -1,7 +1,7 @@
 """Task execution: the WebAssembly sandbox (default) and the opt-in host-command driver.
 
-See the Execution section of docs/ARCHITECTURE.md. Both drivers end a run in one :class:`TaskState` and report a
-:class:`RunResult`.
+See the Execution section of docs/ARCHITECTURE.md. Both drivers end a run in one
+:class:`TaskState` and report a :class:`RunResult`.
 """
 
 from icn_node.runner.result import CappedBuffer, RunResult, TaskState

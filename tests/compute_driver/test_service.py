@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from icn_node.compute.service import ComputeService
-from icn_node.compute.tasks import TaskState
+from icn_node.compute.tasks import TaskRecord, TaskState
 from icn_node.config import load_config
 from icn_node.identity import NodeIdentity
 from icn_node.metrics import Metrics
@@ -78,8 +78,14 @@ def submit_params(module: str, *args: str, fuel=1_000_000, cpu=1.0):
     }
 
 
+def stored(svc, task_hex):
+    """The task's record as the submitter persisted it (the core forgets finished tasks)."""
+    doc = svc.store.get("tasks", bytes.fromhex(task_hex))
+    return TaskRecord.from_dict(doc) if doc is not None else None
+
+
 def state(svc, task_hex):
-    rec = svc.submitter.record(bytes.fromhex(task_hex))
+    rec = stored(svc, task_hex)
     return rec.state if rec else None
 
 
@@ -95,6 +101,8 @@ async def test_placement_runs_and_reports_through_the_real_mesh(clock, tmp_path)
         await wait_for(lambda: state(sub, out["task"]) in (TaskState.COMPLETED, TaskState.FAILED))
         res = await sub.rpc_result({"task": out["task"]})
         assert res["state"] == "completed" and res["stdout"] == "500500\n"
+        # finished: the core forgot it, the store still answers for it
+        assert sub.submitter.record(bytes.fromhex(out["task"])) is None
         status = await sub.rpc_status({"task": out["task"]})
         assert len(status["offers"]) == 2 and status["executor"] in (e1.did, e2.did)
         winner, loser = (e1, e2) if status["executor"] == e1.did else (e2, e1)
@@ -103,7 +111,7 @@ async def test_placement_runs_and_reports_through_the_real_mesh(clock, tmp_path)
         assert counter(winner, "icn_compute_placement_wins_total") == 1
         assert counter(winner, "icn_compute_placement_requests_received_total") == 1
         # the executor fetched the code blob from the submitter over the mesh, verified
-        code = sub.submitter.record(bytes.fromhex(out["task"])).spec.code_blob
+        code = stored(sub, out["task"]).spec.code_blob
         assert winner.blobs.has(code) and not loser.blobs.has(code)
         assert winner.blobnet.fetched_bytes == (EXAMPLES / "sum.wat").stat().st_size
         nursery.cancel_scope.cancel()
@@ -117,13 +125,13 @@ async def test_a_crashed_executor_loses_the_lease_and_the_task_is_replaced(clock
         # ~0.9 s of real work: long enough to crash the executor in the middle of it
         out = await sub.rpc_submit(submit_params("infinite.wat", fuel=1_500_000_000))
         await wait_for(lambda: state(sub, out["task"]) is TaskState.RUNNING)
-        first = sub.submitter.record(bytes.fromhex(out["task"])).executor
+        first = stored(sub, out["task"]).executor
         victim = e1 if first == e1.did else e2
         net.crash(ADDR[[sub, e1, e2].index(victim)])
         await wait_for(
             lambda: state(sub, out["task"]) is TaskState.FUEL_EXHAUSTED, timeout=120, step=1.0
         )
-        rec = sub.submitter.record(bytes.fromhex(out["task"]))
+        rec = stored(sub, out["task"])
         assert rec.attempt == 2 and rec.executor != first and first in rec.excluded
         assert rec.result.fuel_used == 1_500_000_000
         nursery.cancel_scope.cancel()
@@ -151,7 +159,7 @@ async def test_an_unfetchable_input_is_given_back_not_failed(clock, tmp_path):
         params["inputs"] = [{"name": "data", "blob": blob.hex()}]
         out = await sub.rpc_submit(params)
         await wait_for(lambda: state(sub, out["task"]) is TaskState.FAILED, step=0.5)
-        rec = sub.submitter.record(bytes.fromhex(out["task"]))
+        rec = stored(sub, out["task"])
         assert rec.reason == "max_attempts" and rec.result is None
         assert set(rec.excluded) == {e1.did, e2.did}
         for e in (e1, e2):
