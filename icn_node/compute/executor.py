@@ -19,6 +19,7 @@ The transitions are tabled in docs/ARCHITECTURE.md.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -158,7 +159,9 @@ class ExecutorCore:
         self._holds: list[_Hold] = []
         self._tentative: dict[bytes, _Tentative] = {}
         self._jobs: dict[bytes, _Job] = {}
-        self._seen: dict[bytes, tuple[int, float, bool]] = {}
+        # Kept in the order of its timestamps (every write moves the entry to the end; ``now``
+        # never goes back), so the oldest entry is first: timers cost O(expired), not O(seen).
+        self._seen: OrderedDict[bytes, tuple[int, float, bool]] = OrderedDict()
         """task hash -> (highest round seen, when, job forgotten): duplicate and late requests
         are dropped, and a claim for a job already run and forgotten is refused."""
         self._announced: tuple[float, int] | None = None
@@ -283,12 +286,16 @@ class ExecutorCore:
 
     # -- placement -------------------------------------------------------------------------
 
+    def _see(self, task_hash: bytes, attempt: int, now: float, forgotten: bool) -> None:
+        self._seen[task_hash] = (attempt, now, forgotten)
+        self._seen.move_to_end(task_hash)
+
     def _round_seen(self, task_hash: bytes, attempt: int, now: float) -> bool:
         """Record round ``attempt``; True when it (or a later round) was seen before."""
         prev = self._seen.get(task_hash)
         if prev is not None and (prev[0] >= attempt or prev[2]):
             return True
-        self._seen[task_hash] = (attempt, now, False)
+        self._see(task_hash, attempt, now, False)
         return False
 
     def _supersede(self, task_hash: bytes, attempt: int) -> None:
@@ -507,7 +514,7 @@ class ExecutorCore:
         if hold is None:
             acts = [SendClaimReply(sender, th, attempt, False, "no_capacity")]
             return acts + [CountLoss(th)] if offered else acts
-        self._seen[th] = (max(attempt, seen[0] if seen else 0), now, False)
+        self._see(th, max(attempt, seen[0] if seen else 0), now, False)
         assert hold.reservation is not None
         rec = JobRecord(
             spec=spec,
@@ -618,7 +625,7 @@ class ExecutorCore:
             th = rec.task_hash
             if th in self._jobs:
                 raise LocalProtocolError(f"restore: task {th.hex()} given twice")
-            self._seen[th] = (rec.attempt, now, False)
+            self._see(th, rec.attempt, now, False)
             j = _Job(rec, None)
             self._jobs[th] = j
             if rec.state in _ACTIVE:
@@ -648,7 +655,8 @@ class ExecutorCore:
                 if d is not None:
                     best = min(best, d)
         if self._seen:
-            best = min(best, min(s[1] for s in self._seen.values()) + self.forget_after_s)
+            oldest = next(iter(self._seen.values()))[1]
+            best = min(best, oldest + self.forget_after_s)
         return None if best == math.inf else best
 
     def on_timer(self, now: float) -> list[Action]:
@@ -677,12 +685,15 @@ class ExecutorCore:
                 j.resend_at = now + self.result_resend_s
             if j.forget_at is not None and j.forget_at <= now:
                 del self._jobs[th]
-                self._seen[th] = (r.attempt, now, True)
-        for th, (n, at, done) in list(self._seen.items()):
-            if at + self.forget_after_s <= now:
-                if th in self._jobs or th in self._tentative:
-                    self._seen[th] = (n, now, done)
-                else:
-                    del self._seen[th]
-                    self._offered = {k for k in self._offered if k[0] != th}
+                self._see(th, r.attempt, now, True)
+        while self._seen:
+            th, (n, at, done) = next(iter(self._seen.items()))
+            if at + self.forget_after_s > now:
+                break
+            if th in self._jobs or th in self._tentative:
+                self._see(th, n, now, done)
+            else:
+                del self._seen[th]
+                for k in range(n + 1):
+                    self._offered.discard((th, k))
         return acts

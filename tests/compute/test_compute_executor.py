@@ -475,3 +475,17 @@ def test_abandon_gives_the_job_back_and_frees_its_capacity():
     assert e.capacity.available_ratio() == before
     with pytest.raises(LocalProtocolError, match="not running"):
         e.abandon(TH, "again", 6.0)
+
+
+def test_seen_rounds_expire_oldest_first_without_scanning():
+    e = core(forget_after_s=100.0)
+    specs = [spec(f"t{i}") for i in range(50)]
+    for i, s in enumerate(specs):
+        e.on_request(request(s), 1, float(i))
+        e.on_task_claimed(s.task_hash, did("Other"), 1, float(i) + 0.5)  # lost: nothing held
+    assert e.next_deadline() == 100.0  # the oldest round, seen at t=0
+    e.on_timer(124.9)  # rounds seen at t=0..24 are forgotten, the rest kept
+    assert len(e._seen) == 25
+    assert e.next_deadline() == 125.0
+    # a forgotten round is new again: a request for it is answered
+    assert kinds(e.on_request(request(specs[0]), 1, 130.0))[-1] == "SendOffer"
