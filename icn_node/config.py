@@ -234,6 +234,11 @@ class ComputeSection:
         "Executor re-sends an unacknowledged result this often (seconds).",
         _between(0.01, 3_600),
     )
+    max_negotiating: int = key(
+        32,
+        "Tasks this submitter places at once; more wait, queued in order, as pending.",
+        _between(1, 1_000_000),
+    )
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,19 @@ def _hex(h: bytes) -> str:
     return h.hex()
 
 
+def _remove_run_dir(run_dir: Path) -> None:
+    """Remove a finished run's directory: two rmdir calls when the task left nothing behind
+    (the usual case, its outputs are blobs by now), a full rmtree otherwise."""
+    for d in (run_dir / "out", run_dir):
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty
+            shutil.rmtree(run_dir, ignore_errors=True)
+            return
+
+
 class ComputeService:
     def __init__(self, node) -> None:
         cfg = node.config
@@ -183,6 +196,7 @@ class ComputeService:
             self.registry,
             offer_window_s=window_s,
             max_attempts=c.max_attempts,
+            max_negotiating=c.max_negotiating,
             lease_timeout_s=c.lease_timeout_s,
             claim_timeout_s=c.claim_timeout_s,
             rng=self.rng,
@@ -241,6 +255,9 @@ class ComputeService:
             self.store.close()
 
     async def _restore(self) -> None:
+        # No run survives a restart (the executor core gives those tasks back), so whatever a
+        # crash left in runs/ is garbage.
+        await trio.to_thread.run_sync(lambda: shutil.rmtree(self.runs_dir, ignore_errors=True))
         now = self.now()
         unfinished = [s.value for s in TaskState if s not in FINAL]
         records = [
@@ -602,7 +619,8 @@ class ComputeService:
                 stdout_cap=MAX_OUTPUT_BYTES,
                 stderr_cap=MAX_OUTPUT_BYTES,
             )
-            run = WasmRun(job)
+            # Scratch (staged inputs) beside the blob store: inputs are hard-linked, not copied.
+            run = WasmRun(job, scratch_root=run_dir)
             self._runs[th] = run
             self.metrics.running.inc()
             try:
@@ -641,7 +659,7 @@ class ComputeService:
                 attempt=attempt,
             )
         finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            _remove_run_dir(run_dir)
         log.info(
             "task_run_finished", task=th.hex(), state=result.state.value, fuel=result.fuel_used
         )

@@ -20,6 +20,7 @@ The transitions are tabled in docs/ARCHITECTURE.md.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -62,6 +63,8 @@ MAX_ATTEMPTS = "max_attempts"
 CANCELLED_BY_USER = "cancelled by user"
 
 S = TaskState
+# A task in one of these states holds executors' attention (requests, reservations).
+_PLACING = frozenset({S.NEGOTIATING, S.CLAIMING})
 
 
 def _conf(key: str, value: float, *, lo_open: bool = True, hi: float = 1e9) -> float:
@@ -79,6 +82,7 @@ class _Task:
     offers: dict[str, PlacementOffer] = field(default_factory=dict)
     declined: set[str] = field(default_factory=set)
     backlog: list[RankedOffer] = field(default_factory=list)
+    queued: bool = False
 
 
 class SubmitterCore:
@@ -112,6 +116,7 @@ class SubmitterCore:
         rng: random.Random | None = None,
         weights: Weights | str = "phase16c",
         min_trust: float = MIN_TRUST_EXECUTE,
+        max_negotiating: int | None = None,
     ) -> None:
         chk.text("submitter.did", did, max_len=512)
         self.did = did
@@ -132,6 +137,15 @@ class SubmitterCore:
         self.weights = Weights.named(weights) if isinstance(weights, str) else weights
         self.min_trust = chk.number("compute.min_trust", min_trust, lo=0.0, hi=1.0)
         self._tasks: dict[bytes, _Task] = {}
+        if max_negotiating is not None:
+            try:
+                chk.integer("compute.max_negotiating", max_negotiating, lo=1, hi=1_000_000)
+            except ResourceError as e:
+                raise ConfigError(str(e), key="compute.max_negotiating") from None
+        self.max_negotiating = max_negotiating
+        # Tasks negotiating or claiming, and tasks queued (FIFO) until one of them leaves.
+        self._placing: set[bytes] = set()
+        self._waiting: deque[bytes] = deque()
 
     # -- views -----------------------------------------------------------------------------
 
@@ -170,14 +184,33 @@ class SubmitterCore:
         old = t.rec
         new = old.evolve(updated_at=now, **changes)
         t.rec = new
+        freed = False
+        if new.state in _PLACING:
+            self._placing.add(new.task_hash)
+        elif new.task_hash in self._placing:
+            self._placing.discard(new.task_hash)
+            freed = True
         acts.append(Persist(new))
-        if new.state is not old.state:
+        if new.state is not old.state or first:
             acts.append(StateChanged(new.task_hash, None if first else old.state, new.state, new))
             if new.state.is_final:
                 t.deadline = None
                 t.backlog.clear()
                 fuel = 0 if new.result is None else new.result.fuel_used
                 acts.append(CountTaskFinished(new.state, fuel))
+        if freed:
+            self._admit(now, acts)
+
+    def _admit(self, now: float, acts: list[Action]) -> None:
+        """Start queued tasks, oldest first, while fewer than ``max_negotiating`` are placing."""
+        while self._waiting and (
+            self.max_negotiating is None or len(self._placing) < self.max_negotiating
+        ):
+            t = self._tasks.get(self._waiting.popleft())
+            if t is None or not t.queued or t.rec.state is not S.PENDING:
+                continue  # cancelled or forgotten while it waited
+            t.queued = False
+            self._start_round(t, now, acts, attempt=t.rec.attempt)
 
     def _finish(
         self, t: _Task, now: float, acts: list[Action], state: TaskState, reason: str
@@ -213,6 +246,27 @@ class SubmitterCore:
         t.offers.clear()
         t.declined.clear()
         t.backlog.clear()
+        if (
+            self.max_negotiating is not None
+            and t.rec.task_hash not in self._placing
+            and len(self._placing) >= self.max_negotiating
+        ):
+            # Admission control: a burst waits its turn instead of flooding every executor
+            # with requests whose tentative reservations crowd each other out.
+            t.deadline = None
+            t.queued = True
+            self._waiting.append(t.rec.task_hash)
+            self._set(
+                t,
+                now,
+                acts,
+                first=first,
+                state=S.PENDING,
+                attempt=attempt,
+                executor=None,
+                reason=f"queued: {len(self._placing)} placements in flight",
+            )
+            return
         excluded = t.rec.excluded
         t.expected = frozenset(
             d
@@ -578,6 +632,7 @@ class SubmitterCore:
                 else:
                     t.deadline = now + self.lease_timeout_s
             elif rec.state is S.CLAIMING and rec.executor is not None:
+                self._placing.add(th)  # keeps its slot; the others are admitted afresh
                 t.deadline = now + self.claim_timeout_s
                 send = SendClaim if rec.spec.profile is not None else SendGrant
                 acts.append(send(rec.executor, th, rec.attempt, rec.spec))

@@ -620,3 +620,60 @@ def test_every_message_follows_the_persist_of_the_state_it_announces():
             assert idx and all(i > idx[0] for i in msgs + ch)
     assert state(c) is S.COMPLETED
     assert not any(isinstance(a, Ignored) for acts in batches for a in acts)
+
+
+# -- admission control -------------------------------------------------------------------------
+
+
+def test_a_burst_beyond_max_negotiating_waits_in_order_and_is_admitted_as_slots_free():
+    c = core(execs=(A,), max_negotiating=2)
+    specs = [spec(f"burst{i}") for i in range(4)]
+    acts = []
+    for s in specs:
+        acts += c.submit(s, 0.0)
+    # two requests go out; the other two are persisted as pending, queued, and announced
+    assert [p.request.task_hash for p in of(acts, PublishRequest)] == [
+        specs[0].task_hash,
+        specs[1].task_hash,
+    ]
+    queued = [c.record(s.task_hash) for s in specs[2:]]
+    assert all(r.state is S.PENDING and r.reason.startswith("queued") for r in queued)
+    assert [e.new for e in of(acts, StateChanged)][-2:] == [S.PENDING, S.PENDING]
+    # task 0 gets an offer and is claimed: still placing, nobody admitted
+    acts = c.on_offer(offer(A, specs[0]), A, 1, 0.1)
+    assert of(acts, PublishRequest) == []
+    assert c.record(specs[0].task_hash).state is S.CLAIMING
+    # its claim is accepted: a slot frees and the oldest queued task (2) starts its round
+    acts = c.on_claim_reply(specs[0].task_hash, A, 1, True, "", 0.2)
+    (req,) = of(acts, PublishRequest)
+    assert req.request.task_hash == specs[2].task_hash and req.attempt == 1
+    assert c.record(specs[3].task_hash).state is S.PENDING
+
+
+def test_a_queued_task_can_be_cancelled_and_is_never_published():
+    c = core(execs=(A,), max_negotiating=1)
+    first, second = spec("q0"), spec("q1")
+    c.submit(first, 0.0)
+    c.submit(second, 0.0)
+    acts = c.cancel(second.task_hash, 0.1)
+    assert c.record(second.task_hash).state is S.CANCELLED
+    assert of(acts, PublishRequest) == [] and of(acts, PublishCancel) == []
+    # the slot frees at the first task's retry: the cancelled one is skipped
+    acts = c.on_timer(1.0)  # window closes with no offer: first goes back to pending
+    assert of(acts, PublishRequest) == []
+
+
+def test_restore_respects_max_negotiating():
+    c = core(execs=(A,), max_negotiating=1)
+    recs = [
+        TaskRecord(spec=spec(f"r{i}"), state=S.NEGOTIATING, attempt=1, submitted_at=float(i))
+        for i in range(3)
+    ]
+    acts = c.restore(recs, 10.0)
+    assert len(of(acts, PublishRequest)) == 1
+    assert sorted(r.state.value for r in c.records()) == ["negotiating", "pending", "pending"]
+
+
+def test_max_negotiating_must_be_positive():
+    with pytest.raises(ConfigError, match="compute.max_negotiating"):
+        core(max_negotiating=0)
