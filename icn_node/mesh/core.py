@@ -297,6 +297,7 @@ class MeshCore:
         self._seq = 0
         self._next_heartbeat = 0.0
         self._heartbeats = 0
+        self._last_keepalive = -float("inf")
         self._last_tick = float("-inf")
         self._started = False
 
@@ -716,7 +717,12 @@ class MeshCore:
             elif now - link.last_recv > cfg.liveness_timeout_s:
                 silent = round(now - link.last_recv, 1)
                 actions += self._close(link, "liveness", f"silent for {silent} s", now)
-        if self.active:
+        # Keepalives every third of the liveness timeout (not every tick): any frame counts as
+        # liveness at the receiver, and an idle full mesh of n nodes would otherwise cost
+        # n*(n-1) frames a second.
+        keepalive_s = max(cfg.heartbeat_interval_s, cfg.liveness_timeout_s / 3)
+        if self.active and now - self._last_keepalive >= keepalive_s:
+            self._last_keepalive = now
             actions.append(self._send(tuple(self.active.values()), Heartbeat()))
         for topic in sorted(self.subscriptions):
             actions += self._maintain(topic)

@@ -212,12 +212,21 @@ def test_liveness_timeout_closes_a_silent_link():
     assert core.peer_count() == 0
 
 
-def test_heartbeat_goes_to_every_active_peer():
-    net = chain(3)
+def test_keepalive_goes_to_every_active_peer_every_third_of_the_liveness_timeout():
+    net = chain(3)  # heartbeat tick 1 s, liveness 10 s: a keepalive every 10/3 s
     net.advance(1.0)
     core = net.nodes["10.0.0.1:7946"].core
-    hb = sent(core.tick(net.now + 1.0), wire.Heartbeat)
-    assert sorted(hb[0].links) == sorted(core.active.values())
+    times = []
+    t = net.now
+    for _ in range(9):  # only this node ticks: stay inside its peers' liveness timeout
+        t += 1.0
+        hb = sent(core.tick(t), wire.Heartbeat)
+        if hb:
+            assert sorted(hb[0].links) == sorted(core.active.values())
+            times.append(t)
+    assert len(times) >= 2
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(10 / 3 <= g <= 10 / 3 + 1.0 for g in gaps), gaps
 
 
 # --- gossip -------------------------------------------------------------------------------
