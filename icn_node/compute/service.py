@@ -83,7 +83,8 @@ MAX_OUTPUT_BYTES = 64 * 1024
 WATCH_EVENTS = 10_000
 MAX_WATCH_WAIT_S = 30.0
 MAX_TASK_LOCATIONS = 10_000
-# Early announcements (on a significant capacity change) are at most this frequent.
+# Early announcements (on a significant capacity change): at least this far apart, and at
+# least half an announce interval.
 MIN_ANNOUNCE_GAP_S = 1.0
 FINAL = {
     TaskState.COMPLETED,
@@ -567,7 +568,10 @@ class ComputeService:
                 last_capacity = cap
                 await self._execute(self.executor.update_capacity(cap, now))
             due = now - last >= interval
-            early = now - last >= MIN_ANNOUNCE_GAP_S and self.executor.significant_change(now)
+            # Submitters judge "could fit" against announced totals, so an early announcement
+            # (capacity moved) is a courtesy: at most one per half interval.
+            gap = max(MIN_ANNOUNCE_GAP_S, interval / 2)
+            early = now - last >= gap and self.executor.significant_change(now)
             if due or early:
                 info = self.executor.announce_info(
                     now,
