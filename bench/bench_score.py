@@ -56,16 +56,23 @@ def build(n_executors: int, n_locations: int, seed: int):
     for i, did in enumerate(dids):
         cap = NodeCapacity.from_totals(16, 65536, 1_000_000, 1000.0)
         cap.reserve(ResourceProfile.compute_heavy(rng.randrange(0, 8) + 0.5, 4096))
-        nodes.append(NodeState(did, cap.snapshot(), queue_depth=rng.randrange(0, 12),
-                               load=rng.random()))
-        contexts.append(LocalityContext(region="eu" if i % 2 else "us", blobs=registry,
-                                        rtt_ms={submitter: rng.uniform(1, 200)},
-                                        bandwidth_mbps={submitter: rng.uniform(10, 1000)}))
+        nodes.append(
+            NodeState(did, cap.snapshot(), queue_depth=rng.randrange(0, 12), load=rng.random())
+        )
+        contexts.append(
+            LocalityContext(
+                region="eu" if i % 2 else "us",
+                blobs=registry,
+                rtt_ms={submitter: rng.uniform(1, 200)},
+                bandwidth_mbps={submitter: rng.uniform(10, 1000)},
+            )
+        )
     profile = ResourceProfile.compute_heavy(2, 2048)
     plain = PlacementRequest(sha(10**9), profile, submitter)
     blobs = tuple(sha(rng.randrange(n_blobs)) for _ in range(10))
-    hinted = PlacementRequest(sha(10**9 + 1), profile, submitter,
-                              (DataLocality(blobs), PreferLowLatency(50.0)))
+    hinted = PlacementRequest(
+        sha(10**9 + 1), profile, submitter, (DataLocality(blobs), PreferLowLatency(50.0))
+    )
     return nodes, contexts, plain, hinted, registry
 
 
@@ -99,22 +106,29 @@ def main(argv: list[str] | None = None) -> int:
     policy = DefaultPlacementPolicy("phase16c", jitter=random.Random(args.seed))
 
     print(f"command: {shlex.join(sys.orig_argv)}")
-    print(f"python {platform.python_version()} ({platform.python_implementation()}) on "
-          f"{platform.machine()}, {platform.system()}")
-    print(f"registry: {len(registry):,} locations over {registry.blob_count:,} blobs "
-          f"(built in {setup_s:.2f} s); {len(nodes)} executors; "
-          f"{args.rounds} rounds x {args.repeat} runs")
+    print(
+        f"python {platform.python_version()} ({platform.python_implementation()}) on "
+        f"{platform.machine()}, {platform.system()}"
+    )
+    print(
+        f"registry: {len(registry):,} locations over {registry.blob_count:,} blobs "
+        f"(built in {setup_s:.2f} s); {len(nodes)} executors; "
+        f"{args.rounds} rounds x {args.repeat} runs"
+    )
     ok = True
     for name, req in [("no hints", plain), ("10-blob DataLocality + PreferLowLatency", hinted)]:
         run_case(policy, req, nodes, contexts, trusts, 1)  # warm-up
-        runs = [run_case(policy, req, nodes, contexts, trusts, args.rounds)
-                for _ in range(args.repeat)]
+        runs = [
+            run_case(policy, req, nodes, contexts, trusts, args.rounds) for _ in range(args.repeat)
+        ]
         per_pair = [r[0] for r in runs]
         med = statistics.median(per_pair)
         ok &= med <= TARGET_US
-        print(f"  {name:<42} median {med:6.2f} us/pair  (min {min(per_pair):.2f}, "
-              f"max {max(per_pair):.2f}; {runs[0][1]} offers per run)  "
-              f"{'OK' if med <= TARGET_US else 'OVER'} (target <= {TARGET_US:g} us)")
+        print(
+            f"  {name:<42} median {med:6.2f} us/pair  (min {min(per_pair):.2f}, "
+            f"max {max(per_pair):.2f}; {runs[0][1]} offers per run)  "
+            f"{'OK' if med <= TARGET_US else 'OVER'} (target <= {TARGET_US:g} us)"
+        )
     return 0 if ok else 1
 
 

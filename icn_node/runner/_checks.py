@@ -7,8 +7,9 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 
-def check_int(name: str, value: object, *, minimum: int, maximum: int | None = None,
-              optional: bool = False) -> None:
+def check_int(
+    name: str, value: object, *, minimum: int, maximum: int | None = None, optional: bool = False
+) -> None:
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int):

@@ -142,16 +142,19 @@ def _rlimits(job: ExecJob) -> tuple[tuple[int, tuple[int, int]], ...]:
 
     limits = [
         (resource.RLIMIT_CORE, (0, 0)),
-        (resource.RLIMIT_NOFILE,
-         clamp(resource.RLIMIT_NOFILE, job.max_open_files, job.max_open_files)),
+        (
+            resource.RLIMIT_NOFILE,
+            clamp(resource.RLIMIT_NOFILE, job.max_open_files, job.max_open_files),
+        ),
     ]
     if job.cpu_seconds is not None:
         limits.append(
-            (resource.RLIMIT_CPU,
-             clamp(resource.RLIMIT_CPU, job.cpu_seconds, job.cpu_seconds + 1)))
+            (resource.RLIMIT_CPU, clamp(resource.RLIMIT_CPU, job.cpu_seconds, job.cpu_seconds + 1))
+        )
     if job.memory_bytes is not None:
         limits.append(
-            (resource.RLIMIT_AS, clamp(resource.RLIMIT_AS, job.memory_bytes, job.memory_bytes)))
+            (resource.RLIMIT_AS, clamp(resource.RLIMIT_AS, job.memory_bytes, job.memory_bytes))
+        )
     return tuple(limits)
 
 
@@ -234,9 +237,13 @@ class ExecRun:
 
         def result(state: TaskState, message: str, exit_code: int | None) -> RunResult:
             return RunResult(
-                state=state, exit_code=exit_code, message=message,
-                stdout=stdout.getvalue(), stderr=stderr.getvalue(),
-                stdout_truncated=stdout.truncated, stderr_truncated=stderr.truncated,
+                state=state,
+                exit_code=exit_code,
+                message=message,
+                stdout=stdout.getvalue(),
+                stderr=stderr.getvalue(),
+                stdout_truncated=stdout.truncated,
+                stderr_truncated=stderr.truncated,
                 wall_time_s=trio.current_time() - started,
             )
 

@@ -306,12 +306,18 @@ def _execute(job: WasmJob, control: RunControl, scratch: Path) -> RunResult:
 
     output_dir_ready = False  # only then are files under output_dir this run's outputs
 
-    def result(state: TaskState, message: str = "", exit_code: int | None = None,
-               fuel_used: int = 0) -> RunResult:
+    def result(
+        state: TaskState, message: str = "", exit_code: int | None = None, fuel_used: int = 0
+    ) -> RunResult:
         return RunResult(
-            state=state, fuel_used=fuel_used, exit_code=exit_code, message=message,
-            stdout=stdout.getvalue(), stderr=stderr.getvalue(),
-            stdout_truncated=stdout.truncated, stderr_truncated=stderr.truncated,
+            state=state,
+            fuel_used=fuel_used,
+            exit_code=exit_code,
+            message=message,
+            stdout=stdout.getvalue(),
+            stderr=stderr.getvalue(),
+            stdout_truncated=stdout.truncated,
+            stderr_truncated=stderr.truncated,
             outputs=_list_outputs(job.output_dir) if output_dir_ready else (),
         )
 
@@ -362,8 +368,11 @@ def _execute(job: WasmJob, control: RunControl, scratch: Path) -> RunResult:
             instance = linker.instantiate(store, module)
             start = instance.exports(store).get("_start")
             if not isinstance(start, wasmtime.Func):
-                return result(TaskState.FAILED, "module has no _start function to run",
-                              fuel_used=job.fuel - store.get_fuel())
+                return result(
+                    TaskState.FAILED,
+                    "module has no _start function to run",
+                    fuel_used=job.fuel - store.get_fuel(),
+                )
             start(store)
         except (Trap, WasmtimeError) as e:
             state, exit_code, message = _classify(e, control, job)

@@ -19,8 +19,12 @@ def number(name: str, value: Any, *, lo: float, hi: float, lo_open: bool = False
     """A finite real in ``[lo, hi]`` (``(lo, hi]`` when ``lo_open``), returned as ``float``."""
     # Fast path (the scoring loop builds offers): a float in range; NaN fails the comparisons
     # and inf fails ``v - v == 0``.
-    if (type(value) is float and value <= hi and value - value == 0.0
-            and (lo < value if lo_open else lo <= value)):
+    if (
+        type(value) is float
+        and value <= hi
+        and value - value == 0.0
+        and (lo < value if lo_open else lo <= value)
+    ):
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ResourceError(f"{name}: expected a number, got {type(value).__name__}")
@@ -81,7 +85,8 @@ def hash32(name: str, value: Any) -> bytes:
         value = bytes(value)
     if not isinstance(value, bytes):
         raise ResourceError(
-            f"{name}: expected 32 bytes or 64 hex digits, got {type(value).__name__}")
+            f"{name}: expected 32 bytes or 64 hex digits, got {type(value).__name__}"
+        )
     if len(value) != 32:
         raise ResourceError(f"{name}: expected 32 bytes, got {len(value)}")
     return value
@@ -110,4 +115,3 @@ def field(name: str, d: Mapping[str, Any], key: str, default: Any = ...) -> Any:
     if default is ...:
         raise ResourceError(f"{name}.{key}: missing")
     return default
-

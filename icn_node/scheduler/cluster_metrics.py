@@ -45,31 +45,45 @@ class NodeMetrics:
 
     def __post_init__(self) -> None:
         chk.text("node_metrics.address", self.address, max_len=512)
-        object.__setattr__(self, "timestamp", chk.number(
-            "node_metrics.timestamp", self.timestamp, lo=0.0, hi=math.inf))
-        object.__setattr__(self, "cpu_load", chk.number(
-            "node_metrics.cpu_load", self.cpu_load, lo=0.0, hi=1.0))
+        object.__setattr__(
+            self,
+            "timestamp",
+            chk.number("node_metrics.timestamp", self.timestamp, lo=0.0, hi=math.inf),
+        )
+        object.__setattr__(
+            self, "cpu_load", chk.number("node_metrics.cpu_load", self.cpu_load, lo=0.0, hi=1.0)
+        )
         chk.integer("node_metrics.memory_max", self.memory_max, lo=0, hi=MAX_BYTES)
         chk.integer("node_metrics.memory_used", self.memory_used, lo=0, hi=MAX_BYTES)
         if self.memory_used > self.memory_max:
-            raise ResourceError(f"node_metrics.memory_used: {self.memory_used} exceeds "
-                                f"memory_max {self.memory_max}")
+            raise ResourceError(
+                f"node_metrics.memory_used: {self.memory_used} exceeds memory_max {self.memory_max}"
+            )
 
     def memory_usage(self) -> float:
         """Used memory as a fraction of max, in ``[0, 1]``; 0.0 when ``memory_max`` is 0."""
         return 0.0 if self.memory_max == 0 else self.memory_used / self.memory_max
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"address": self.address, "timestamp": self.timestamp, "cpu_load": self.cpu_load,
-                "memory_used": self.memory_used, "memory_max": self.memory_max}
+        return {
+            "address": self.address,
+            "timestamp": self.timestamp,
+            "cpu_load": self.cpu_load,
+            "memory_used": self.memory_used,
+            "memory_max": self.memory_max,
+        }
 
     @classmethod
     def from_dict(cls, d: Any) -> NodeMetrics:
         d = chk.mapping("node_metrics", d)
         f = chk.field
-        return cls(f("node_metrics", d, "address"), f("node_metrics", d, "timestamp"),
-                   f("node_metrics", d, "cpu_load"), f("node_metrics", d, "memory_used"),
-                   f("node_metrics", d, "memory_max"))
+        return cls(
+            f("node_metrics", d, "address"),
+            f("node_metrics", d, "timestamp"),
+            f("node_metrics", d, "cpu_load"),
+            f("node_metrics", d, "memory_used"),
+            f("node_metrics", d, "memory_max"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +97,16 @@ class Ewma:
     alpha: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "value", chk.number("ewma.value", self.value,
-                                                     lo=-1e300, hi=1e300))
-        object.__setattr__(self, "alpha", chk.number("ewma.alpha", self.alpha, lo=0.0, hi=1.0,
-                                                     lo_open=True))
+        object.__setattr__(self, "value", chk.number("ewma.value", self.value, lo=-1e300, hi=1e300))
+        object.__setattr__(
+            self, "alpha", chk.number("ewma.alpha", self.alpha, lo=0.0, hi=1.0, lo_open=True)
+        )
 
     @classmethod
     def from_half_life(cls, initial: float, half_life_samples: float) -> Ewma:
         """``alpha = 1 - 2**(-1/half_life)``: after ``half_life_samples`` samples the old value
         weighs exactly one half."""
-        h = chk.number("ewma.half_life_samples", half_life_samples, lo=0.0, hi=1e9,
-                       lo_open=True)
+        h = chk.number("ewma.half_life_samples", half_life_samples, lo=0.0, hi=1e9, lo_open=True)
         return cls(initial, 1.0 - 2.0 ** (-1.0 / h))
 
     def update(self, sample: float) -> Ewma:
@@ -123,9 +136,13 @@ class ClusterMetrics:
     def __init__(self, half_life_samples: float | None = None) -> None:
         self._entries: dict[str, NodeMetrics] = {}
         self._smooth: dict[str, Ewma] = {}
-        self._half_life = None if half_life_samples is None else chk.number(
-            "cluster_metrics.half_life_samples", half_life_samples, lo=0.0, hi=1e9,
-            lo_open=True)
+        self._half_life = (
+            None
+            if half_life_samples is None
+            else chk.number(
+                "cluster_metrics.half_life_samples", half_life_samples, lo=0.0, hi=1e9, lo_open=True
+            )
+        )
 
     def publish(self, m: NodeMetrics) -> bool:
         """Store ``m`` unless a newer sample for its address is held; True if stored."""
@@ -137,8 +154,11 @@ class ClusterMetrics:
         self._entries[m.address] = m
         if self._half_life is not None:
             e = self._smooth.get(m.address)
-            self._smooth[m.address] = (Ewma.from_half_life(m.cpu_load, self._half_life)
-                                       if e is None else e.update(m.cpu_load))
+            self._smooth[m.address] = (
+                Ewma.from_half_life(m.cpu_load, self._half_life)
+                if e is None
+                else e.update(m.cpu_load)
+            )
         return True
 
     def publish_all(self, ms: Iterable[NodeMetrics]) -> int:

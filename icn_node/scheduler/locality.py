@@ -221,9 +221,17 @@ class PreferLowLatency(LocalityHint):
     kind: ClassVar[str] = "prefer_low_latency"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "max_rtt_ms", chk.number(
-            "prefer_low_latency.max_rtt_ms", self.max_rtt_ms, lo=0.0, hi=MAX_RTT_MS,
-            lo_open=True))
+        object.__setattr__(
+            self,
+            "max_rtt_ms",
+            chk.number(
+                "prefer_low_latency.max_rtt_ms",
+                self.max_rtt_ms,
+                lo=0.0,
+                hi=MAX_RTT_MS,
+                lo_open=True,
+            ),
+        )
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         return {"kind": self.kind, "max_rtt_ms": self.max_rtt_ms}
@@ -241,9 +249,17 @@ class PreferHighBandwidth(LocalityHint):
     kind: ClassVar[str] = "prefer_high_bandwidth"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "min_mbps", chk.number(
-            "prefer_high_bandwidth.min_mbps", self.min_mbps, lo=0.0, hi=MAX_BANDWIDTH_MBPS,
-            lo_open=True))
+        object.__setattr__(
+            self,
+            "min_mbps",
+            chk.number(
+                "prefer_high_bandwidth.min_mbps",
+                self.min_mbps,
+                lo=0.0,
+                hi=MAX_BANDWIDTH_MBPS,
+                lo_open=True,
+            ),
+        )
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         return {"kind": self.kind, "min_mbps": self.min_mbps}
@@ -265,17 +281,23 @@ class MinimizeTransfer(LocalityHint):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blobs", _blobs("minimize_transfer.blobs", self.blobs))
-        chk.integer("minimize_transfer.max_transfer_mb", self.max_transfer_mb,
-                    lo=0, hi=MAX_TRANSFER_MB)
+        chk.integer(
+            "minimize_transfer.max_transfer_mb", self.max_transfer_mb, lo=0, hi=MAX_TRANSFER_MB
+        )
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"kind": self.kind, "blobs": [_hex_or_bytes(b, json_safe) for b in self.blobs],
-                "max_transfer_mb": self.max_transfer_mb}
+        return {
+            "kind": self.kind,
+            "blobs": [_hex_or_bytes(b, json_safe) for b in self.blobs],
+            "max_transfer_mb": self.max_transfer_mb,
+        }
 
     @classmethod
     def _from_fields(cls, d: Mapping[str, Any]) -> MinimizeTransfer:
-        return cls(chk.field("minimize_transfer", d, "blobs"),
-                   chk.field("minimize_transfer", d, "max_transfer_mb"))
+        return cls(
+            chk.field("minimize_transfer", d, "blobs"),
+            chk.field("minimize_transfer", d, "max_transfer_mb"),
+        )
 
 
 # -- blob registry ---------------------------------------------------------------------------
@@ -290,21 +312,26 @@ class BlobLocation:
     size_bytes: int
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "blob_hash", chk.hash32("blob_location.blob_hash",
-                                                         self.blob_hash))
+        object.__setattr__(self, "blob_hash", chk.hash32("blob_location.blob_hash", self.blob_hash))
         _did("blob_location.node_did", self.node_did)
         chk.integer("blob_location.size_bytes", self.size_bytes, lo=0, hi=MAX_BLOB_BYTES)
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"blob_hash": _hex_or_bytes(self.blob_hash, json_safe), "node_did": self.node_did,
-                "size_bytes": self.size_bytes}
+        return {
+            "blob_hash": _hex_or_bytes(self.blob_hash, json_safe),
+            "node_did": self.node_did,
+            "size_bytes": self.size_bytes,
+        }
 
     @classmethod
     def from_dict(cls, d: Any) -> BlobLocation:
         d = chk.mapping("blob_location", d)
         f = chk.field
-        return cls(f("blob_location", d, "blob_hash"), f("blob_location", d, "node_did"),
-                   f("blob_location", d, "size_bytes"))
+        return cls(
+            f("blob_location", d, "blob_hash"),
+            f("blob_location", d, "node_did"),
+            f("blob_location", d, "size_bytes"),
+        )
 
 
 class BlobRegistry:
@@ -323,18 +350,21 @@ class BlobRegistry:
         for loc in locations:
             if not isinstance(loc, BlobLocation):
                 raise ResourceError(
-                    f"blob_registry: expected BlobLocation items, got {type(loc).__name__}")
+                    f"blob_registry: expected BlobLocation items, got {type(loc).__name__}"
+                )
             known = sizes.setdefault(loc.blob_hash, loc.size_bytes)
             if known != loc.size_bytes:
                 raise ResourceError(
                     f"blob_registry: blob {loc.blob_hash.hex()} announced with sizes "
-                    f"{known} and {loc.size_bytes}")
+                    f"{known} and {loc.size_bytes}"
+                )
             hs = holders.setdefault(loc.blob_hash, set())
             if loc.node_did not in hs:
                 hs.add(loc.node_did)
                 count += 1
         self._entries: dict[bytes, tuple[int, frozenset[str]]] = {
-            h: (sizes[h], frozenset(hs)) for h, hs in holders.items()}
+            h: (sizes[h], frozenset(hs)) for h, hs in holders.items()
+        }
         self._count = count
         # lookup(blob_hash) -> (size_bytes, holder DIDs), or None when nobody announced it.
         # The dict's own ``get``, so a lookup in the scoring loop costs no Python frame.
@@ -358,29 +388,40 @@ class BlobRegistry:
 
     def locations(self) -> list[BlobLocation]:
         """Every location, in a deterministic order (by blob hash, then DID)."""
-        return [BlobLocation(h, did, size)
-                for h, (size, hs) in sorted(self._entries.items())
-                for did in sorted(hs)]
+        return [
+            BlobLocation(h, did, size)
+            for h, (size, hs) in sorted(self._entries.items())
+            for did in sorted(hs)
+        ]
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"blobs": [
-            {"blob_hash": _hex_or_bytes(h, json_safe), "size_bytes": size,
-             "holders": sorted(hs)}
-            for h, (size, hs) in sorted(self._entries.items())]}
+        return {
+            "blobs": [
+                {
+                    "blob_hash": _hex_or_bytes(h, json_safe),
+                    "size_bytes": size,
+                    "holders": sorted(hs),
+                }
+                for h, (size, hs) in sorted(self._entries.items())
+            ]
+        }
 
     @classmethod
     def from_dict(cls, d: Any) -> BlobRegistry:
         d = chk.mapping("blob_registry", d)
-        blobs = chk.sequence("blob_registry.blobs", chk.field("blob_registry", d, "blobs", []),
-                             max_len=10_000_000)
+        blobs = chk.sequence(
+            "blob_registry.blobs", chk.field("blob_registry", d, "blobs", []), max_len=10_000_000
+        )
         locs = []
         for i, e in enumerate(blobs):
             e = chk.mapping(f"blob_registry.blobs[{i}]", e)
             h = chk.field(f"blob_registry.blobs[{i}]", e, "blob_hash")
             size = chk.field(f"blob_registry.blobs[{i}]", e, "size_bytes")
-            hs = chk.sequence(f"blob_registry.blobs[{i}].holders",
-                              chk.field(f"blob_registry.blobs[{i}]", e, "holders"),
-                              max_len=1_000_000)
+            hs = chk.sequence(
+                f"blob_registry.blobs[{i}].holders",
+                chk.field(f"blob_registry.blobs[{i}]", e, "holders"),
+                max_len=1_000_000,
+            )
             locs.extend(BlobLocation(h, did, size) for did in hs)
         return cls(locs)
 
@@ -429,13 +470,24 @@ class LocalityContext:
             raise ResourceError("locality_context.blobs: expected a BlobRegistry")
         s = object.__setattr__
         s(self, "rtt_ms", _float_map("locality_context.rtt_ms", self.rtt_ms, MAX_RTT_MS))
-        s(self, "bandwidth_mbps", _float_map("locality_context.bandwidth_mbps",
-                                             self.bandwidth_mbps, MAX_BANDWIDTH_MBPS))
+        s(
+            self,
+            "bandwidth_mbps",
+            _float_map("locality_context.bandwidth_mbps", self.bandwidth_mbps, MAX_BANDWIDTH_MBPS),
+        )
         tl = chk.mapping("locality_context.task_locations", self.task_locations)
-        s(self, "task_locations", MappingProxyType({
-            chk.hash32("locality_context.task_locations key", k):
-                _did("locality_context.task_locations value", v)
-            for k, v in tl.items()}))
+        s(
+            self,
+            "task_locations",
+            MappingProxyType(
+                {
+                    chk.hash32("locality_context.task_locations key", k): _did(
+                        "locality_context.task_locations value", v
+                    )
+                    for k, v in tl.items()
+                }
+            ),
+        )
 
     @classmethod
     def empty(cls) -> LocalityContext:
@@ -448,15 +500,17 @@ class LocalityContext:
             "blobs": self.blobs.to_dict(json_safe=json_safe),
             "rtt_ms": dict(sorted(self.rtt_ms.items())),
             "bandwidth_mbps": dict(sorted(self.bandwidth_mbps.items())),
-            "task_locations": [[_hex_or_bytes(t, json_safe), did]
-                               for t, did in sorted(self.task_locations.items())],
+            "task_locations": [
+                [_hex_or_bytes(t, json_safe), did] for t, did in sorted(self.task_locations.items())
+            ],
         }
 
     @classmethod
     def from_dict(cls, d: Any) -> LocalityContext:
         d = chk.mapping("locality_context", d)
-        tl = chk.sequence("locality_context.task_locations", d.get("task_locations", []),
-                          max_len=10_000_000)
+        tl = chk.sequence(
+            "locality_context.task_locations", d.get("task_locations", []), max_len=10_000_000
+        )
         pairs = {}
         for i, p in enumerate(tl):
             p = chk.sequence(f"locality_context.task_locations[{i}]", p, max_len=2)
@@ -474,8 +528,10 @@ class LocalityContext:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LocalityContext):
             return NotImplemented
-        return (self.region == other.region and self.blobs == other.blobs
-                and dict(self.rtt_ms) == dict(other.rtt_ms)
-                and dict(self.bandwidth_mbps) == dict(other.bandwidth_mbps)
-                and dict(self.task_locations) == dict(other.task_locations))
-
+        return (
+            self.region == other.region
+            and self.blobs == other.blobs
+            and dict(self.rtt_ms) == dict(other.rtt_ms)
+            and dict(self.bandwidth_mbps) == dict(other.bandwidth_mbps)
+            and dict(self.task_locations) == dict(other.task_locations)
+        )

@@ -90,8 +90,9 @@ class Weights:
 
     def __post_init__(self) -> None:
         for name in COMPONENTS:
-            object.__setattr__(self, name, chk.number(f"weights.{name}", getattr(self, name),
-                                                      lo=0.0, hi=1e6))
+            object.__setattr__(
+                self, name, chk.number(f"weights.{name}", getattr(self, name), lo=0.0, hi=1e6)
+            )
         if self.total() <= 0.0:
             raise ResourceError("weights: at least one weight must be positive")
 
@@ -112,8 +113,10 @@ class Weights:
         try:
             return WEIGHT_SETS[name].normalised()
         except KeyError:
-            raise ConfigError(f"unknown weight set {name!r} (known: {', '.join(WEIGHT_SETS)})",
-                              key="scheduler.weights") from None
+            raise ConfigError(
+                f"unknown weight set {name!r} (known: {', '.join(WEIGHT_SETS)})",
+                key="scheduler.weights",
+            ) from None
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         return dict(zip(COMPONENTS, self.as_tuple(), strict=True))
@@ -126,11 +129,11 @@ class Weights:
 
 WEIGHT_SETS: Mapping[str, Weights] = {
     # Phase 16A: trust 40 %, capacity 30 %, queue 20 %, jitter 10 %.
-    "phase16a": Weights(trust=0.4, capacity=0.3, queue=0.2, locality=0.0, network=0.0,
-                        jitter=0.1),
+    "phase16a": Weights(trust=0.4, capacity=0.3, queue=0.2, locality=0.0, network=0.0, jitter=0.1),
     # Phase 16C: the seed's figures sum to 1.05; the policy normalises them.
-    "phase16c": Weights(trust=0.30, capacity=0.25, queue=0.15, locality=0.20, network=0.10,
-                        jitter=0.05),
+    "phase16c": Weights(
+        trust=0.30, capacity=0.25, queue=0.15, locality=0.20, network=0.10, jitter=0.05
+    ),
 }
 
 
@@ -148,10 +151,20 @@ class ScoreComponents:
 
     def __post_init__(self) -> None:
         t, c, q, lo, n, j = self.as_tuple()
-        if (type(t) is float and type(c) is float and type(q) is float and type(lo) is float
-                and type(n) is float and type(j) is float and 0.0 <= t <= 1.0
-                and 0.0 <= c <= 1.0 and 0.0 <= q <= 1.0 and 0.0 <= lo <= 1.0
-                and 0.0 <= n <= 1.0 and 0.0 <= j <= 1.0):
+        if (
+            type(t) is float
+            and type(c) is float
+            and type(q) is float
+            and type(lo) is float
+            and type(n) is float
+            and type(j) is float
+            and 0.0 <= t <= 1.0
+            and 0.0 <= c <= 1.0
+            and 0.0 <= q <= 1.0
+            and 0.0 <= lo <= 1.0
+            and 0.0 <= n <= 1.0
+            and 0.0 <= j <= 1.0
+        ):
             return  # fast path for the scoring loop; NaN fails the comparisons
         for name in COMPONENTS:
             object.__setattr__(self, name, _unit(f"components.{name}", getattr(self, name)))
@@ -216,9 +229,17 @@ class _HintPlan:
                 rtt.append(h.max_rtt_ms)
             elif isinstance(h, PreferHighBandwidth):
                 mbps.append(h.min_mbps)
-        return cls(frozenset(avoid), frozenset(req), tuple(blobs), tuple(limits),
-                   frozenset(prefer_d), frozenset(prefer_r), tuple(colocate), tuple(rtt),
-                   tuple(mbps))
+        return cls(
+            frozenset(avoid),
+            frozenset(req),
+            tuple(blobs),
+            tuple(limits),
+            frozenset(prefer_d),
+            frozenset(prefer_r),
+            tuple(colocate),
+            tuple(rtt),
+            tuple(mbps),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,20 +261,24 @@ class PlacementRequest:
         if not isinstance(self.profile, ResourceProfile):
             raise ResourceError("placement_request.profile: expected a ResourceProfile")
         chk.text("placement_request.submitter", self.submitter, max_len=MAX_DID_LEN)
-        hints = tuple(chk.sequence("placement_request.locality_hints", self.locality_hints,
-                                   max_len=MAX_HINTS))
+        hints = tuple(
+            chk.sequence("placement_request.locality_hints", self.locality_hints, max_len=MAX_HINTS)
+        )
         for i, h in enumerate(hints):
             if not isinstance(h, LocalityHint):
-                raise ResourceError(f"placement_request.locality_hints[{i}]: expected a "
-                                    f"LocalityHint, got {type(h).__name__}")
+                raise ResourceError(
+                    f"placement_request.locality_hints[{i}]: expected a "
+                    f"LocalityHint, got {type(h).__name__}"
+                )
         s(self, "locality_hints", hints)
         if self.max_cost is not None:
             chk.integer("placement_request.max_cost", self.max_cost, lo=0, hi=MAX_COST)
         s(self, "requested_at", _time("placement_request.requested_at", self.requested_at))
         plan = _HintPlan.of(hints)
         if len(plan.data_blobs) > MAX_HINT_BLOBS:
-            raise ResourceError(f"placement_request.locality_hints: more than {MAX_HINT_BLOBS} "
-                                "distinct blobs")
+            raise ResourceError(
+                f"placement_request.locality_hints: more than {MAX_HINT_BLOBS} distinct blobs"
+            )
         s(self, "_plan", plan)
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
@@ -270,8 +295,9 @@ class PlacementRequest:
     def from_dict(cls, d: Any) -> PlacementRequest:
         d = chk.mapping("placement_request", d)
         f = chk.field
-        hints = chk.sequence("placement_request.locality_hints",
-                             d.get("locality_hints", []), max_len=MAX_HINTS)
+        hints = chk.sequence(
+            "placement_request.locality_hints", d.get("locality_hints", []), max_len=MAX_HINTS
+        )
         return cls(
             task_hash=f("placement_request", d, "task_hash"),
             profile=ResourceProfile.from_dict(f("placement_request", d, "profile")),
@@ -307,21 +333,29 @@ class NodeState:
         if self.load is not None:
             object.__setattr__(self, "load", _unit("node_state.load", self.load))
         if self.queue_wait_s is not None:
-            object.__setattr__(self, "queue_wait_s",
-                               _time("node_state.queue_wait_s", self.queue_wait_s))
+            object.__setattr__(
+                self, "queue_wait_s", _time("node_state.queue_wait_s", self.queue_wait_s)
+            )
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"did": self.did, "capacity": self.capacity.to_dict(),
-                "queue_depth": self.queue_depth, "load": self.load,
-                "queue_wait_s": self.queue_wait_s}
+        return {
+            "did": self.did,
+            "capacity": self.capacity.to_dict(),
+            "queue_depth": self.queue_depth,
+            "load": self.load,
+            "queue_wait_s": self.queue_wait_s,
+        }
 
     @classmethod
     def from_dict(cls, d: Any) -> NodeState:
         d = chk.mapping("node_state", d)
-        return cls(did=chk.field("node_state", d, "did"),
-                   capacity=NodeCapacity.from_dict(chk.field("node_state", d, "capacity")),
-                   queue_depth=d.get("queue_depth", 0), load=d.get("load"),
-                   queue_wait_s=d.get("queue_wait_s"))
+        return cls(
+            did=chk.field("node_state", d, "did"),
+            capacity=NodeCapacity.from_dict(chk.field("node_state", d, "capacity")),
+            queue_depth=d.get("queue_depth", 0),
+            load=d.get("load"),
+            queue_wait_s=d.get("queue_wait_s"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,8 +384,7 @@ class PlacementOffer:
         if not isinstance(self.components, ScoreComponents):
             raise ResourceError("placement_offer.components: expected ScoreComponents")
         chk.integer("placement_offer.cost", self.cost, lo=0, hi=MAX_COST)
-        s(self, "estimated_start", _time("placement_offer.estimated_start",
-                                         self.estimated_start))
+        s(self, "estimated_start", _time("placement_offer.estimated_start", self.estimated_start))
         s(self, "offered_at", _time("placement_offer.offered_at", self.offered_at))
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
@@ -429,8 +462,14 @@ class PlacementPolicy(Protocol):
     """The shape of a placement policy. Pure: no I/O, no clock (``now`` is given), and any
     randomness from a source injected at construction."""
 
-    def score(self, request: PlacementRequest, node: NodeState, trust: float,
-              context: LocalityContext, now: float) -> PlacementOffer | Decline:
+    def score(
+        self,
+        request: PlacementRequest,
+        node: NodeState,
+        trust: float,
+        context: LocalityContext,
+        now: float,
+    ) -> PlacementOffer | Decline:
         """Offer for ``request`` on ``node`` (whose own trust score is ``trust``), or decline."""
         ...
 
@@ -451,8 +490,17 @@ class DefaultPlacementPolicy:
     peer (the seed's 100 ms).
     """
 
-    __slots__ = ("weights", "min_trust", "base_cost", "max_cost_multiplier", "queue_saturation",
-                 "mean_task_s", "default_rtt_ms", "_draw", "_w")
+    __slots__ = (
+        "weights",
+        "min_trust",
+        "base_cost",
+        "max_cost_multiplier",
+        "queue_saturation",
+        "mean_task_s",
+        "default_rtt_ms",
+        "_draw",
+        "_w",
+    )
 
     def __init__(
         self,
@@ -479,16 +527,23 @@ class DefaultPlacementPolicy:
         self.weights = weights.normalised()
         self._w = self.weights.as_tuple()
         self.min_trust = conf("min_trust", lambda: _unit("min_trust", min_trust))
-        self.base_cost = conf("base_cost", lambda: chk.integer("base_cost", base_cost,
-                                                               lo=0, hi=MAX_COST // 16))
-        self.max_cost_multiplier = conf("max_cost_multiplier", lambda: chk.number(
-            "max_cost_multiplier", max_cost_multiplier, lo=1.0, hi=16.0))
-        self.queue_saturation = conf("queue_saturation", lambda: chk.integer(
-            "queue_saturation", queue_saturation, lo=1, hi=MAX_QUEUE_DEPTH))
-        self.mean_task_s = conf("mean_task_s", lambda: chk.number(
-            "mean_task_s", mean_task_s, lo=0.0, hi=1e9))
-        self.default_rtt_ms = conf("default_rtt_ms", lambda: chk.number(
-            "default_rtt_ms", default_rtt_ms, lo=0.0, hi=3.6e6))
+        self.base_cost = conf(
+            "base_cost", lambda: chk.integer("base_cost", base_cost, lo=0, hi=MAX_COST // 16)
+        )
+        self.max_cost_multiplier = conf(
+            "max_cost_multiplier",
+            lambda: chk.number("max_cost_multiplier", max_cost_multiplier, lo=1.0, hi=16.0),
+        )
+        self.queue_saturation = conf(
+            "queue_saturation",
+            lambda: chk.integer("queue_saturation", queue_saturation, lo=1, hi=MAX_QUEUE_DEPTH),
+        )
+        self.mean_task_s = conf(
+            "mean_task_s", lambda: chk.number("mean_task_s", mean_task_s, lo=0.0, hi=1e9)
+        )
+        self.default_rtt_ms = conf(
+            "default_rtt_ms", lambda: chk.number("default_rtt_ms", default_rtt_ms, lo=0.0, hi=3.6e6)
+        )
         if jitter is None:
             self._draw: Callable[[], float] | None = None
         elif isinstance(jitter, random.Random):
@@ -508,8 +563,9 @@ class DefaultPlacementPolicy:
         """Credits per 1,000 fuel: ``base_cost`` rising linearly with the queue to
         ``base_cost * max_cost_multiplier`` at saturation, rounded up."""
         pressure = min(queue_depth / self.queue_saturation, 1.0)
-        return math.ceil(self.base_cost * (1.0 + (self.max_cost_multiplier - 1.0) * pressure)
-                         - 1e-9)
+        return math.ceil(
+            self.base_cost * (1.0 + (self.max_cost_multiplier - 1.0) * pressure) - 1e-9
+        )
 
     @staticmethod
     def capacity_component(node: NodeState) -> float:
@@ -527,23 +583,32 @@ class DefaultPlacementPolicy:
             raise ResourceError(f"jitter: the random source returned {j!r}, outside [0, 1)")
         return j
 
-    def score(self, request: PlacementRequest, node: NodeState, trust: float,
-              context: LocalityContext, now: float) -> PlacementOffer | Decline:
+    def score(
+        self,
+        request: PlacementRequest,
+        node: NodeState,
+        trust: float,
+        context: LocalityContext,
+        now: float,
+    ) -> PlacementOffer | Decline:
         """See :class:`PlacementPolicy`. Hard filters run before anything is scored."""
         if not (0.0 <= trust <= 1.0):
             raise ResourceError(f"trust: must be in [0, 1], got {trust!r}")
         if trust < self.min_trust:
-            return Decline(DeclineReason.LOW_TRUST,
-                           f"trust {trust:g} is below min_trust {self.min_trust:g}")
+            return Decline(
+                DeclineReason.LOW_TRUST, f"trust {trust:g} is below min_trust {self.min_trust:g}"
+            )
         plan = request._plan
         did = node.did
         if did in plan.avoid:
             return Decline(DeclineReason.AVOIDED, f"{did} is on the task's avoid list")
-        if plan.require_regions and (len(plan.require_regions) > 1
-                                     or context.region not in plan.require_regions):
-            return Decline(DeclineReason.REGION,
-                           f"region {context.region!r} not in required "
-                           f"{sorted(plan.require_regions)}")
+        if plan.require_regions and (
+            len(plan.require_regions) > 1 or context.region not in plan.require_regions
+        ):
+            return Decline(
+                DeclineReason.REGION,
+                f"region {context.region!r} not in required {sorted(plan.require_regions)}",
+            )
         why = node.capacity.why_not(request.profile)
         if why is not None:
             return Decline(DeclineReason.NO_CAPACITY, why)
@@ -553,8 +618,9 @@ class DefaultPlacementPolicy:
             return Decline(DeclineReason.TRANSFER_LIMIT, transfer_problem)
         cost = self.cost(node.queue_depth)
         if request.max_cost is not None and cost > request.max_cost:
-            return Decline(DeclineReason.COST,
-                           f"cost {cost} exceeds the request's max_cost {request.max_cost}")
+            return Decline(
+                DeclineReason.COST, f"cost {cost} exceeds the request's max_cost {request.max_cost}"
+            )
 
         comps = ScoreComponents(
             trust=trust,
@@ -565,16 +631,32 @@ class DefaultPlacementPolicy:
             jitter=self.jitter_component(),
         )
         w = self._w
-        score = (comps.trust * w[0] + comps.capacity * w[1] + comps.queue * w[2]
-                 + comps.locality * w[3] + comps.network * w[4] + comps.jitter * w[5])
-        wait = (node.queue_wait_s if node.queue_wait_s is not None
-                else node.queue_depth * self.mean_task_s)
+        score = (
+            comps.trust * w[0]
+            + comps.capacity * w[1]
+            + comps.queue * w[2]
+            + comps.locality * w[3]
+            + comps.network * w[4]
+            + comps.jitter * w[5]
+        )
+        wait = (
+            node.queue_wait_s
+            if node.queue_wait_s is not None
+            else node.queue_depth * self.mean_task_s
+        )
         return PlacementOffer(
-            task_hash=request.task_hash, executor=did, score=min(1.0, max(0.0, score)),
-            components=comps, cost=cost, estimated_start=now + wait, offered_at=now)
+            task_hash=request.task_hash,
+            executor=did,
+            score=min(1.0, max(0.0, score)),
+            components=comps,
+            cost=cost,
+            estimated_start=now + wait,
+            offered_at=now,
+        )
 
-    def _locality(self, plan: _HintPlan, did: str,
-                  ctx: LocalityContext) -> tuple[float, str | None]:
+    def _locality(
+        self, plan: _HintPlan, did: str, ctx: LocalityContext
+    ) -> tuple[float, str | None]:
         """The locality component, and why a transfer limit excludes this node (or None).
 
         Parts, averaged: the fraction of the required blobs' *bytes* held here (by count when
@@ -608,8 +690,9 @@ class DefaultPlacementPolicy:
                         return 0.0, f"blob {b.hex()} is not held here and its size is unknown"
                     need += size
                 if need > limit:
-                    return 0.0, (f"would transfer {need} bytes, limit is "
-                                 f"{limit // BYTES_PER_MB} MiB")
+                    return 0.0, (
+                        f"would transfer {need} bytes, limit is {limit // BYTES_PER_MB} MiB"
+                    )
             parts.append(local / total if total > 0 else n_local / len(plan.data_blobs))
         if plan.colocate:
             tl = ctx.task_locations
@@ -620,8 +703,7 @@ class DefaultPlacementPolicy:
             return NEUTRAL, None
         return min(1.0, sum(parts) / len(parts)), None
 
-    def _network(self, plan: _HintPlan, did: str, submitter: str,
-                 ctx: LocalityContext) -> float:
+    def _network(self, plan: _HintPlan, did: str, submitter: str, ctx: LocalityContext) -> float:
         """The network component: parts averaged, 0.5 when no network hint applies.
 
         :class:`PreferLowLatency` (max): 0 beyond ``max``, else ``1 - 0.5 * rtt / max``.
@@ -636,8 +718,10 @@ class DefaultPlacementPolicy:
             parts.extend(0.0 if rtt > m else 1.0 - 0.5 * rtt / m for m in plan.max_rtt_ms)
         if plan.min_mbps:
             bw = math.inf if did == submitter else ctx.bandwidth_mbps.get(submitter)
-            parts.extend(0.0 if bw is None or bw < m else min(1.0, 0.5 + 0.5 * (bw - m) / m)
-                         for m in plan.min_mbps)
+            parts.extend(
+                0.0 if bw is None or bw < m else min(1.0, 0.5 + 0.5 * (bw - m) / m)
+                for m in plan.min_mbps
+            )
         if plan.prefer_regions:
             parts.append(1.0 if ctx.region in plan.prefer_regions else 0.0)
         if not parts:

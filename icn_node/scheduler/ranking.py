@@ -35,8 +35,11 @@ class RankedOffer:
     trust: float
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"offer": self.offer.to_dict(json_safe=json_safe), "score": self.score,
-                "trust": self.trust}
+        return {
+            "offer": self.offer.to_dict(json_safe=json_safe),
+            "score": self.score,
+            "trust": self.trust,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +75,17 @@ def _sort_key(r: RankedOffer) -> tuple[Any, ...]:
     o = r.offer
     # Higher score, then higher submitter trust, cheaper, sooner; then the executor DID (unique
     # after de-duplication) and, for two offers from one executor, every remaining field.
-    return (-r.score, -r.trust, o.cost, o.estimated_start, o.executor,
-            o.components.as_tuple(), o.offered_at, o.task_hash, o.score)
+    return (
+        -r.score,
+        -r.trust,
+        o.cost,
+        o.estimated_start,
+        o.executor,
+        o.components.as_tuple(),
+        o.offered_at,
+        o.task_hash,
+        o.score,
+    )
 
 
 def rank_offers(
@@ -120,8 +132,16 @@ def rank_offers(
             rejected.append(RejectedOffer(offer.executor, reason))
             continue
         c = offer.components
-        s = math.fsum((t * wt[0], c.capacity * wt[1], c.queue * wt[2], c.locality * wt[3],
-                       c.network * wt[4], c.jitter * wt[5]))
+        s = math.fsum(
+            (
+                t * wt[0],
+                c.capacity * wt[1],
+                c.queue * wt[2],
+                c.locality * wt[3],
+                c.network * wt[4],
+                c.jitter * wt[5],
+            )
+        )
         r = RankedOffer(offer, min(1.0, max(0.0, s)), t)
         prev = best.get(offer.executor)
         if prev is None:
@@ -129,8 +149,11 @@ def rank_offers(
         else:
             keep, drop = sorted((prev, r), key=_sort_key)
             best[offer.executor] = keep
-            rejected.append(RejectedOffer(drop.offer.executor, "duplicate: a better offer from "
-                                          "the same executor was kept"))
+            rejected.append(
+                RejectedOffer(
+                    drop.offer.executor, "duplicate: a better offer from the same executor was kept"
+                )
+            )
     ranked = tuple(sorted(best.values(), key=_sort_key))
     rejected.sort(key=lambda x: (x.executor is None, x.executor or "", x.reason))
     return Ranking(ranked, tuple(rejected))

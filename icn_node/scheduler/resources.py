@@ -108,8 +108,9 @@ class ComputeCapability:
         if isinstance(d, str):
             return cls.parse(d)
         d = chk.mapping("compute_capability", d)
-        return cls(chk.field("compute_capability", d, "major"),
-                   chk.field("compute_capability", d, "minor"))
+        return cls(
+            chk.field("compute_capability", d, "major"), chk.field("compute_capability", d, "minor")
+        )
 
 
 def _cc_field(name: str, value: Any) -> ComputeCapability:
@@ -138,16 +139,25 @@ class GpuDevice:
     def __post_init__(self) -> None:
         chk.text("gpu_device.device_id", self.device_id, max_len=128)
         chk.text("gpu_device.device_name", self.device_name, max_len=256, allow_empty=True)
-        object.__setattr__(self, "memory_gb", chk.number(
-            "gpu_device.memory_gb", self.memory_gb, lo=0.0, hi=MAX_GPU_MEMORY_GB, lo_open=True))
-        object.__setattr__(self, "compute_capability",
-                           _cc_field("gpu_device.compute_capability", self.compute_capability))
+        object.__setattr__(
+            self,
+            "memory_gb",
+            chk.number(
+                "gpu_device.memory_gb", self.memory_gb, lo=0.0, hi=MAX_GPU_MEMORY_GB, lo_open=True
+            ),
+        )
+        object.__setattr__(
+            self,
+            "compute_capability",
+            _cc_field("gpu_device.compute_capability", self.compute_capability),
+        )
         chk.boolean("gpu_device.available", self.available)
 
     def satisfies(self, spec: GpuSpec) -> bool:
         """Enough memory and a new-enough capability (availability is not considered)."""
-        return (self.memory_gb >= spec.memory_gb
-                and self.compute_capability.satisfies(spec.compute_capability))
+        return self.memory_gb >= spec.memory_gb and self.compute_capability.satisfies(
+            spec.compute_capability
+        )
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         return {
@@ -181,10 +191,18 @@ class GpuSpec:
     device_count: int = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "memory_gb", chk.number(
-            "gpu_spec.memory_gb", self.memory_gb, lo=0.0, hi=MAX_GPU_MEMORY_GB, lo_open=True))
-        object.__setattr__(self, "compute_capability",
-                           _cc_field("gpu_spec.compute_capability", self.compute_capability))
+        object.__setattr__(
+            self,
+            "memory_gb",
+            chk.number(
+                "gpu_spec.memory_gb", self.memory_gb, lo=0.0, hi=MAX_GPU_MEMORY_GB, lo_open=True
+            ),
+        )
+        object.__setattr__(
+            self,
+            "compute_capability",
+            _cc_field("gpu_spec.compute_capability", self.compute_capability),
+        )
         chk.integer("gpu_spec.device_count", self.device_count, lo=1, hi=MAX_GPU_DEVICES)
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
@@ -234,23 +252,37 @@ class ResourceProfile:
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        s(self, "cpu_cores", _opt_number("resource_profile.cpu_cores", self.cpu_cores,
-                                         MAX_CPU_CORES))
-        s(self, "memory_mb", _opt_int("resource_profile.memory_mb", self.memory_mb,
-                                      MAX_MEMORY_MB))
-        s(self, "storage_mb", _opt_int("resource_profile.storage_mb", self.storage_mb,
-                                       MAX_STORAGE_MB))
-        s(self, "network_mbps", _opt_number("resource_profile.network_mbps", self.network_mbps,
-                                            MAX_NETWORK_MBPS))
-        s(self, "duration_estimate", _opt_number("resource_profile.duration_estimate",
-                                                 self.duration_estimate, MAX_DURATION_S))
+        s(
+            self,
+            "cpu_cores",
+            _opt_number("resource_profile.cpu_cores", self.cpu_cores, MAX_CPU_CORES),
+        )
+        s(self, "memory_mb", _opt_int("resource_profile.memory_mb", self.memory_mb, MAX_MEMORY_MB))
+        s(
+            self,
+            "storage_mb",
+            _opt_int("resource_profile.storage_mb", self.storage_mb, MAX_STORAGE_MB),
+        )
+        s(
+            self,
+            "network_mbps",
+            _opt_number("resource_profile.network_mbps", self.network_mbps, MAX_NETWORK_MBPS),
+        )
+        s(
+            self,
+            "duration_estimate",
+            _opt_number(
+                "resource_profile.duration_estimate", self.duration_estimate, MAX_DURATION_S
+            ),
+        )
         if self.gpu_spec is not None and not isinstance(self.gpu_spec, GpuSpec):
             if isinstance(self.gpu_spec, Mapping):
                 s(self, "gpu_spec", GpuSpec.from_dict(self.gpu_spec))
             else:
                 raise ResourceError(
                     f"resource_profile.gpu_spec: expected a GpuSpec, "
-                    f"got {type(self.gpu_spec).__name__}")
+                    f"got {type(self.gpu_spec).__name__}"
+                )
 
     @classmethod
     def minimal(cls) -> ResourceProfile:
@@ -263,12 +295,15 @@ class ResourceProfile:
         return cls(cpu_cores=cores, memory_mb=mb)
 
     @classmethod
-    def gpu(cls, memory_gb: float, compute_capability: str | ComputeCapability,
-            device_count: int = 1) -> ResourceProfile:
+    def gpu(
+        cls, memory_gb: float, compute_capability: str | ComputeCapability, device_count: int = 1
+    ) -> ResourceProfile:
         """One core, 4 GB of host memory and ``device_count`` GPUs of ``memory_gb`` each."""
-        return cls(cpu_cores=1.0, memory_mb=4096,
-                   gpu_spec=GpuSpec(memory_gb, ComputeCapability.parse(compute_capability),
-                                    device_count))
+        return cls(
+            cpu_cores=1.0,
+            memory_mb=4096,
+            gpu_spec=GpuSpec(memory_gb, ComputeCapability.parse(compute_capability), device_count),
+        )
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         return {
@@ -310,8 +345,9 @@ class Reservation:
         chk.integer("reservation.reservation_id", self.reservation_id, lo=0, hi=2**63 - 1)
         if not isinstance(self.profile, ResourceProfile):
             raise ResourceError("reservation.profile: expected a ResourceProfile")
-        ids = tuple(chk.text("reservation.gpu_device_ids[]", i, max_len=128)
-                    for i in self.gpu_device_ids)
+        ids = tuple(
+            chk.text("reservation.gpu_device_ids[]", i, max_len=128) for i in self.gpu_device_ids
+        )
         if len(set(ids)) != len(ids):
             raise ResourceError("reservation.gpu_device_ids: devices must be distinct")
         object.__setattr__(self, "gpu_device_ids", ids)
@@ -326,9 +362,11 @@ class Reservation:
     @classmethod
     def from_dict(cls, d: Any) -> Reservation:
         d = chk.mapping("reservation", d)
-        ids = chk.sequence("reservation.gpu_device_ids",
-                           chk.field("reservation", d, "gpu_device_ids", []),
-                           max_len=MAX_GPU_DEVICES)
+        ids = chk.sequence(
+            "reservation.gpu_device_ids",
+            chk.field("reservation", d, "gpu_device_ids", []),
+            max_len=MAX_GPU_DEVICES,
+        )
         return cls(
             reservation_id=chk.field("reservation", d, "reservation_id"),
             profile=ResourceProfile.from_dict(chk.field("reservation", d, "profile")),
@@ -362,9 +400,19 @@ class NodeCapacity:
     """
 
     __slots__ = (
-        "cpu_cores_total", "memory_mb_total", "storage_mb_total", "network_mbps",
-        "updated_at", "_base", "_probed_gpus", "_held", "_next_id",
-        "cpu_cores_available", "memory_mb_available", "storage_mb_available", "gpu_devices",
+        "cpu_cores_total",
+        "memory_mb_total",
+        "storage_mb_total",
+        "network_mbps",
+        "updated_at",
+        "_base",
+        "_probed_gpus",
+        "_held",
+        "_next_id",
+        "cpu_cores_available",
+        "memory_mb_available",
+        "storage_mb_available",
+        "gpu_devices",
     )
 
     def __init__(
@@ -380,25 +428,49 @@ class NodeCapacity:
         memory_mb_available: int | None = None,
         storage_mb_available: int | None = None,
     ) -> None:
-        self.cpu_cores_total = chk.number("node_capacity.cpu_cores_total", cpu_cores_total,
-                                          lo=0.0, hi=MAX_CPU_CORES)
-        self.memory_mb_total = chk.integer("node_capacity.memory_mb_total", memory_mb_total,
-                                           lo=0, hi=MAX_MEMORY_MB)
-        self.storage_mb_total = chk.integer("node_capacity.storage_mb_total", storage_mb_total,
-                                            lo=0, hi=MAX_STORAGE_MB)
-        self.network_mbps = chk.number("node_capacity.network_mbps", network_mbps,
-                                       lo=0.0, hi=MAX_NETWORK_MBPS)
-        self.updated_at = chk.number("node_capacity.updated_at", updated_at,
-                                     lo=0.0, hi=math.inf)
-        cpu_a = self.cpu_cores_total if cpu_cores_available is None else chk.number(
-            "node_capacity.cpu_cores_available", cpu_cores_available,
-            lo=0.0, hi=self.cpu_cores_total)
-        mem_a = self.memory_mb_total if memory_mb_available is None else chk.integer(
-            "node_capacity.memory_mb_available", memory_mb_available,
-            lo=0, hi=self.memory_mb_total)
-        sto_a = self.storage_mb_total if storage_mb_available is None else chk.integer(
-            "node_capacity.storage_mb_available", storage_mb_available,
-            lo=0, hi=self.storage_mb_total)
+        self.cpu_cores_total = chk.number(
+            "node_capacity.cpu_cores_total", cpu_cores_total, lo=0.0, hi=MAX_CPU_CORES
+        )
+        self.memory_mb_total = chk.integer(
+            "node_capacity.memory_mb_total", memory_mb_total, lo=0, hi=MAX_MEMORY_MB
+        )
+        self.storage_mb_total = chk.integer(
+            "node_capacity.storage_mb_total", storage_mb_total, lo=0, hi=MAX_STORAGE_MB
+        )
+        self.network_mbps = chk.number(
+            "node_capacity.network_mbps", network_mbps, lo=0.0, hi=MAX_NETWORK_MBPS
+        )
+        self.updated_at = chk.number("node_capacity.updated_at", updated_at, lo=0.0, hi=math.inf)
+        cpu_a = (
+            self.cpu_cores_total
+            if cpu_cores_available is None
+            else chk.number(
+                "node_capacity.cpu_cores_available",
+                cpu_cores_available,
+                lo=0.0,
+                hi=self.cpu_cores_total,
+            )
+        )
+        mem_a = (
+            self.memory_mb_total
+            if memory_mb_available is None
+            else chk.integer(
+                "node_capacity.memory_mb_available",
+                memory_mb_available,
+                lo=0,
+                hi=self.memory_mb_total,
+            )
+        )
+        sto_a = (
+            self.storage_mb_total
+            if storage_mb_available is None
+            else chk.integer(
+                "node_capacity.storage_mb_available",
+                storage_mb_available,
+                lo=0,
+                hi=self.storage_mb_total,
+            )
+        )
         self._base = _Baseline(cpu_a, mem_a, sto_a)
         devices = tuple(gpu_devices)
         if len(devices) > MAX_GPU_DEVICES:
@@ -406,11 +478,13 @@ class NodeCapacity:
         seen: set[str] = set()
         for dev in devices:
             if not isinstance(dev, GpuDevice):
-                raise ResourceError("node_capacity.gpu_devices: expected GpuDevice items, got "
-                                    f"{type(dev).__name__}")
+                raise ResourceError(
+                    f"node_capacity.gpu_devices: expected GpuDevice items, got {type(dev).__name__}"
+                )
             if dev.device_id in seen:
                 raise ResourceError(
-                    f"node_capacity.gpu_devices: duplicate device_id {dev.device_id!r}")
+                    f"node_capacity.gpu_devices: duplicate device_id {dev.device_id!r}"
+                )
             seen.add(dev.device_id)
         self._probed_gpus = devices
         self._held: dict[int, Reservation] = {}
@@ -428,9 +502,14 @@ class NodeCapacity:
         updated_at: float = 0.0,
     ) -> NodeCapacity:
         """A capacity whose available figures equal its totals (nothing reserved)."""
-        return cls(cpu_cores_total=cpu_cores, memory_mb_total=memory_mb,
-                   storage_mb_total=storage_mb, network_mbps=network_mbps,
-                   gpu_devices=gpu_devices, updated_at=updated_at)
+        return cls(
+            cpu_cores_total=cpu_cores,
+            memory_mb_total=memory_mb,
+            storage_mb_total=storage_mb,
+            network_mbps=network_mbps,
+            gpu_devices=gpu_devices,
+            updated_at=updated_at,
+        )
 
     @property
     def network_mbps_total(self) -> float:
@@ -445,8 +524,9 @@ class NodeCapacity:
     # -- matching -------------------------------------------------------------------------
 
     def _pick_gpus(self, spec: GpuSpec) -> tuple[str, ...] | None:
-        fits = sorted((d for d in self.gpu_devices if d.available and d.satisfies(spec)),
-                      key=_gpu_key)
+        fits = sorted(
+            (d for d in self.gpu_devices if d.available and d.satisfies(spec)), key=_gpu_key
+        )
         if len(fits) < spec.device_count:
             return None
         return tuple(d.device_id for d in fits[: spec.device_count])
@@ -458,8 +538,10 @@ class NodeCapacity:
         if len(set(ids)) != len(ids):
             return "gpu_device_ids: devices must be distinct"
         if len(ids) != spec.device_count:
-            return (f"gpu_device_ids: {len(ids)} device(s) given, "
-                    f"gpu_spec.device_count is {spec.device_count}")
+            return (
+                f"gpu_device_ids: {len(ids)} device(s) given, "
+                f"gpu_spec.device_count is {spec.device_count}"
+            )
         by_id = {d.device_id: d for d in self.gpu_devices}
         for i in ids:
             dev = by_id.get(i)
@@ -474,19 +556,19 @@ class NodeCapacity:
     def why_not(self, profile: ResourceProfile) -> str | None:
         """The first reason ``profile`` does not fit (naming the resource), or None if it fits."""
         if profile.cpu_cores is not None and profile.cpu_cores > self.cpu_cores_available:
-            return (f"cpu_cores: needs {profile.cpu_cores:g}, "
-                    f"{self.cpu_cores_available:g} available")
+            return f"cpu_cores: needs {profile.cpu_cores:g}, {self.cpu_cores_available:g} available"
         if profile.memory_mb is not None and profile.memory_mb > self.memory_mb_available:
             return f"memory_mb: needs {profile.memory_mb}, {self.memory_mb_available} available"
         if profile.storage_mb is not None and profile.storage_mb > self.storage_mb_available:
-            return (f"storage_mb: needs {profile.storage_mb}, "
-                    f"{self.storage_mb_available} available")
+            return f"storage_mb: needs {profile.storage_mb}, {self.storage_mb_available} available"
         if profile.network_mbps is not None and profile.network_mbps > self.network_mbps:
             return f"network_mbps: needs {profile.network_mbps:g}, link is {self.network_mbps:g}"
         spec = profile.gpu_spec
         if spec is not None and self._pick_gpus(spec) is None:
-            return (f"gpu_spec: needs {spec.device_count} available device(s) with "
-                    f">= {spec.memory_gb:g} GB and {spec.compute_capability} or newer")
+            return (
+                f"gpu_spec: needs {spec.device_count} available device(s) with "
+                f">= {spec.memory_gb:g} GB and {spec.compute_capability} or newer"
+            )
         return None
 
     def can_fit(self, profile: ResourceProfile) -> bool:
@@ -495,8 +577,9 @@ class NodeCapacity:
 
     # -- reservation ----------------------------------------------------------------------
 
-    def reserve(self, profile: ResourceProfile,
-                gpu_device_ids: Sequence[str] | None = None) -> Reservation:
+    def reserve(
+        self, profile: ResourceProfile, gpu_device_ids: Sequence[str] | None = None
+    ) -> Reservation:
         """Take ``profile`` out of the available figures and return the receipt.
 
         With a GPU spec, ``gpu_device_ids`` pins the task to those devices; without it the
@@ -543,8 +626,9 @@ class NodeCapacity:
         self.memory_mb_available = min(self.memory_mb_total, max(0, self._base.memory - mem))
         self.storage_mb_available = min(self.storage_mb_total, max(0, self._base.storage - sto))
         pinned = {i for r in held for i in r.gpu_device_ids}
-        self.gpu_devices = tuple(replace(d, available=False) if d.device_id in pinned else d
-                                 for d in self._probed_gpus)
+        self.gpu_devices = tuple(
+            replace(d, available=False) if d.device_id in pinned else d for d in self._probed_gpus
+        )
 
     # -- views ----------------------------------------------------------------------------
 
@@ -568,9 +652,12 @@ class NodeCapacity:
     def snapshot(self) -> NodeCapacity:
         """An independent capacity with the current available figures and no ledger."""
         return NodeCapacity(
-            cpu_cores_total=self.cpu_cores_total, memory_mb_total=self.memory_mb_total,
-            storage_mb_total=self.storage_mb_total, network_mbps=self.network_mbps,
-            gpu_devices=self.gpu_devices, updated_at=self.updated_at,
+            cpu_cores_total=self.cpu_cores_total,
+            memory_mb_total=self.memory_mb_total,
+            storage_mb_total=self.storage_mb_total,
+            network_mbps=self.network_mbps,
+            gpu_devices=self.gpu_devices,
+            updated_at=self.updated_at,
             cpu_cores_available=self.cpu_cores_available,
             memory_mb_available=self.memory_mb_available,
             storage_mb_available=self.storage_mb_available,
@@ -594,8 +681,11 @@ class NodeCapacity:
     def from_dict(cls, d: Any) -> NodeCapacity:
         d = chk.mapping("node_capacity", d)
         f = chk.field
-        devs = chk.sequence("node_capacity.gpu_devices", f("node_capacity", d, "gpu_devices", []),
-                            max_len=MAX_GPU_DEVICES)
+        devs = chk.sequence(
+            "node_capacity.gpu_devices",
+            f("node_capacity", d, "gpu_devices", []),
+            max_len=MAX_GPU_DEVICES,
+        )
         return cls(
             cpu_cores_total=f("node_capacity", d, "cpu_cores_total"),
             memory_mb_total=f("node_capacity", d, "memory_mb_total"),
@@ -616,9 +706,10 @@ class NodeCapacity:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        return (f"NodeCapacity(cpu={self.cpu_cores_available:g}/{self.cpu_cores_total:g}, "
-                f"mem={self.memory_mb_available}/{self.memory_mb_total} MB, "
-                f"storage={self.storage_mb_available}/{self.storage_mb_total} MB, "
-                f"net={self.network_mbps:g} Mb/s, gpus={len(self.gpu_devices)}, "
-                f"held={len(self._held)})")
-
+        return (
+            f"NodeCapacity(cpu={self.cpu_cores_available:g}/{self.cpu_cores_total:g}, "
+            f"mem={self.memory_mb_available}/{self.memory_mb_total} MB, "
+            f"storage={self.storage_mb_available}/{self.storage_mb_total} MB, "
+            f"net={self.network_mbps:g} Mb/s, gpus={len(self.gpu_devices)}, "
+            f"held={len(self._held)})"
+        )

@@ -82,8 +82,14 @@ async def test_cuda_visible_devices_is_the_reserved_gpus():
 
 async def test_rlimits_are_applied():
     r = await run_exec(
-        job(SH, "-c", "ulimit -t; ulimit -v; ulimit -n; ulimit -c",
-            cpu_seconds=7, memory_bytes=512 << 20, max_open_files=64)
+        job(
+            SH,
+            "-c",
+            "ulimit -t; ulimit -v; ulimit -n; ulimit -c",
+            cpu_seconds=7,
+            memory_bytes=512 << 20,
+            max_open_files=64,
+        )
     )
     assert r.state is TaskState.COMPLETED, (r.message, r.stderr)
     assert r.stdout.decode().split() == ["7", str(512 << 10), "64", "0"]

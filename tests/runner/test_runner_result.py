@@ -12,15 +12,25 @@ from icn_node.runner import CappedBuffer, RunResult, TaskState
 
 def sample() -> RunResult:
     return RunResult(
-        state=TaskState.FAILED, fuel_used=7, exit_code=3, message="exited with code 3",
-        stdout=b"\x00\xffout", stderr=b"err", stdout_truncated=True,
-        outputs=(Path("/o/a"), Path("/o/b")), wall_time_s=0.5,
+        state=TaskState.FAILED,
+        fuel_used=7,
+        exit_code=3,
+        message="exited with code 3",
+        stdout=b"\x00\xffout",
+        stderr=b"err",
+        stdout_truncated=True,
+        outputs=(Path("/o/a"), Path("/o/b")),
+        wall_time_s=0.5,
     )
 
 
 def test_task_states_are_the_wire_strings():
     assert [s.value for s in TaskState] == [
-        "completed", "failed", "fuel_exhausted", "timed_out", "cancelled",
+        "completed",
+        "failed",
+        "fuel_exhausted",
+        "timed_out",
+        "cancelled",
     ]
 
 

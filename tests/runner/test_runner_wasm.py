@@ -67,12 +67,16 @@ def test_fuel_used_is_exact_and_repeatable(tmp_path):
     # Fuel is checked at function entries and loop back-edges, so the work after the last
     # check is charged but cannot trap: fuel_used is enough, a little less may be too.
     used = runs[0].fuel_used
-    assert run_wasm_blocking(
-        job(example("sum.wat"), tmp_path / "a", args=("1000",), fuel=used)
-    ).state is TaskState.COMPLETED
-    assert run_wasm_blocking(
-        job(example("sum.wat"), tmp_path / "b", args=("1000",), fuel=used // 2)
-    ).state is TaskState.FUEL_EXHAUSTED
+    assert (
+        run_wasm_blocking(job(example("sum.wat"), tmp_path / "a", args=("1000",), fuel=used)).state
+        is TaskState.COMPLETED
+    )
+    assert (
+        run_wasm_blocking(
+            job(example("sum.wat"), tmp_path / "b", args=("1000",), fuel=used // 2)
+        ).state
+        is TaskState.FUEL_EXHAUSTED
+    )
 
 
 def test_wordcount_reads_an_input_and_writes_an_output(tmp_path, out):
@@ -95,7 +99,8 @@ def test_outputs_are_sorted_regular_files_without_symlinks(out):
       (import "wasi_snapshot_preview1" "path_symlink"
         (func $symlink (param i32 i32 i32 i32 i32) (result i32)))
     """
-    src = module(r"""
+    src = module(
+        r"""
       (data (i32.const 100) "b.txt")
       (data (i32.const 110) "sub")
       (data (i32.const 120) "sub/a.txt")
@@ -112,7 +117,9 @@ def test_outputs_are_sorted_regular_files_without_symlinks(out):
         (if (call $symlink (i32.const 100) (i32.const 5) (i32.const 4) (i32.const 140)
               (i32.const 4))
           (then (call $proc_exit (i32.const 3)))))
-    """, imports)
+    """,
+        imports,
+    )
     r = run_wasm_blocking(job(src, out))
     assert r.state is TaskState.COMPLETED, r.message
     assert (out / "link").is_symlink()
@@ -280,13 +287,16 @@ def test_sleeping_guest_cannot_block_the_worker(out):
       (import "wasi_snapshot_preview1" "poll_oneoff"
         (func $poll (param i32 i32 i32 i32) (result i32)))
     """
-    src = module("""
+    src = module(
+        """
       (func (export "_start")
         (i32.store (i32.const 16) (i32.const 1))
         (i64.store (i32.const 24) (i64.const 30000000000))
         (call $proc_exit
           (call $poll (i32.const 0) (i32.const 128) (i32.const 1) (i32.const 256))))
-    """, poll)
+    """,
+        poll,
+    )
     started = time.monotonic()
     r = run_wasm_blocking(job(src, out))
     assert (r.state, r.exit_code) == (TaskState.FAILED, 58)

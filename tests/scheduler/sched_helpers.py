@@ -46,30 +46,41 @@ def cc(s: str) -> ComputeCapability:
     return ComputeCapability.parse(s)
 
 
-def plain_node(name: str, *, cores: float = 8, mem: int = 16384, queue: int = 0,
-               gpus: tuple[GpuDevice, ...] = (), load: float | None = None) -> NodeState:
+def plain_node(
+    name: str,
+    *,
+    cores: float = 8,
+    mem: int = 16384,
+    queue: int = 0,
+    gpus: tuple[GpuDevice, ...] = (),
+    load: float | None = None,
+) -> NodeState:
     cap = NodeCapacity.from_totals(cores, mem, 100_000, 1000.0, gpus)
     return NodeState(did(name), cap, queue_depth=queue, load=load)
 
 
-def request(*hints, profile: ResourceProfile | None = None, task: str = "task",
-            max_cost: int | None = None) -> PlacementRequest:
-    return PlacementRequest(h(task), profile or ResourceProfile.minimal(), SUBMITTER,
-                            tuple(hints), max_cost=max_cost)
+def request(
+    *hints, profile: ResourceProfile | None = None, task: str = "task", max_cost: int | None = None
+) -> PlacementRequest:
+    return PlacementRequest(
+        h(task), profile or ResourceProfile.minimal(), SUBMITTER, tuple(hints), max_cost=max_cost
+    )
 
 
 def registry(*entries: tuple[str, int, tuple[str, ...]]) -> BlobRegistry:
     """``registry(("blob-label", size_bytes, ("NodeA", ...)), ...)``."""
-    return BlobRegistry(BlobLocation(h(label), did(n), size)
-                        for label, size, holders in entries for n in holders)
+    return BlobRegistry(
+        BlobLocation(h(label), did(n), size) for label, size, holders in entries for n in holders
+    )
 
 
 # -- strategies ------------------------------------------------------------------------------
 
 finite_pos = st.floats(min_value=0.01, max_value=64.0, allow_nan=False)
 ccs = st.builds(ComputeCapability, st.integers(1, 12), st.integers(0, 9))
-gpu_specs = st.builds(GpuSpec, st.sampled_from([8.0, 16.0, 24.0, 40.0, 80.0]), ccs,
-                      st.integers(1, 3))
+gpu_specs = st.builds(
+    GpuSpec, st.sampled_from([8.0, 16.0, 24.0, 40.0, 80.0]), ccs, st.integers(1, 3)
+)
 
 profiles = st.builds(
     ResourceProfile,
@@ -86,9 +97,15 @@ profiles = st.builds(
 def gpu_lists(draw, max_size: int = 4) -> tuple[GpuDevice, ...]:
     n = draw(st.integers(0, max_size))
     return tuple(
-        GpuDevice(f"gpu{i}", "test", draw(st.sampled_from([8.0, 24.0, 40.0, 80.0])), draw(ccs),
-                  draw(st.booleans() | st.just(True)))
-        for i in range(n))
+        GpuDevice(
+            f"gpu{i}",
+            "test",
+            draw(st.sampled_from([8.0, 24.0, 40.0, 80.0])),
+            draw(ccs),
+            draw(st.booleans() | st.just(True)),
+        )
+        for i in range(n)
+    )
 
 
 @st.composite
@@ -97,7 +114,9 @@ def capacities(draw) -> NodeCapacity:
     mem_t = draw(st.integers(0, 262144))
     sto_t = draw(st.integers(0, 1_000_000))
     return NodeCapacity(
-        cpu_cores_total=cpu_t, memory_mb_total=mem_t, storage_mb_total=sto_t,
+        cpu_cores_total=cpu_t,
+        memory_mb_total=mem_t,
+        storage_mb_total=sto_t,
         network_mbps=draw(st.floats(min_value=0.0, max_value=10_000.0)),
         gpu_devices=draw(gpu_lists()),
         cpu_cores_available=draw(st.floats(min_value=0.0, max_value=cpu_t)),
@@ -113,13 +132,18 @@ hints = st.one_of(
     st.builds(lambda n: AvoidDid(did(n)), names),
     st.builds(PreferRegion, st.sampled_from(["eu", "us"])),
     st.builds(RequireRegion, st.sampled_from(["eu", "us"])),
-    st.builds(lambda ls: DataLocality(tuple(h(x) for x in ls)), st.lists(blob_labels,
-                                                                          min_size=1, max_size=4)),
+    st.builds(
+        lambda ls: DataLocality(tuple(h(x) for x in ls)),
+        st.lists(blob_labels, min_size=1, max_size=4),
+    ),
     st.builds(lambda t: ColocateWith(h(t)), st.sampled_from(["t1", "t2"])),
     st.builds(PreferLowLatency, st.floats(min_value=1.0, max_value=500.0)),
     st.builds(PreferHighBandwidth, st.floats(min_value=1.0, max_value=5000.0)),
-    st.builds(lambda ls, mb: MinimizeTransfer(tuple(h(x) for x in ls), mb),
-              st.lists(blob_labels, min_size=1, max_size=4), st.integers(0, 5000)),
+    st.builds(
+        lambda ls, mb: MinimizeTransfer(tuple(h(x) for x in ls), mb),
+        st.lists(blob_labels, min_size=1, max_size=4),
+        st.integers(0, 5000),
+    ),
 )
 
 
@@ -134,10 +158,16 @@ def contexts(draw) -> LocalityContext:
     return LocalityContext(
         region=draw(st.none() | st.sampled_from(["eu", "us"])),
         blobs=registry(*entries),
-        rtt_ms={k: draw(st.floats(min_value=0.0, max_value=1000.0)) for k in peers
-                if draw(st.booleans())},
-        bandwidth_mbps={k: draw(st.floats(min_value=0.0, max_value=10_000.0)) for k in peers
-                        if draw(st.booleans())},
+        rtt_ms={
+            k: draw(st.floats(min_value=0.0, max_value=1000.0))
+            for k in peers
+            if draw(st.booleans())
+        },
+        bandwidth_mbps={
+            k: draw(st.floats(min_value=0.0, max_value=10_000.0))
+            for k in peers
+            if draw(st.booleans())
+        },
         task_locations={h(t): did(draw(names)) for t in ["t1", "t2"] if draw(st.booleans())},
     )
 

@@ -78,8 +78,7 @@ def test_ewma():
         Ewma.from_half_life(0.0, 0.0)
 
 
-@given(st.floats(0.0, 1.0), st.lists(st.floats(0.0, 1.0), max_size=50),
-       st.floats(0.01, 100.0))
+@given(st.floats(0.0, 1.0), st.lists(st.floats(0.0, 1.0), max_size=50), st.floats(0.01, 100.0))
 def test_ewma_stays_within_sample_range(initial, samples, half_life):
     e = Ewma.from_half_life(initial, half_life)
     for s in samples:

@@ -63,12 +63,24 @@ def demo_nodes() -> dict[str, tuple[NodeState, float]]:
     a100 = GpuDevice("0", "NVIDIA A100", 40, cc("sm_80"))
     rtx = GpuDevice("0", "NVIDIA RTX 2080 Ti", 24, cc("sm_75"))
     # A is busy: a quarter of its cores and memory free. B is mostly idle.
-    a = NodeCapacity(cpu_cores_total=32, memory_mb_total=131072, storage_mb_total=500_000,
-                     network_mbps=10_000, gpu_devices=[a100], cpu_cores_available=8,
-                     memory_mb_available=32768)
-    b = NodeCapacity(cpu_cores_total=8, memory_mb_total=32768, storage_mb_total=500_000,
-                     network_mbps=1000, gpu_devices=[rtx], cpu_cores_available=6,
-                     memory_mb_available=24576)
+    a = NodeCapacity(
+        cpu_cores_total=32,
+        memory_mb_total=131072,
+        storage_mb_total=500_000,
+        network_mbps=10_000,
+        gpu_devices=[a100],
+        cpu_cores_available=8,
+        memory_mb_available=32768,
+    )
+    b = NodeCapacity(
+        cpu_cores_total=8,
+        memory_mb_total=32768,
+        storage_mb_total=500_000,
+        network_mbps=1000,
+        gpu_devices=[rtx],
+        cpu_cores_available=6,
+        memory_mb_available=24576,
+    )
     c = NodeCapacity.from_totals(16, 65536, 500_000, 1000)
     return {
         "A": (NodeState(did("A"), a, queue_depth=5), 0.85),
@@ -80,8 +92,9 @@ def demo_nodes() -> dict[str, tuple[NodeState, float]]:
 def test_seed_002_demo_phase16a():
     policy = DefaultPlacementPolicy("phase16a")  # no jitter source: jitter component 0.5
     req = request(profile=ResourceProfile.gpu(24, "sm_70"))
-    res = {k: policy.score(req, node, t, EMPTY, now=1000.0)
-           for k, (node, t) in demo_nodes().items()}
+    res = {
+        k: policy.score(req, node, t, EMPTY, now=1000.0) for k, (node, t) in demo_nodes().items()
+    }
     a, b = offer_of(res["A"]), offer_of(res["B"])
     # A: 0.4*0.85 + 0.3*(0.25+0.25+1)/3 + 0.2*(1-5/10) + 0.1*0.5
     assert a.score == pytest.approx(0.34 + 0.15 + 0.10 + 0.05)
@@ -104,10 +117,12 @@ def test_seed_002_demo_phase16c_same_winner():
     nodes = demo_nodes()
     a = offer_of(policy.score(req, *nodes["A"], EMPTY, 0.0))
     b = offer_of(policy.score(req, *nodes["B"], EMPTY, 0.0))
-    assert a.score == pytest.approx((0.30 * 0.85 + 0.25 * 0.5 + 0.15 * 0.5 + 0.20 * 0.5
-                                     + 0.10 * 0.5 + 0.05 * 0.5) / 1.05)
-    assert b.score == pytest.approx((0.30 * 0.65 + 0.25 * 5 / 6 + 0.15 * 0.9 + 0.20 * 0.5
-                                     + 0.10 * 0.5 + 0.05 * 0.5) / 1.05)
+    assert a.score == pytest.approx(
+        (0.30 * 0.85 + 0.25 * 0.5 + 0.15 * 0.5 + 0.20 * 0.5 + 0.10 * 0.5 + 0.05 * 0.5) / 1.05
+    )
+    assert b.score == pytest.approx(
+        (0.30 * 0.65 + 0.25 * 5 / 6 + 0.15 * 0.9 + 0.20 * 0.5 + 0.10 * 0.5 + 0.05 * 0.5) / 1.05
+    )
     assert b.score > a.score
 
 
@@ -126,8 +141,13 @@ def test_seed_002_winner_holds_for_any_jitter(seed):
 
 
 def ctx(region=None, blobs=None, rtt=None, bw=None, tasks=None) -> LocalityContext:
-    return LocalityContext(region=region, blobs=blobs or registry(), rtt_ms=rtt or {},
-                           bandwidth_mbps=bw or {}, task_locations=tasks or {})
+    return LocalityContext(
+        region=region,
+        blobs=blobs or registry(),
+        rtt_ms=rtt or {},
+        bandwidth_mbps=bw or {},
+        task_locations=tasks or {},
+    )
 
 
 def score_all(policy, req, contexts_by_node, trust=0.7):
@@ -144,8 +164,11 @@ def test_local_data_beats_5ms_rtt(seed):
     reg = registry(("dataset", 10 * GB, ("B",)))
     req = request(DataLocality((h("dataset"),)), PreferLowLatency(10.0))
     policy = DefaultPlacementPolicy("phase16c", jitter=random.Random(seed))
-    s = score_all(policy, req, {"A": ctx(blobs=reg, rtt={SUBMITTER: 5.0}),
-                                "B": ctx(blobs=reg, rtt={SUBMITTER: 50.0})})
+    s = score_all(
+        policy,
+        req,
+        {"A": ctx(blobs=reg, rtt={SUBMITTER: 5.0}), "B": ctx(blobs=reg, rtt={SUBMITTER: 50.0})},
+    )
     assert s["A"].components.locality == 0.0 and s["B"].components.locality == 1.0
     assert s["A"].components.network == pytest.approx(0.75) and s["B"].components.network == 0
     assert s["B"].score > s["A"].score  # for every jitter draw
@@ -154,8 +177,15 @@ def test_local_data_beats_5ms_rtt(seed):
 def test_low_rtt_wins_when_data_is_equal():
     req = request(PreferLowLatency(100.0))
     policy = DefaultPlacementPolicy("phase16c")
-    s = score_all(policy, req, {"A": ctx(rtt={SUBMITTER: 5.0}), "B": ctx(rtt={SUBMITTER: 50.0}),
-                                "C": ctx(rtt={SUBMITTER: 200.0})})
+    s = score_all(
+        policy,
+        req,
+        {
+            "A": ctx(rtt={SUBMITTER: 5.0}),
+            "B": ctx(rtt={SUBMITTER: 50.0}),
+            "C": ctx(rtt={SUBMITTER: 200.0}),
+        },
+    )
     assert [s[n].components.network for n in "ABC"] == pytest.approx([0.975, 0.75, 0.0])
     assert s["A"].score > s["B"].score > s["C"].score
     ranking = rank_offers(s.values(), {did(n): 0.7 for n in "ABC"})
@@ -168,8 +198,11 @@ def test_data_beats_network_when_both_apply(seed):
     reg = registry(("blob", 1 * GB, ("A",)))
     req = request(DataLocality((h("blob"),)), PreferLowLatency(100.0))
     policy = DefaultPlacementPolicy("phase16c", jitter=random.Random(seed))
-    s = score_all(policy, req, {"A": ctx(blobs=reg, rtt={SUBMITTER: 50.0}),
-                                "B": ctx(blobs=reg, rtt={SUBMITTER: 5.0})})
+    s = score_all(
+        policy,
+        req,
+        {"A": ctx(blobs=reg, rtt={SUBMITTER: 50.0}), "B": ctx(blobs=reg, rtt={SUBMITTER: 5.0})},
+    )
     # A: +0.20 locality, B: +0.10 * (0.975 - 0.75) network; difference 0.1775/1.05 > jitter.
     assert s["A"].score - s["B"].score >= (0.20 - 0.10 * 0.225 - 0.05) / 1.05 - 1e-12
 
@@ -177,8 +210,11 @@ def test_data_beats_network_when_both_apply(seed):
 def test_data_locality_counts_bytes_not_blobs():
     reg = registry(("small", 1 * GB, ("A",)), ("big", 3 * GB, ("B",)))
     req = request(DataLocality((h("small"), h("big"))))
-    s = score_all(DefaultPlacementPolicy(), req, {"A": ctx(blobs=reg), "B": ctx(blobs=reg),
-                                                  "C": ctx(blobs=reg)})
+    s = score_all(
+        DefaultPlacementPolicy(),
+        req,
+        {"A": ctx(blobs=reg), "B": ctx(blobs=reg), "C": ctx(blobs=reg)},
+    )
     assert s["A"].components.locality == pytest.approx(0.25)
     assert s["B"].components.locality == pytest.approx(0.75)
     assert s["C"].components.locality == 0.0
@@ -200,17 +236,28 @@ def test_neutral_components_without_hints():
 def test_colocate_prefer_did_and_region():
     tasks = {h("t1"): did("A")}
     req = request(ColocateWith(h("t1")), PreferDid(did("A")), PreferRegion("eu"))
-    s = score_all(DefaultPlacementPolicy(), req, {"A": ctx(region="us", tasks=tasks),
-                                                  "B": ctx(region="eu", tasks=tasks)})
+    s = score_all(
+        DefaultPlacementPolicy(),
+        req,
+        {"A": ctx(region="us", tasks=tasks), "B": ctx(region="eu", tasks=tasks)},
+    )
     assert s["A"].components.locality == 1.0 and s["A"].components.network == 0.0
     assert s["B"].components.locality == 0.0 and s["B"].components.network == 1.0
 
 
 def test_bandwidth_component():
     req = request(PreferHighBandwidth(100.0))
-    s = score_all(DefaultPlacementPolicy(), req, {
-        "A": ctx(bw={SUBMITTER: 100.0}), "B": ctx(bw={SUBMITTER: 150.0}),
-        "C": ctx(bw={SUBMITTER: 400.0}), "D": ctx(bw={SUBMITTER: 99.0}), "E": ctx()})
+    s = score_all(
+        DefaultPlacementPolicy(),
+        req,
+        {
+            "A": ctx(bw={SUBMITTER: 100.0}),
+            "B": ctx(bw={SUBMITTER: 150.0}),
+            "C": ctx(bw={SUBMITTER: 400.0}),
+            "D": ctx(bw={SUBMITTER: 99.0}),
+            "E": ctx(),
+        },
+    )
     assert [s[n].components.network for n in "ABCDE"] == [0.5, 0.75, 1.0, 0.0, 0.0]
 
 
@@ -233,14 +280,16 @@ def test_trust_gate():
     assert isinstance(policy.score(request(), plain_node("A"), 0.3, EMPTY, 0.0), PlacementOffer)
     strict = DefaultPlacementPolicy(min_trust=0.9)
     assert strict.score(request(), plain_node("A"), 0.85, EMPTY, 0.0).reason is (
-        DeclineReason.LOW_TRUST)
+        DeclineReason.LOW_TRUST
+    )
     with pytest.raises(ResourceError, match="trust"):
         policy.score(request(), plain_node("A"), 1.5, EMPTY, 0.0)
 
 
 @settings(max_examples=200, deadline=None)
-@given(profiles, st.lists(hints, max_size=5), contexts(), st.floats(0.0, 0.2999),
-       st.integers(0, 30))
+@given(
+    profiles, st.lists(hints, max_size=5), contexts(), st.floats(0.0, 0.2999), st.integers(0, 30)
+)
 def test_a_low_trust_executor_never_offers(profile, hs, context, trust, queue):
     req = request(*hs, profile=profile)
     node = plain_node("A", cores=64, mem=1 << 20, queue=queue)
@@ -249,24 +298,32 @@ def test_a_low_trust_executor_never_offers(profile, hs, context, trust, queue):
 
 
 def test_avoid_did_excludes():
-    d = DefaultPlacementPolicy().score(request(AvoidDid(did("A"))), plain_node("A"), 0.9,
-                                       EMPTY, 0.0)
+    d = DefaultPlacementPolicy().score(
+        request(AvoidDid(did("A"))), plain_node("A"), 0.9, EMPTY, 0.0
+    )
     assert d.reason is DeclineReason.AVOIDED
-    assert isinstance(DefaultPlacementPolicy().score(request(AvoidDid(did("B"))),
-                                                     plain_node("A"), 0.9, EMPTY, 0.0),
-                      PlacementOffer)
+    assert isinstance(
+        DefaultPlacementPolicy().score(
+            request(AvoidDid(did("B"))), plain_node("A"), 0.9, EMPTY, 0.0
+        ),
+        PlacementOffer,
+    )
 
 
-@pytest.mark.parametrize(("hs", "region", "ok"), [
-    ((RequireRegion("eu"),), "eu", True),
-    ((RequireRegion("eu"),), "us", False),
-    ((RequireRegion("eu"),), None, False),
-    ((RequireRegion("eu"), RequireRegion("us")), "eu", False),
-    ((RequireRegion("eu"), RequireRegion("eu")), "eu", True),
-])
+@pytest.mark.parametrize(
+    ("hs", "region", "ok"),
+    [
+        ((RequireRegion("eu"),), "eu", True),
+        ((RequireRegion("eu"),), "us", False),
+        ((RequireRegion("eu"),), None, False),
+        ((RequireRegion("eu"), RequireRegion("us")), "eu", False),
+        ((RequireRegion("eu"), RequireRegion("eu")), "eu", True),
+    ],
+)
 def test_require_region(hs, region, ok):
-    res = DefaultPlacementPolicy().score(request(*hs), plain_node("A"), 0.9, ctx(region=region),
-                                         0.0)
+    res = DefaultPlacementPolicy().score(
+        request(*hs), plain_node("A"), 0.9, ctx(region=region), 0.0
+    )
     assert isinstance(res, PlacementOffer) is ok
     if not ok:
         assert res.reason is DeclineReason.REGION
@@ -291,8 +348,12 @@ def test_max_cost():
     policy = DefaultPlacementPolicy(base_cost=100)
     d = policy.score(request(max_cost=120), plain_node("A", queue=10), 0.9, EMPTY, 0.0)
     assert d.reason is DeclineReason.COST
-    assert offer_of(policy.score(request(max_cost=150), plain_node("A", queue=10), 0.9,
-                                 EMPTY, 0.0)).cost == 150
+    assert (
+        offer_of(
+            policy.score(request(max_cost=150), plain_node("A", queue=10), 0.9, EMPTY, 0.0)
+        ).cost
+        == 150
+    )
 
 
 def test_cost_rises_with_queue_depth():
@@ -311,8 +372,9 @@ def test_capacity_component_uses_load():
 
 
 def test_queue_wait_overrides_estimate():
-    node = NodeState(did("A"), NodeCapacity.from_totals(4, 4096, 10, 10), queue_depth=3,
-                     queue_wait_s=7.5)
+    node = NodeState(
+        did("A"), NodeCapacity.from_totals(4, 4096, 10, 10), queue_depth=3, queue_wait_s=7.5
+    )
     o = offer_of(DefaultPlacementPolicy().score(request(), node, 0.5, EMPTY, 100.0))
     assert o.estimated_start == 107.5
 
@@ -321,14 +383,22 @@ def test_queue_wait_overrides_estimate():
 
 
 @settings(max_examples=300, deadline=None)
-@given(profiles, st.lists(hints, max_size=6), contexts(), st.floats(0.3, 1.0),
-       st.integers(0, 40), st.none() | st.floats(0.0, 1.0), st.integers(0, 2**32),
-       st.sampled_from(sorted(WEIGHT_SETS)))
+@given(
+    profiles,
+    st.lists(hints, max_size=6),
+    contexts(),
+    st.floats(0.3, 1.0),
+    st.integers(0, 40),
+    st.none() | st.floats(0.0, 1.0),
+    st.integers(0, 2**32),
+    st.sampled_from(sorted(WEIGHT_SETS)),
+)
 def test_score_always_in_unit_interval(profile, hs, context, trust, queue, load, seed, wname):
     req = request(*hs, profile=profile)
     node = plain_node("A", cores=64, mem=1 << 20, queue=queue, load=load)
     res = DefaultPlacementPolicy(wname, jitter=random.Random(seed)).score(
-        req, node, trust, context, 0.0)
+        req, node, trust, context, 0.0
+    )
     if isinstance(res, PlacementOffer):
         assert 0.0 <= res.score <= 1.0
         assert all(0.0 <= c <= 1.0 for c in res.components.as_tuple())
@@ -363,8 +433,9 @@ def test_weight_sets():
     a = Weights.named("phase16a")
     assert a.as_tuple() == pytest.approx((0.4, 0.3, 0.2, 0.0, 0.0, 0.1))
     c = Weights.named("phase16c")
-    assert c.as_tuple() == pytest.approx(tuple(x / 1.05 for x in (0.30, 0.25, 0.15, 0.20,
-                                                                   0.10, 0.05)))
+    assert c.as_tuple() == pytest.approx(
+        tuple(x / 1.05 for x in (0.30, 0.25, 0.15, 0.20, 0.10, 0.05))
+    )
     assert c.total() == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="phase99"):
         Weights.named("phase99")
@@ -380,14 +451,17 @@ def test_custom_weights_only_trust():
     assert o.score == pytest.approx(0.8)
 
 
-@pytest.mark.parametrize(("kwargs", "key"), [
-    ({"min_trust": 2.0}, "scheduler.min_trust"),
-    ({"base_cost": -1}, "scheduler.base_cost"),
-    ({"queue_saturation": 0}, "scheduler.queue_saturation"),
-    ({"max_cost_multiplier": 0.5}, "scheduler.max_cost_multiplier"),
-    ({"jitter": 3}, "scheduler.jitter"),
-    ({"weights": 3}, "scheduler.weights"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"min_trust": 2.0}, "scheduler.min_trust"),
+        ({"base_cost": -1}, "scheduler.base_cost"),
+        ({"queue_saturation": 0}, "scheduler.queue_saturation"),
+        ({"max_cost_multiplier": 0.5}, "scheduler.max_cost_multiplier"),
+        ({"jitter": 3}, "scheduler.jitter"),
+        ({"weights": 3}, "scheduler.weights"),
+    ],
+)
 def test_policy_config_errors_name_the_key(kwargs, key):
     with pytest.raises(ConfigError) as e:
         DefaultPlacementPolicy(**kwargs)
@@ -412,9 +486,10 @@ class LocalFirstPolicy:
 
 def test_custom_policy_plugs_in():
     p = LocalFirstPolicy("eu")
-    assert isinstance(p, PlacementPolicy) and isinstance(DefaultPlacementPolicy(),
-                                                         PlacementPolicy)
+    assert isinstance(p, PlacementPolicy) and isinstance(DefaultPlacementPolicy(), PlacementPolicy)
     assert p.score(request(), plain_node("A"), 0.9, ctx(region="us"), 0.0).reason is (
-        DeclineReason.REGION)
-    assert isinstance(p.score(request(), plain_node("A"), 0.9, ctx(region="eu"), 0.0),
-                      PlacementOffer)
+        DeclineReason.REGION
+    )
+    assert isinstance(
+        p.score(request(), plain_node("A"), 0.9, ctx(region="eu"), 0.0), PlacementOffer
+    )

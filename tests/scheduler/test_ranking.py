@@ -12,8 +12,15 @@ from icn_node.scheduler import PlacementOffer, ScoreComponents, Weights, rank_of
 TASK = h("task")
 
 
-def offer(name: str, comps: ScoreComponents, *, cost: int = 100, start: float = 0.0,
-          score: float = 0.5, task: bytes = TASK) -> PlacementOffer:
+def offer(
+    name: str,
+    comps: ScoreComponents,
+    *,
+    cost: int = 100,
+    start: float = 0.0,
+    score: float = 0.5,
+    task: bytes = TASK,
+) -> PlacementOffer:
     return PlacementOffer(task, did(name), score, comps, cost, start, 0.0)
 
 
@@ -38,8 +45,7 @@ def test_submitter_trust_decides_and_unknown_executors_are_rejected():
     a, b, c = offer("A", MID), offer("B", MID), offer("C", MID)
     r = rank_offers([a, b, c], {did("A"): 0.4, did("B"): 0.9, did("C"): 0.1})
     assert [x.offer.executor for x in r] == [did("B"), did("A")]
-    assert [(x.executor, x.reason.split(":")[0]) for x in r.rejected] == [(did("C"),
-                                                                           "untrusted")]
+    assert [(x.executor, x.reason.split(":")[0]) for x in r.rejected] == [(did("C"), "untrusted")]
     r2 = rank_offers([a], {})
     assert not r2.ranked and r2.best is None and r2.rejected[0].reason.startswith("untrusted")
 
@@ -67,9 +73,12 @@ def test_out_of_range_object_built_around_validation_is_rejected():
 
 
 def test_wrong_task_and_max_cost():
-    r = rank_offers([offer("A", MID, task=h("other")), offer("B", MID, cost=500),
-                     offer("C", MID, cost=200)],
-                    {did(x): 0.9 for x in "ABC"}, task_hash=TASK, max_cost=200)
+    r = rank_offers(
+        [offer("A", MID, task=h("other")), offer("B", MID, cost=500), offer("C", MID, cost=200)],
+        {did(x): 0.9 for x in "ABC"},
+        task_hash=TASK,
+        max_cost=200,
+    )
     assert [x.offer.executor for x in r] == [did("C")]
     assert [x.reason.split(":")[0] for x in r.rejected] == ["wrong task", "too expensive"]
 
@@ -84,21 +93,36 @@ def test_duplicates_keep_the_best_from_each_executor():
 
 
 def test_tie_breaks_cost_then_start_then_did():
-    r = rank_offers([offer("A", MID, cost=110), offer("B", MID, cost=100, start=5.0),
-                     offer("C", MID, cost=100, start=1.0), offer("D", MID, cost=100, start=1.0)],
-                    {did(x): 0.9 for x in "ABCD"})
+    r = rank_offers(
+        [
+            offer("A", MID, cost=110),
+            offer("B", MID, cost=100, start=5.0),
+            offer("C", MID, cost=100, start=1.0),
+            offer("D", MID, cost=100, start=1.0),
+        ],
+        {did(x): 0.9 for x in "ABCD"},
+    )
     assert [x.offer.executor for x in r] == [did("C"), did("D"), did("B"), did("A")]
 
 
 offers_st = st.lists(
-    st.builds(offer, st.sampled_from("ABCDEF"), components, cost=st.integers(0, 300),
-              start=st.sampled_from([0.0, 1.0, 2.0])),
-    max_size=12)
+    st.builds(
+        offer,
+        st.sampled_from("ABCDEF"),
+        components,
+        cost=st.integers(0, 300),
+        start=st.sampled_from([0.0, 1.0, 2.0]),
+    ),
+    max_size=12,
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(offers_st, st.randoms(use_true_random=False),
-       st.dictionaries(st.sampled_from([did(x) for x in "ABCDEF"]), st.floats(0.0, 1.0)))
+@given(
+    offers_st,
+    st.randoms(use_true_random=False),
+    st.dictionaries(st.sampled_from([did(x) for x in "ABCDEF"]), st.floats(0.0, 1.0)),
+)
 def test_ranking_is_a_total_order_independent_of_input_order(offers, rnd, table):
     first = rank_offers(offers, table)
     shuffled = list(offers)

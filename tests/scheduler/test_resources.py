@@ -22,10 +22,19 @@ from icn_node.scheduler import (
 # -- compute capability ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "pair"), [
-    ("sm_75", (7, 5)), ("sm_80", (8, 0)), ("sm_90", (9, 0)), ("sm_100", (10, 0)),
-    ("sm_120", (12, 0)), ("7.5", (7, 5)), ("10.0", (10, 0)), (" SM_86 ", (8, 6)),
-])
+@pytest.mark.parametrize(
+    ("text", "pair"),
+    [
+        ("sm_75", (7, 5)),
+        ("sm_80", (8, 0)),
+        ("sm_90", (9, 0)),
+        ("sm_100", (10, 0)),
+        ("sm_120", (12, 0)),
+        ("7.5", (7, 5)),
+        ("10.0", (10, 0)),
+        (" SM_86 ", (8, 6)),
+    ],
+)
 def test_compute_capability_parses(text, pair):
     c = ComputeCapability.parse(text)
     assert (c.major, c.minor) == pair
@@ -48,7 +57,10 @@ def test_compute_capability_compares_as_numbers_not_strings():
     assert not cc("sm_75").satisfies(cc("sm_80"))
     assert cc("sm_80").satisfies(cc("sm_80"))
     assert sorted([cc("sm_100"), cc("sm_75"), cc("sm_90")]) == [
-        cc("sm_75"), cc("sm_90"), cc("sm_100")]
+        cc("sm_75"),
+        cc("sm_90"),
+        cc("sm_100"),
+    ]
 
 
 def test_compute_capability_validates_fields():
@@ -70,39 +82,45 @@ def test_profile_constructors():
     assert ResourceProfile.gpu(80, cc("sm_90"), device_count=4).gpu_spec.device_count == 4
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"cpu_cores": -1}, "cpu_cores"),
-    ({"cpu_cores": 0}, "cpu_cores"),
-    ({"cpu_cores": math.nan}, "cpu_cores"),
-    ({"cpu_cores": math.inf}, "cpu_cores"),
-    ({"cpu_cores": 1e6}, "cpu_cores"),
-    ({"cpu_cores": True}, "cpu_cores"),
-    ({"cpu_cores": "4"}, "cpu_cores"),
-    ({"memory_mb": 0}, "memory_mb"),
-    ({"memory_mb": -5}, "memory_mb"),
-    ({"memory_mb": 1.5}, "memory_mb"),
-    ({"memory_mb": 2**40}, "memory_mb"),
-    ({"storage_mb": 0}, "storage_mb"),
-    ({"storage_mb": 2**60}, "storage_mb"),
-    ({"network_mbps": 0.0}, "network_mbps"),
-    ({"network_mbps": math.nan}, "network_mbps"),
-    ({"duration_estimate": -1.0}, "duration_estimate"),
-    ({"duration_estimate": 1e12}, "duration_estimate"),
-    ({"gpu_spec": "sm_80"}, "gpu_spec"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"cpu_cores": -1}, "cpu_cores"),
+        ({"cpu_cores": 0}, "cpu_cores"),
+        ({"cpu_cores": math.nan}, "cpu_cores"),
+        ({"cpu_cores": math.inf}, "cpu_cores"),
+        ({"cpu_cores": 1e6}, "cpu_cores"),
+        ({"cpu_cores": True}, "cpu_cores"),
+        ({"cpu_cores": "4"}, "cpu_cores"),
+        ({"memory_mb": 0}, "memory_mb"),
+        ({"memory_mb": -5}, "memory_mb"),
+        ({"memory_mb": 1.5}, "memory_mb"),
+        ({"memory_mb": 2**40}, "memory_mb"),
+        ({"storage_mb": 0}, "storage_mb"),
+        ({"storage_mb": 2**60}, "storage_mb"),
+        ({"network_mbps": 0.0}, "network_mbps"),
+        ({"network_mbps": math.nan}, "network_mbps"),
+        ({"duration_estimate": -1.0}, "duration_estimate"),
+        ({"duration_estimate": 1e12}, "duration_estimate"),
+        ({"gpu_spec": "sm_80"}, "gpu_spec"),
+    ],
+)
 def test_profile_rejects_nonsense_naming_the_field(kwargs, field):
     with pytest.raises(ResourceError, match=f"resource_profile.{field}"):
         ResourceProfile(**kwargs)
 
 
-@pytest.mark.parametrize(("args", "field"), [
-    ((0, "sm_80"), "gpu_spec.memory_gb"),
-    ((math.nan, "sm_80"), "gpu_spec.memory_gb"),
-    ((5000, "sm_80"), "gpu_spec.memory_gb"),
-    ((24, "sm_80", 0), "gpu_spec.device_count"),
-    ((24, "sm_80", 1000), "gpu_spec.device_count"),
-    ((24, "ampere"), "gpu_spec.compute_capability"),
-])
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ((0, "sm_80"), "gpu_spec.memory_gb"),
+        ((math.nan, "sm_80"), "gpu_spec.memory_gb"),
+        ((5000, "sm_80"), "gpu_spec.memory_gb"),
+        ((24, "sm_80", 0), "gpu_spec.device_count"),
+        ((24, "sm_80", 1000), "gpu_spec.device_count"),
+        ((24, "ampere"), "gpu_spec.compute_capability"),
+    ],
+)
 def test_gpu_spec_rejects_nonsense(args, field):
     with pytest.raises(ResourceError, match=field):
         GpuSpec(*args)
@@ -129,7 +147,10 @@ B200 = GpuDevice("gpu3", "NVIDIA B200", 192, cc("sm_100"))
 def test_from_totals_has_everything_available():
     c = NodeCapacity.from_totals(8, 16384, 100_000, 1000.0, [A100], updated_at=12.5)
     assert (c.cpu_cores_available, c.memory_mb_available, c.storage_mb_available) == (
-        8.0, 16384, 100_000)
+        8.0,
+        16384,
+        100_000,
+    )
     assert (c.cpu_cores_total, c.memory_mb_total, c.storage_mb_total) == (8.0, 16384, 100_000)
     assert c.network_mbps == c.network_mbps_total == 1000.0
     assert c.gpu_devices == (A100,)
@@ -139,8 +160,13 @@ def test_from_totals_has_everything_available():
 
 def test_capacity_rejects_available_above_total_and_duplicate_devices():
     with pytest.raises(ResourceError, match="node_capacity.cpu_cores_available"):
-        NodeCapacity(cpu_cores_total=4, memory_mb_total=1, storage_mb_total=1, network_mbps=1,
-                     cpu_cores_available=5)
+        NodeCapacity(
+            cpu_cores_total=4,
+            memory_mb_total=1,
+            storage_mb_total=1,
+            network_mbps=1,
+            cpu_cores_available=5,
+        )
     with pytest.raises(ResourceError, match="duplicate device_id"):
         NodeCapacity.from_totals(4, 1, 1, 1, [A100, A100])
     with pytest.raises(ResourceError, match="node_capacity.memory_mb_total"):
@@ -171,8 +197,9 @@ def test_device_count_needs_distinct_available_devices():
     c = NodeCapacity.from_totals(64, 1 << 20, 1, 1, [A100, H100, B200])
     assert c.can_fit(ResourceProfile.gpu(40, "sm_80", device_count=3))
     assert not c.can_fit(ResourceProfile.gpu(40, "sm_80", device_count=4))
-    busy = NodeCapacity.from_totals(64, 1 << 20, 1, 1,
-                                    [A100, GpuDevice("gpu9", "A100", 40, "sm_80", False)])
+    busy = NodeCapacity.from_totals(
+        64, 1 << 20, 1, 1, [A100, GpuDevice("gpu9", "A100", 40, "sm_80", False)]
+    )
     assert not busy.can_fit(ResourceProfile.gpu(40, "sm_80", device_count=2))
 
 
@@ -190,12 +217,15 @@ def test_reserve_picks_the_smallest_fitting_gpu_and_release_restores():
 def test_reserve_pinned_devices():
     h100b = GpuDevice("gpu4", "NVIDIA H100", 80, cc("sm_90"))
     c = NodeCapacity.from_totals(64, 1 << 20, 1, 1, [A100, H100, B200, h100b])
-    r = c.reserve(ResourceProfile.gpu(40, "sm_80", device_count=2),
-                  gpu_device_ids=["gpu3", "gpu2"])
+    r = c.reserve(ResourceProfile.gpu(40, "sm_80", device_count=2), gpu_device_ids=["gpu3", "gpu2"])
     assert r.gpu_device_ids == ("gpu3", "gpu2")
     assert {d.device_id for d in c.gpu_devices if not d.available} == {"gpu2", "gpu3"}
-    for ids, msg in [(["gpu0"], "1 device"), (["gpu0", "gpu0"], "distinct"),
-                     (["gpu0", "gpu2"], "not available"), (["gpu0", "nope"], "no device")]:
+    for ids, msg in [
+        (["gpu0"], "1 device"),
+        (["gpu0", "gpu0"], "distinct"),
+        (["gpu0", "gpu2"], "not available"),
+        (["gpu0", "nope"], "no device"),
+    ]:
         snapshot = c.to_dict()
         with pytest.raises(ResourceError, match=msg):
             c.reserve(ResourceProfile.gpu(40, "sm_80", device_count=2), gpu_device_ids=ids)
@@ -231,9 +261,15 @@ def test_release_unknown_or_twice_raises_and_changes_nothing():
 
 
 def test_available_ratio_figures():
-    c = NodeCapacity(cpu_cores_total=8, memory_mb_total=8192, storage_mb_total=0,
-                     network_mbps=0, cpu_cores_available=2, memory_mb_available=4096 + 4096,
-                     gpu_devices=[A100, H100])
+    c = NodeCapacity(
+        cpu_cores_total=8,
+        memory_mb_total=8192,
+        storage_mb_total=0,
+        network_mbps=0,
+        cpu_cores_available=2,
+        memory_mb_available=4096 + 4096,
+        gpu_devices=[A100, H100],
+    )
     assert c.available_ratio() == pytest.approx((0.25 + 1.0 + 1.0) / 3)
     c.reserve(ResourceProfile.gpu(40, "sm_80"))  # 1 core, 4096 MB, the A100
     assert c.available_ratio() == pytest.approx((1 / 8 + 0.5 + 0.5) / 3)
@@ -263,8 +299,7 @@ def _within(c: NodeCapacity) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(capacities(), st.lists(st.tuples(st.booleans(), profiles, st.integers(0, 50)),
-                              max_size=25))
+@given(capacities(), st.lists(st.tuples(st.booleans(), profiles, st.integers(0, 50)), max_size=25))
 def test_reserve_release_keeps_figures_in_range(cap, ops):
     initial = cap.to_dict()
     held: list[Reservation] = []

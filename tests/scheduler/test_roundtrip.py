@@ -52,10 +52,17 @@ def via_cbor(obj):
 
 
 def _capacity():
-    c = NodeCapacity.from_totals(16, 65536, 10_000, 1000.0,
-                                 [GpuDevice("0", "A100", 40, cc("sm_80")),
-                                  GpuDevice("1", "T4", 16, cc("sm_75"), available=False)],
-                                 updated_at=3.5)
+    c = NodeCapacity.from_totals(
+        16,
+        65536,
+        10_000,
+        1000.0,
+        [
+            GpuDevice("0", "A100", 40, cc("sm_80")),
+            GpuDevice("1", "T4", 16, cc("sm_75"), available=False),
+        ],
+        updated_at=3.5,
+    )
     c.reserve(ResourceProfile.gpu(24, "sm_80"))  # the held A100 shows as unavailable
     return c
 
@@ -65,25 +72,48 @@ SAMPLES = [
     GpuDevice("gpu-0", "NVIDIA H100", 80.0, cc("sm_90")),
     GpuSpec(24.0, cc("sm_75"), 2),
     ResourceProfile.minimal(),
-    ResourceProfile(cpu_cores=2.5, memory_mb=4096, storage_mb=100, network_mbps=50.0,
-                    gpu_spec=GpuSpec(8.0, cc("sm_100")), duration_estimate=3600.0),
+    ResourceProfile(
+        cpu_cores=2.5,
+        memory_mb=4096,
+        storage_mb=100,
+        network_mbps=50.0,
+        gpu_spec=GpuSpec(8.0, cc("sm_100")),
+        duration_estimate=3600.0,
+    ),
     Reservation(3, ResourceProfile.gpu(8, "sm_80", 2), ("a", "b")),
     _capacity(),
-    PreferDid(did("A")), AvoidDid(did("B")), PreferRegion("eu"), RequireRegion("us"),
-    DataLocality((h("x"), h("y"))), ColocateWith(h("t")), PreferLowLatency(12.5),
-    PreferHighBandwidth(100.0), MinimizeTransfer((h("x"),), 512),
+    PreferDid(did("A")),
+    AvoidDid(did("B")),
+    PreferRegion("eu"),
+    RequireRegion("us"),
+    DataLocality((h("x"), h("y"))),
+    ColocateWith(h("t")),
+    PreferLowLatency(12.5),
+    PreferHighBandwidth(100.0),
+    MinimizeTransfer((h("x"),), 512),
     BlobLocation(h("x"), did("A"), 12345),
     registry(("x", 10, ("A", "B")), ("y", 0, ("C",))),
-    LocalityContext(region="eu", blobs=registry(("x", 10, ("A",))), rtt_ms={did("A"): 5.0},
-                    bandwidth_mbps={did("A"): 900.0}, task_locations={h("t"): did("A")}),
+    LocalityContext(
+        region="eu",
+        blobs=registry(("x", 10, ("A",))),
+        rtt_ms={did("A"): 5.0},
+        bandwidth_mbps={did("A"): 900.0},
+        task_locations={h("t"): did("A")},
+    ),
     LocalityContext.empty(),
-    PlacementRequest(h("task"), ResourceProfile.gpu(24, "sm_70"), did("S"),
-                     (DataLocality((h("x"),)), AvoidDid(did("Z"))), max_cost=150,
-                     requested_at=17.0),
+    PlacementRequest(
+        h("task"),
+        ResourceProfile.gpu(24, "sm_70"),
+        did("S"),
+        (DataLocality((h("x"),)), AvoidDid(did("Z"))),
+        max_cost=150,
+        requested_at=17.0,
+    ),
     NodeState(did("A"), NodeCapacity.from_totals(4, 4096, 10, 10), 3, 0.25, 12.0),
     ScoreComponents(0.1, 0.2, 0.3, 0.4, 0.5, 0.6),
-    PlacementOffer(h("task"), did("A"), 0.7, ScoreComponents(1, 0, 0.5, 0.5, 0.5, 0.25),
-                   125, 1300.0, 1000.0),
+    PlacementOffer(
+        h("task"), did("A"), 0.7, ScoreComponents(1, 0, 0.5, 0.5, 0.5, 0.25), 125, 1300.0, 1000.0
+    ),
     Decline(DeclineReason.TRANSFER_LIMIT, "too far"),
     Weights.named("phase16c"),
     NodeMetrics("a", 5.0, 0.25, 10, 100),
@@ -103,9 +133,11 @@ def test_every_public_value_type_is_covered():
     import icn_node.scheduler as sched
 
     covered = {type(o) for o in SAMPLES}
-    value_types = {getattr(sched, n) for n in sched.__all__
-                   if isinstance(getattr(sched, n), type) and hasattr(getattr(sched, n),
-                                                                       "from_dict")}
+    value_types = {
+        getattr(sched, n)
+        for n in sched.__all__
+        if isinstance(getattr(sched, n), type) and hasattr(getattr(sched, n), "from_dict")
+    }
     value_types.discard(LocalityHint)  # abstract base: its subclasses are covered
     assert value_types <= covered, value_types - covered
 
@@ -139,36 +171,76 @@ def test_components_round_trip(c):
     assert via_json(c) == c
 
 
-@pytest.mark.parametrize(("cls", "data", "field"), [
-    (ResourceProfile, {"cpu_cores": -1}, "resource_profile.cpu_cores"),
-    (ResourceProfile, {"gpu_spec": {"memory_gb": 8}}, "gpu_spec.compute_capability"),
-    (ResourceProfile, [1, 2], "resource_profile"),
-    (GpuDevice, {"device_id": "0", "memory_gb": 8, "compute_capability": "x"},
-     "gpu_device.compute_capability"),
-    (GpuSpec, {"memory_gb": "8", "compute_capability": "sm_80"}, "gpu_spec.memory_gb"),
-    (NodeCapacity, {"cpu_cores_total": 4, "memory_mb_total": 1, "storage_mb_total": 1},
-     "node_capacity.network_mbps"),
-    (NodeCapacity, {"cpu_cores_total": 4, "memory_mb_total": 1, "storage_mb_total": 1,
-                    "network_mbps": 1, "gpu_devices": "nope"}, "node_capacity.gpu_devices"),
-    (LocalityHint, {"kind": "teleport"}, "locality_hint.kind"),
-    (LocalityHint, {"kind": "data_locality", "blobs": []}, "data_locality.blobs"),
-    (LocalityHint, {"kind": "data_locality", "blobs": ["abcd"]}, "data_locality.blobs[0]"),
-    (LocalityHint, {"kind": "minimize_transfer", "blobs": [h("x")], "max_transfer_mb": -1},
-     "minimize_transfer.max_transfer_mb"),
-    (PreferRegion, {"kind": "avoid_did", "did": "x"}, "locality_hint.kind"),
-    (BlobRegistry, {"blobs": [{"blob_hash": h("x"), "size_bytes": 1, "holders": [""]}]},
-     "blob_location.node_did"),
-    (LocalityContext, {"rtt_ms": {"did:key:a": -1}}, "locality_context.rtt_ms"),
-    (PlacementRequest, {"task_hash": b"short", "profile": {}, "submitter": "s"},
-     "placement_request.task_hash"),
-    (PlacementOffer, {"task_hash": h("t"), "executor": "e", "score": 0.5, "cost": 1,
-                      "estimated_start": 0, "offered_at": 0,
-                      "components": {"trust": 2}}, "components."),
-    (Decline, {"reason": "bored"}, "decline.reason"),
-    (NodeMetrics, {"address": "a", "timestamp": 0, "cpu_load": 0.5, "memory_used": 1},
-     "node_metrics.memory_max"),
-    (Weights, {"trust": -1}, "weights.trust"),
-])
+@pytest.mark.parametrize(
+    ("cls", "data", "field"),
+    [
+        (ResourceProfile, {"cpu_cores": -1}, "resource_profile.cpu_cores"),
+        (ResourceProfile, {"gpu_spec": {"memory_gb": 8}}, "gpu_spec.compute_capability"),
+        (ResourceProfile, [1, 2], "resource_profile"),
+        (
+            GpuDevice,
+            {"device_id": "0", "memory_gb": 8, "compute_capability": "x"},
+            "gpu_device.compute_capability",
+        ),
+        (GpuSpec, {"memory_gb": "8", "compute_capability": "sm_80"}, "gpu_spec.memory_gb"),
+        (
+            NodeCapacity,
+            {"cpu_cores_total": 4, "memory_mb_total": 1, "storage_mb_total": 1},
+            "node_capacity.network_mbps",
+        ),
+        (
+            NodeCapacity,
+            {
+                "cpu_cores_total": 4,
+                "memory_mb_total": 1,
+                "storage_mb_total": 1,
+                "network_mbps": 1,
+                "gpu_devices": "nope",
+            },
+            "node_capacity.gpu_devices",
+        ),
+        (LocalityHint, {"kind": "teleport"}, "locality_hint.kind"),
+        (LocalityHint, {"kind": "data_locality", "blobs": []}, "data_locality.blobs"),
+        (LocalityHint, {"kind": "data_locality", "blobs": ["abcd"]}, "data_locality.blobs[0]"),
+        (
+            LocalityHint,
+            {"kind": "minimize_transfer", "blobs": [h("x")], "max_transfer_mb": -1},
+            "minimize_transfer.max_transfer_mb",
+        ),
+        (PreferRegion, {"kind": "avoid_did", "did": "x"}, "locality_hint.kind"),
+        (
+            BlobRegistry,
+            {"blobs": [{"blob_hash": h("x"), "size_bytes": 1, "holders": [""]}]},
+            "blob_location.node_did",
+        ),
+        (LocalityContext, {"rtt_ms": {"did:key:a": -1}}, "locality_context.rtt_ms"),
+        (
+            PlacementRequest,
+            {"task_hash": b"short", "profile": {}, "submitter": "s"},
+            "placement_request.task_hash",
+        ),
+        (
+            PlacementOffer,
+            {
+                "task_hash": h("t"),
+                "executor": "e",
+                "score": 0.5,
+                "cost": 1,
+                "estimated_start": 0,
+                "offered_at": 0,
+                "components": {"trust": 2},
+            },
+            "components.",
+        ),
+        (Decline, {"reason": "bored"}, "decline.reason"),
+        (
+            NodeMetrics,
+            {"address": "a", "timestamp": 0, "cpu_load": 0.5, "memory_used": 1},
+            "node_metrics.memory_max",
+        ),
+        (Weights, {"trust": -1}, "weights.trust"),
+    ],
+)
 def test_from_dict_names_the_bad_field(cls, data, field):
     with pytest.raises(ResourceError) as e:
         cls.from_dict(data)
