@@ -208,7 +208,9 @@ class TrustSection:
 class ComputeSection:
     executor: bool = key(True, "Run tasks for others (an executor); false: submit only.")
     min_trust_execute: float = key(
-        0.3, "Serve a submitter only if trusted at least this much.", _between(0.0, 1.0)
+        0.3,
+        "Serve a submitter, or use an executor, only if trusted at least this much.",
+        _between(0.0, 1.0),
     )
     offer_window_ms: int = key(
         1000, "Longest wait for offers after a placement request.", _between(1, 600_000)

@@ -198,6 +198,7 @@ class ComputeService:
             offer_window_s=window_s,
             max_attempts=c.max_attempts,
             max_negotiating=c.max_negotiating,
+            min_trust=c.min_trust_execute,
             lease_timeout_s=c.lease_timeout_s,
             claim_timeout_s=c.claim_timeout_s,
             rng=self.rng,
