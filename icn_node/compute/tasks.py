@@ -163,16 +163,8 @@ def _payload(name: str, value: Any, *, max_len: int) -> bytes:
 
 
 def _nonce(name: str, value: Any) -> bytes:
-    if isinstance(value, str):
-        try:
-            value = bytes.fromhex(value)
-        except ValueError:
-            raise TaskError(f"{name}: not a hex string") from None
-    if isinstance(value, bytearray | memoryview):
-        value = bytes(value)
-    if not isinstance(value, bytes) or len(value) != NONCE_LEN:
-        raise TaskError(f"{name}: expected {NONCE_LEN} bytes")
-    return value
+    with _task_errors():
+        return chk.fixed_bytes(name, value, NONCE_LEN)
 
 
 def _file_name(name: str, value: Any, *, allow_dirs: bool) -> str:

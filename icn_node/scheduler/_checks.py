@@ -74,8 +74,8 @@ def boolean(name: str, value: Any) -> bool:
     return value
 
 
-def hash32(name: str, value: Any) -> bytes:
-    """A 32-byte hash, from ``bytes`` (wire form) or a 64-digit hex string (JSON form)."""
+def fixed_bytes(name: str, value: Any, length: int) -> bytes:
+    """Exactly ``length`` bytes, from ``bytes`` (wire form) or a hex string (JSON form)."""
     if isinstance(value, str):
         try:
             value = bytes.fromhex(value)
@@ -85,11 +85,17 @@ def hash32(name: str, value: Any) -> bytes:
         value = bytes(value)
     if not isinstance(value, bytes):
         raise ResourceError(
-            f"{name}: expected 32 bytes or 64 hex digits, got {type(value).__name__}"
+            f"{name}: expected {length} bytes or {2 * length} hex digits, "
+            f"got {type(value).__name__}"
         )
-    if len(value) != 32:
-        raise ResourceError(f"{name}: expected 32 bytes, got {len(value)}")
+    if len(value) != length:
+        raise ResourceError(f"{name}: expected {length} bytes, got {len(value)}")
     return value
+
+
+def hash32(name: str, value: Any) -> bytes:
+    """A 32-byte hash, from ``bytes`` (wire form) or a 64-digit hex string (JSON form)."""
+    return fixed_bytes(name, value, 32)
 
 
 def mapping(name: str, value: Any) -> Mapping[str, Any]:
