@@ -562,6 +562,7 @@ class ComputeService:
         interval = self.config.compute.announce_interval_s
         last = -float("inf")
         last_capacity = None
+        announced_to = 0
         while True:
             now = self.now()
             cap = self.node.capacity
@@ -573,7 +574,11 @@ class ComputeService:
             # (capacity moved) is a courtesy: at most one per half interval.
             gap = max(MIN_ANNOUNCE_GAP_S, interval / 2)
             early = now - last >= gap and self.executor.significant_change(now)
-            if due or early:
+            # A node that just joined (or a peer that just came back) has not heard us yet:
+            # the first announcement at start usually goes out before any link is up.
+            peers = self.mesh.peer_count()
+            joined = peers > announced_to and now - last >= MIN_ANNOUNCE_GAP_S
+            if due or early or joined:
                 info = self.executor.announce_info(
                     now,
                     metrics=getattr(self.node, "load_metrics", None),
@@ -584,6 +589,9 @@ class ComputeService:
                     COMPUTE_TOPIC, encode_message(ExecutorAnnounceMsg(info.to_dict()))
                 )
                 last = now
+                announced_to = peers
+            elif peers < announced_to:
+                announced_to = peers
             await trio.sleep(min(1.0, interval / 4))
 
     # --- running tasks -----------------------------------------------------------------------

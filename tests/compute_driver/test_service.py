@@ -188,3 +188,12 @@ async def test_rpc_refuses_bad_params_with_their_names(clock, tmp_path):
             with pytest.raises(RpcError, match=words):
                 await getattr(sub, method)(params)
         nursery.cancel_scope.cancel()
+
+
+async def test_executors_announce_when_peers_join_not_only_on_their_interval(clock, tmp_path):
+    async with trio.open_nursery() as nursery:
+        start = trio.current_time()
+        # cooperative() waits until the submitter sees both executors live
+        net, (sub, e1, e2) = await cooperative(nursery, tmp_path, announce_interval_s=300.0)
+        assert trio.current_time() - start < 10.0
+        nursery.cancel_scope.cancel()
