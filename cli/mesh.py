@@ -17,6 +17,10 @@ def _short(did: str) -> str:
     return did if len(did) <= 24 else f"{did[:14]}…{did[-8:]}"
 
 
+def _rtt(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.1f}ms"
+
+
 def _since(seconds: float) -> str:
     s = int(seconds)
     h, s = divmod(s, 3600)
@@ -29,12 +33,16 @@ def peers(ctx: typer.Context) -> None:
     """Linked peers: DID, address, direction, state, connected-for, messages in/out."""
     res = call(ctx, "mesh.peers")
     rows = res["peers"]
-    header = f"{'DID':<24} {'ADDRESS':<22} {'DIR':<3} {'STATE':<10} {'FOR':>9} {'IN':>7} {'OUT':>7}"
+    header = (
+        f"{'DID':<24} {'ADDRESS':<22} {'DIR':<3} {'STATE':<10} {'FOR':>9} {'IN':>7} {'OUT':>7}"
+        f" {'RTT':>8}"
+    )
     lines = [f"mesh {res['address']}  {len(rows)} link(s)", header]
     for p in rows:
         lines.append(
             f"{_short(p['did']):<24} {p['address']:<22} {p['direction']:<3} {p['state']:<10} "
             f"{_since(p['connected_s']):>9} {p['messages_in']:>7} {p['messages_out']:>7}"
+            f" {_rtt(p.get('rtt_ms')):>8}"
         )
     emit(ctx, res, "\n".join(lines))
 

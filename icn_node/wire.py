@@ -380,6 +380,30 @@ class Heartbeat(Message):
     """Sent on an otherwise idle link so the peer knows we are alive."""
 
 
+@message("ping")
+@dataclass(frozen=True, slots=True)
+class Ping(Message):
+    """Keepalive that measures round-trip time: answer at once with ``pong`` (same nonce)."""
+
+    nonce: int
+
+    def validate(self) -> None:
+        if not 0 <= self.nonce < 2**63:
+            raise ValueError("ping.nonce: out of range")
+
+
+@message("pong")
+@dataclass(frozen=True, slots=True)
+class Pong(Message):
+    """The answer to ``ping``."""
+
+    nonce: int
+
+    def validate(self) -> None:
+        if not 0 <= self.nonce < 2**63:
+            raise ValueError("pong.nonce: out of range")
+
+
 @message("peers")
 @dataclass(frozen=True, slots=True)
 class Peers(Message):
@@ -848,6 +872,8 @@ __all__ = [
     "Message",
     "PROTOCOL_VERSION",
     "Peers",
+    "Ping",
+    "Pong",
     "Prune",
     "REGISTRY",
     "Subscribe",

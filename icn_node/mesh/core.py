@@ -41,6 +41,8 @@ from ..wire import (
     Hello,
     Message,
     Peers,
+    Ping,
+    Pong,
     Prune,
     Subscribe,
     check_topic,
@@ -204,6 +206,9 @@ class Link:
     hello: Hello | None = None
     topics: set[str] = field(default_factory=set)
     dial_address: str | None = None
+    ping_nonce: int | None = None  # the ping in flight, if any
+    ping_sent_at: float = 0.0
+    rtt_ms: float | None = None  # smoothed round-trip time (EWMA, 1/4 weight per sample)
 
     def advance(self, event: LinkEvent) -> None:
         self.state = next_link_state(self.state, event)
@@ -298,6 +303,7 @@ class MeshCore:
         self._next_heartbeat = 0.0
         self._heartbeats = 0
         self._last_keepalive = -float("inf")
+        self._ping_seq = 0
         self._last_tick = float("-inf")
         self._started = False
 
@@ -522,6 +528,7 @@ class MeshCore:
         if self.subscriptions:
             actions.append(self._send((link.id,), Subscribe(tuple(sorted(self.subscriptions)))))
         actions += self._pex_to(link)
+        actions.append(self._ping((link.id,), now))  # a first RTT sample without waiting
         return actions
 
     def _prefer(self, new: Link, old: Link) -> bool:
@@ -542,6 +549,34 @@ class MeshCore:
 
     def _on_heartbeat(self, link: Link, msg: Heartbeat, now: float) -> list[Action]:
         return []
+
+    def _ping(self, link_ids: tuple[int, ...], now: float) -> Send:
+        """The keepalive: one ping (one nonce) to each of ``link_ids``; pongs give the RTT."""
+        self._ping_seq += 1
+        for lid in link_ids:
+            link = self.links[lid]
+            link.ping_nonce, link.ping_sent_at = self._ping_seq, now
+        return self._send(link_ids, Ping(self._ping_seq))
+
+    def _on_ping(self, link: Link, msg: Ping, now: float) -> list[Action]:
+        return [self._send((link.id,), Pong(msg.nonce))]
+
+    def _on_pong(self, link: Link, msg: Pong, now: float) -> list[Action]:
+        if msg.nonce != link.ping_nonce:
+            return []  # late or unsolicited: no sample
+        link.ping_nonce = None
+        sample = max(0.0, (now - link.ping_sent_at) * 1000.0)
+        link.rtt_ms = sample if link.rtt_ms is None else 0.75 * link.rtt_ms + 0.25 * sample
+        return []
+
+    def rtt_ms(self) -> dict[str, float]:
+        """Smoothed RTT in milliseconds to each active peer measured so far."""
+        out = {}
+        for lid in self.active.values():
+            link = self.links[lid]
+            if link.rtt_ms is not None:
+                out[link.did] = round(link.rtt_ms, 3)
+        return out
 
     def _on_peers(self, link: Link, msg: Peers, now: float) -> list[Action]:
         for did, address in msg.peers:
@@ -636,6 +671,8 @@ class MeshCore:
 
     _HANDLERS = {
         Heartbeat: _on_heartbeat,
+        Ping: _on_ping,
+        Pong: _on_pong,
         Peers: _on_peers,
         Subscribe: _on_subscribe,
         Graft: _on_graft,
@@ -723,7 +760,7 @@ class MeshCore:
         keepalive_s = max(cfg.heartbeat_interval_s, cfg.liveness_timeout_s / 3)
         if self.active and now - self._last_keepalive >= keepalive_s:
             self._last_keepalive = now
-            actions.append(self._send(tuple(self.active.values()), Heartbeat()))
+            actions.append(self._ping(tuple(self.active.values()), now))
         for topic in sorted(self.subscriptions):
             actions += self._maintain(topic)
         if self._heartbeats % PEX_EVERY_HEARTBEATS == 0:
@@ -788,6 +825,7 @@ class MeshCore:
                     "connected_s": round(now - since, 3),
                     "messages_in": link.msgs_in,
                     "messages_out": link.msgs_out,
+                    "rtt_ms": None if link.rtt_ms is None else round(link.rtt_ms, 3),
                     "topics": sorted(link.topics),
                     "mesh": sorted(t for t, ds in self.mesh.items() if link.did in ds),
                 }

@@ -615,6 +615,10 @@ class MeshService:
     def peer_count(self) -> int:
         return self.core.peer_count()
 
+    def rtt_ms(self) -> dict[str, float]:
+        """Smoothed round-trip times (ms) to linked peers, from keepalive ping/pong."""
+        return self.core.rtt_ms()
+
     def peers(self) -> list[dict[str, Any]]:
         rows = self.core.peers(self.now())
         for row in rows:

@@ -101,6 +101,8 @@ async def test_placement_runs_and_reports_through_the_real_mesh(clock, tmp_path)
         await wait_for(lambda: state(sub, out["task"]) in (TaskState.COMPLETED, TaskState.FAILED))
         res = await sub.rpc_result({"task": out["task"]})
         assert res["state"] == "completed" and res["stdout"] == "500500\n"
+        # the executors' locality context has a measured RTT to the submitter (mesh ping/pong)
+        assert e1._context().rtt_ms[sub.did] >= 0.0 and e2._context().rtt_ms[sub.did] >= 0.0
         # finished: the core forgot it, the store still answers for it
         assert sub.submitter.record(bytes.fromhex(out["task"])) is None
         status = await sub.rpc_status({"task": out["task"]})

@@ -177,6 +177,9 @@ def test_six_nodes_from_a_chain_all_see_each_other_and_deliver_to_all(cluster):
         wait_until(lambda i=i: delivered(cluster, i, "hello mesh"), 10, f"node{i} to deliver")
     r = cluster.icnctl(1, "mesh", "peers")
     assert r.returncode == 0 and "active" in r.stdout and "out" in r.stdout, r.stdout
+    # every link measured its round-trip time (ping on activation, then with each keepalive)
+    rows = [p for p in cluster.rpc(1, "mesh.peers")["peers"] if p["state"] == "active"]
+    assert rows and all(0 < p["rtt_ms"] < 1000 for p in rows), rows
 
 
 def test_a_node_outside_members_is_refused_by_every_member(cluster):

@@ -220,7 +220,7 @@ def test_keepalive_goes_to_every_active_peer_every_third_of_the_liveness_timeout
     t = net.now
     for _ in range(9):  # only this node ticks: stay inside its peers' liveness timeout
         t += 1.0
-        hb = sent(core.tick(t), wire.Heartbeat)
+        hb = sent(core.tick(t), wire.Ping)
         if hb:
             assert sorted(hb[0].links) == sorted(core.active.values())
             times.append(t)
@@ -373,3 +373,31 @@ def test_seen_cache_expires_in_order_and_is_bounded():
     assert not cache.add(bytes([3]), 5.0)
     cache.expire(12.5)
     assert list(cache._expiry) == [bytes([3])]
+
+
+# --- RTT --------------------------------------------------------------------------------------
+
+
+def test_ping_on_activation_and_pong_give_a_smoothed_rtt():
+    core, b = opened_pair()
+    acts = core.frame_received(1, wire.Hello(wire.PROTOCOL_VERSION), T0)
+    (ping,) = sent(acts, wire.Ping)  # a first sample without waiting for the keepalive
+    assert core.rtt_ms() == {}
+    core.frame_received(1, wire.Pong(ping.msg.nonce), T0 + 0.020)
+    assert core.rtt_ms() == {b.did: pytest.approx(20.0)}
+    # a late or unsolicited pong is no sample
+    core.frame_received(1, wire.Pong(ping.msg.nonce), T0 + 5.0)
+    core.frame_received(1, wire.Pong(999), T0 + 5.0)
+    assert core.rtt_ms() == {b.did: pytest.approx(20.0)}
+    # the next keepalive ping; a 60 ms answer moves the average a quarter of the way
+    (ping2,) = sent(core.tick(T0 + 10 / 3 + 0.1), wire.Ping)
+    core.frame_received(1, wire.Pong(ping2.msg.nonce), T0 + 10 / 3 + 0.16)
+    assert core.rtt_ms()[b.did] == pytest.approx(0.75 * 20.0 + 0.25 * 60.0)
+    assert core.peers(T0 + 4)[0]["rtt_ms"] == pytest.approx(30.0)
+
+
+def test_a_ping_is_answered_with_its_nonce():
+    core, _ = opened_pair()
+    core.frame_received(1, wire.Hello(wire.PROTOCOL_VERSION), T0)
+    (pong,) = sent(core.frame_received(1, wire.Ping(42), T0 + 1), wire.Pong)
+    assert pong.msg.nonce == 42 and pong.links == (1,)

@@ -24,6 +24,8 @@ SAMPLES = [
     wire.Hello(wire.PROTOCOL_VERSION, ("127.0.0.1:7946",), "eu-west", ("gossip-v1",)),
     wire.Close("version", "peer speaks 2"),
     wire.Heartbeat(),
+    wire.Ping(7),
+    wire.Pong(7),
     wire.Peers(((ME.did, "10.0.0.1:7946"), (OTHER.did, "[::1]:7946"))),
     wire.Subscribe(("a", "b"), on=False),
     wire.Graft("a"),
