@@ -204,9 +204,17 @@ def _render_status(st: dict[str, Any]) -> str:
 def submit(
     ctx: typer.Context,
     module: Annotated[
-        Path,
+        Path | None,
         typer.Argument(help="A .wasm or .wat module.", exists=True, dir_okay=False, readable=True),
-    ],
+    ] = None,
+    exec_: Annotated[
+        str | None,
+        typer.Option(
+            "--exec",
+            help="Instead of a module: run this host command (absolute path) on an executor "
+            "whose operator allows it (compute.exec_allowlist).",
+        ),
+    ] = None,
     fuel: Annotated[
         int, typer.Option(help="Fuel limit (wasm instructions, roughly).", min=1)
     ] = 10_000_000,
@@ -256,7 +264,8 @@ def submit(
         bool, typer.Option("--wait", help="Follow the task and print its result.")
     ] = False,
 ) -> None:
-    """Submit a task. With a resource profile it is placed by negotiation; without, by the
+    """Submit a task: a WebAssembly MODULE, or with --exec a host command that executors'
+    operators allow. With a resource profile it is placed by negotiation; without, by the
     legacy first-claim protocol."""
     prof = build_profile(
         profile, cpu, memory, storage, network, gpu_memory, gpu_cc, gpu_count, duration
@@ -276,9 +285,17 @@ def submit(
     for spec in input_ or []:
         name, blob = resolve_blob(ctx, spec)
         inputs.append({"name": name, "blob": blob})
+    if (module is None) == (exec_ is None):
+        raise typer.BadParameter("give a MODULE or --exec COMMAND (one of them)")
+    if exec_ is not None and not exec_.startswith("/"):
+        raise _bad("--exec", f"expected an absolute command path, got {exec_!r}")
+    code: dict[str, Any] = (
+        {"exec": [exec_]}
+        if exec_ is not None
+        else {"module": base64.b64encode(module.read_bytes()).decode(), "module_name": module.name}
+    )
     params = {
-        "module": base64.b64encode(module.read_bytes()).decode(),
-        "module_name": module.name,
+        **code,
         "fuel": fuel,
         "args": list(arg or []),
         "inputs": inputs,

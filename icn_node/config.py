@@ -76,6 +76,12 @@ def _dids(v: list[str]) -> None:
             raise ValueError(str(e)) from None
 
 
+def _absolute_paths(v: list[str]) -> None:
+    for path in v:
+        if not path.startswith("/"):
+            raise ValueError(f"expected absolute paths, got {path!r}")
+
+
 def _between(lo: float, hi: float) -> Callable[[float], None]:
     def check(v: float) -> None:
         if not (lo <= v <= hi):
@@ -235,6 +241,11 @@ class ComputeSection:
         5.0,
         "Executor re-sends an unacknowledged result this often (seconds).",
         _between(0.01, 3_600),
+    )
+    exec_allowlist: list[str] = key(
+        [],
+        "Host commands (absolute paths) tasks may run with the exec runtime; empty: exec off.",
+        _absolute_paths,
     )
     max_negotiating: int = key(
         32,

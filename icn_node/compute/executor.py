@@ -138,8 +138,12 @@ class ExecutorCore:
         result_resend_s: float = 5.0,
         forget_after_s: float = 3600.0,
         change_threshold: float = 0.1,
+        runtimes: Iterable[str] = ("wasm",),
     ) -> None:
         chk.text("executor.did", did, max_len=512)
+        self.runtimes = tuple(runtimes)
+        """How this executor runs tasks: ``wasm`` always; ``exec`` when the operator allows
+        host commands. A request for another runtime is declined (``runtime``)."""
         if not isinstance(capacity, NodeCapacity):
             raise ConfigError("expected a NodeCapacity", key="compute.capacity")
         self.did = did
@@ -272,6 +276,7 @@ class ExecutorCore:
             metrics=metrics,
             region=region,
             announced_at=now,
+            runtimes=self.runtimes,
         )
 
     def significant_change(self, now: float) -> bool:
@@ -333,6 +338,8 @@ class ExecutorCore:
 
         if self.did in excluded:
             return decline("excluded", "this executor lost the task in an earlier attempt")
+        if request.runtime not in self.runtimes:
+            return decline("runtime", f"this executor does not run {request.runtime} tasks")
         trust = self.trust(sub)
         if trust < self.min_trust:
             return decline(
@@ -448,6 +455,8 @@ class ExecutorCore:
         self._supersede(th, attempt)
         if self.did in excluded:
             return [Ignored("this executor is excluded from the task", th, sub)]
+        if spec.runtime not in self.runtimes:
+            return [Ignored(f"this executor does not run {spec.runtime} tasks", th, sub)]
         if self.trust(sub) < self.min_trust:
             return [Ignored("submitter below min_trust", th, sub)]
         hold = self._reserve(ResourceProfile.minimal())
@@ -493,8 +502,9 @@ class ExecutorCore:
         t = self._tentative.get(th)
         offered = (th, attempt) in self._offered
         self._offered.discard((th, attempt))
-        if self.trust(sender) < self.min_trust:
-            acts: list[Action] = [SendClaimReply(sender, th, attempt, False, "low_trust")]
+        if self.trust(sender) < self.min_trust or spec.runtime not in self.runtimes:
+            why = "low_trust" if self.trust(sender) < self.min_trust else "runtime"
+            acts: list[Action] = [SendClaimReply(sender, th, attempt, False, why)]
             return acts + [CountLoss(th)] if offered else acts
         profile = spec.profile or ResourceProfile.minimal()
         hold = None

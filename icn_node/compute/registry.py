@@ -18,7 +18,7 @@ from icn_node.compute.tasks import TaskError, _task_errors
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.cluster_metrics import NodeMetrics
 from icn_node.scheduler.locality import MAX_DID_LEN, MAX_REGION_LEN
-from icn_node.scheduler.policy import MAX_QUEUE_DEPTH
+from icn_node.scheduler.policy import MAX_QUEUE_DEPTH, RUNTIMES
 from icn_node.scheduler.resources import NodeCapacity, ResourceProfile
 
 __all__ = ["MISSED_INTERVALS", "ExecutorInfo", "ExecutorRegistry"]
@@ -38,6 +38,7 @@ class ExecutorInfo:
     metrics: NodeMetrics | None = None
     region: str | None = None
     announced_at: float = 0.0
+    runtimes: tuple[str, ...] = ("wasm",)
     _could_fit_cap: NodeCapacity = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -52,6 +53,11 @@ class ExecutorInfo:
                 raise TaskError("executor_info.metrics: expected NodeMetrics or None")
             if self.region is not None:
                 chk.text("executor_info.region", self.region, max_len=MAX_REGION_LEN)
+            runtimes = tuple(chk.sequence("executor_info.runtimes", self.runtimes, max_len=8))
+            for rt in runtimes:
+                if rt not in RUNTIMES:
+                    raise TaskError(f"executor_info.runtimes: unknown runtime {rt!r}")
+            s(self, "runtimes", runtimes)
             s(
                 self,
                 "announced_at",
@@ -91,6 +97,7 @@ class ExecutorInfo:
             "metrics": None if self.metrics is None else self.metrics.to_dict(),
             "region": self.region,
             "announced_at": self.announced_at,
+            "runtimes": list(self.runtimes),
         }
 
     @classmethod
@@ -105,6 +112,7 @@ class ExecutorInfo:
                 metrics=None if m is None else NodeMetrics.from_dict(m),
                 region=d.get("region"),
                 announced_at=d.get("announced_at", 0.0),
+                runtimes=tuple(d.get("runtimes", ("wasm",))),
             )
 
 
@@ -158,15 +166,21 @@ class ExecutorRegistry:
         return None if e is None else e[0]
 
     def candidates(
-        self, profile: ResourceProfile | None, now: float, exclude: Iterable[str] = ()
+        self,
+        profile: ResourceProfile | None,
+        now: float,
+        exclude: Iterable[str] = (),
+        runtime: str = "wasm",
     ) -> frozenset[str]:
-        """Live executors, not in ``exclude``, whose totals could fit ``profile`` (a legacy
-        task, ``profile`` None: every live executor)."""
+        """Live executors, not in ``exclude``, that offer ``runtime`` and whose totals could fit
+        ``profile`` (a legacy task, ``profile`` None: every such live executor)."""
         ex = frozenset(exclude)
         return frozenset(
             i.did
             for i in self.live(now)
-            if i.did not in ex and (profile is None or i.could_fit(profile))
+            if i.did not in ex
+            and runtime in i.runtimes
+            and (profile is None or i.could_fit(profile))
         )
 
     def __len__(self) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import random
 import shutil
@@ -36,12 +37,13 @@ from ..blobs import BlobError, BlobStore, parse_blob_id
 from ..errors import CodecError, IcnError, RpcError
 from ..logs import get_logger
 from ..rpc.protocol import INVALID_PARAMS, InvalidParams
-from ..runner import RunResult, WasmJob, WasmRun
+from ..runner import ExecJob, ExecRun, RunResult, WasmJob, WasmRun, list_outputs
 from ..scheduler import (
     DefaultPlacementPolicy,
     LocalityContext,
     LocalityHint,
     NodeCapacity,
+    Reservation,
     ResourceProfile,
 )
 from ..store import NodeStore
@@ -211,6 +213,7 @@ class ComputeService:
                 DefaultPlacementPolicy(jitter=self.rng),
                 self.trust,
                 min_trust=c.min_trust_execute,
+                runtimes=("wasm", "exec") if c.exec_allowlist else ("wasm",),
                 deliberation_s=c.deliberation_ms / 1000.0,
                 offer_window_s=window_s,
                 heartbeat_interval_s=c.heartbeat_interval_s,
@@ -420,7 +423,7 @@ class ComputeService:
                     self._finished.append(act.task_hash)
             case A.StartRun():
                 assert self._nursery is not None
-                self._nursery.start_soon(self._run_task, act.spec, act.attempt)
+                self._nursery.start_soon(self._run_task, act.spec, act.attempt, act.reservation)
             case A.StopRun():
                 run = self._runs.get(act.task_hash)
                 if run is not None:
@@ -596,7 +599,9 @@ class ComputeService:
 
     # --- running tasks -----------------------------------------------------------------------
 
-    async def _run_task(self, spec: TaskSpec, attempt: int) -> None:
+    async def _run_task(
+        self, spec: TaskSpec, attempt: int, reservation: Reservation | None = None
+    ) -> None:
         assert self.executor is not None
         th = spec.task_hash
         started = self.now()
@@ -606,7 +611,8 @@ class ComputeService:
             await self._execute(self.executor.on_run_started(th, started))
             holders = [spec.submitter]
             try:
-                await self.blobnet.ensure(spec.code_blob, holders)
+                if spec.code_blob is not None:
+                    await self.blobnet.ensure(spec.code_blob, holders)
                 for _name, h in spec.input_blobs:
                     await self.blobnet.ensure(h, holders)
             except BlobError as e:
@@ -616,24 +622,12 @@ class ComputeService:
                 reason = f"blobs unavailable: {e}"[:200]
                 await self._execute(self.executor.abandon(th, reason, self.now()))
                 return
-            module = await trio.to_thread.run_sync(self.blobs.get, spec.code_blob)
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             run_dir.mkdir(parents=True)
-            prof = spec.profile
-            job = WasmJob(
-                module=module,
-                fuel=spec.fuel,
-                output_dir=run_dir / "out",
-                args=spec.args,
-                memory_limit_bytes=(prof.memory_mb * MB) if prof and prof.memory_mb else None,
-                timeout_s=spec.timeout_s,
-                inputs={name: self.blobs.path(h) for name, h in spec.input_blobs},
-                stdout_cap=MAX_OUTPUT_BYTES,
-                stderr_cap=MAX_OUTPUT_BYTES,
-            )
-            # Scratch (staged inputs) beside the blob store: inputs are hard-linked, not copied.
-            run = WasmRun(job, scratch_root=run_dir)
+            out_dir = run_dir / "out"
+            gpus = reservation.gpu_device_ids if reservation is not None else ()
+            run = await self._runner(spec, run_dir, out_dir, gpus)
             self._runs[th] = run
             self.metrics.running.inc()
             try:
@@ -642,10 +636,11 @@ class ComputeService:
                 self.metrics.running.dec()
                 self._runs.pop(th, None)
             outputs = []
-            for path in outcome.outputs:
+            produced = outcome.outputs if spec.runtime == "wasm" else list_outputs(out_dir)
+            for path in produced:
                 h, size = await trio.to_thread.run_sync(self.blobs.put_file, path)
                 self.blobnet.added(h, size)
-                outputs.append((str(path.relative_to(job.output_dir)), h))
+                outputs.append((str(path.relative_to(out_dir)), h))
             result = TaskResult(
                 state=TaskState(outcome.state.value),
                 executor=self.did,
@@ -677,6 +672,58 @@ class ComputeService:
             "task_run_finished", task=th.hex(), state=result.state.value, fuel=result.fuel_used
         )
         await self._execute(self.executor.on_run_finished(th, result, self.now()))
+
+    def _stage_exec(
+        self, run_dir: Path, out_dir: Path, input_blobs: tuple[tuple[str, bytes], ...]
+    ) -> Path:
+        inputs = run_dir / "inputs"
+        inputs.mkdir()
+        for name, h in input_blobs:
+            os.link(self.blobs.path(h), inputs / name)
+        out_dir.mkdir()
+        return inputs
+
+    async def _runner(
+        self, spec: TaskSpec, run_dir: Path, out_dir: Path, gpus: tuple[str, ...]
+    ) -> WasmRun | ExecRun:
+        """The sandbox for a wasm task, or (operator allowlist) the host-command driver."""
+        prof = spec.profile
+        memory = (prof.memory_mb * MB) if prof and prof.memory_mb else None
+        if spec.runtime == "exec":
+            # Inputs under run_dir/inputs (hard-linked), outputs: files the command leaves in
+            # its working directory; both paths also in the environment.
+            inputs = await trio.to_thread.run_sync(
+                self._stage_exec, run_dir, out_dir, spec.input_blobs
+            )
+            cores = prof.cpu_cores if prof and prof.cpu_cores else 1.0
+            job = ExecJob(
+                argv=spec.args,
+                allowlist=frozenset(self.config.compute.exec_allowlist),
+                cpu_seconds=math.ceil(spec.timeout_s * max(1.0, cores)) if spec.timeout_s else None,
+                memory_bytes=memory,
+                timeout_s=spec.timeout_s,
+                gpu_ids=gpus,
+                cwd=out_dir,
+                env={"ICN_INPUTS": str(inputs), "ICN_OUTPUTS": str(out_dir)},
+                stdout_cap=MAX_OUTPUT_BYTES,
+                stderr_cap=MAX_OUTPUT_BYTES,
+            )
+            return ExecRun(job)
+        assert spec.code_blob is not None
+        module = await trio.to_thread.run_sync(self.blobs.get, spec.code_blob)
+        job = WasmJob(
+            module=module,
+            fuel=spec.fuel,
+            output_dir=out_dir,
+            args=spec.args,
+            memory_limit_bytes=memory,
+            timeout_s=spec.timeout_s,
+            inputs={name: self.blobs.path(h) for name, h in spec.input_blobs},
+            stdout_cap=MAX_OUTPUT_BYTES,
+            stderr_cap=MAX_OUTPUT_BYTES,
+        )
+        # Scratch (staged inputs) beside the blob store: inputs are hard-linked, not copied.
+        return WasmRun(job, scratch_root=run_dir)
 
     # --- watchers ----------------------------------------------------------------------------
 
@@ -774,14 +821,27 @@ class ComputeService:
         }
 
     async def rpc_submit(self, params: dict[str, Any]) -> dict[str, Any]:
-        try:
-            module = base64.b64decode(params.get("module") or "", validate=True)
-        except (binascii.Error, TypeError):
-            raise InvalidParams("module: expected base64") from None
-        if not module:
-            raise InvalidParams("module: empty")
-        if len(module) > MAX_MODULE_BYTES:
-            raise InvalidParams(f"module: larger than {MAX_MODULE_BYTES} bytes")
+        exec_argv = params.get("exec")
+        module = b""
+        if exec_argv is not None:
+            if params.get("module"):
+                raise InvalidParams("give either module or exec, not both")
+            if (
+                not isinstance(exec_argv, list)
+                or not exec_argv
+                or not all(isinstance(a, str) for a in exec_argv)
+                or not exec_argv[0].startswith("/")
+            ):
+                raise InvalidParams("exec: expected [absolute command path, args...]")
+        else:
+            try:
+                module = base64.b64decode(params.get("module") or "", validate=True)
+            except (binascii.Error, TypeError):
+                raise InvalidParams("module: expected base64") from None
+            if not module:
+                raise InvalidParams("module: empty (or give exec)")
+            if len(module) > MAX_MODULE_BYTES:
+                raise InvalidParams(f"module: larger than {MAX_MODULE_BYTES} bytes")
         fuel = params.get("fuel")
         if not isinstance(fuel, int) or isinstance(fuel, bool) or fuel <= 0:
             raise InvalidParams("fuel: expected a positive integer")
@@ -806,14 +866,16 @@ class ComputeService:
                 else None
             )
             hints = tuple(LocalityHint.from_dict(h) for h in params.get("hints") or [])
-            code = self.blobs.put(module)
-            self.blobnet.added(code, len(module))
+            if exec_argv is None:
+                code = self.blobs.put(module)
+                self.blobnet.added(code, len(module))
             spec = TaskSpec(
-                code_blob=code,
+                code_blob=None if exec_argv is not None else code,
+                runtime="exec" if exec_argv is not None else "wasm",
                 submitter=self.did,
                 fuel=fuel,
                 nonce=os.urandom(16),
-                args=tuple(args),
+                args=tuple(exec_argv + args if exec_argv is not None else args),
                 input_blobs=tuple(inputs),
                 profile=profile,
                 hints=hints,

@@ -270,7 +270,7 @@ class SubmitterCore:
         excluded = t.rec.excluded
         t.expected = frozenset(
             d
-            for d in self.registry.candidates(spec.profile, now, excluded)
+            for d in self.registry.candidates(spec.profile, now, excluded, spec.runtime)
             if self.trust(d) >= self.min_trust
         )
         t.deadline = now + self.offer_window_s
@@ -299,6 +299,7 @@ class SubmitterCore:
                 spec.hints,
                 spec.max_cost,
                 requested_at=now,
+                runtime=spec.runtime,
             )
             acts.append(PublishRequest(req, attempt, t.deadline, self.offer_window_s, excluded))
 

@@ -28,6 +28,7 @@ import cbor2
 from icn_node.errors import IcnError, ResourceError
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.locality import MAX_DID_LEN, LocalityHint
+from icn_node.scheduler.policy import RUNTIMES
 from icn_node.scheduler.resources import Reservation, ResourceProfile
 
 __all__ = [
@@ -229,7 +230,7 @@ class TaskSpec:
     random bytes from the driver. ``created_at``: the submitter's clock at submission.
     """
 
-    code_blob: bytes
+    code_blob: bytes | None
     submitter: str
     fuel: int
     nonce: bytes
@@ -240,18 +241,30 @@ class TaskSpec:
     max_cost: int | None = None
     timeout_s: float | None = None
     created_at: float = 0.0
+    runtime: str = "wasm"
     _hash: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         s = object.__setattr__
         with _task_errors():
-            s(self, "code_blob", chk.hash32("task_spec.code_blob", self.code_blob))
+            if self.runtime not in RUNTIMES:
+                raise TaskError(
+                    f"task_spec.runtime: one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
+                )
+            if self.runtime == "wasm":
+                s(self, "code_blob", chk.hash32("task_spec.code_blob", self.code_blob))
+            elif self.code_blob is not None:
+                raise TaskError("task_spec.code_blob: an exec task has no module")
             _did("task_spec.submitter", self.submitter)
             chk.integer("task_spec.fuel", self.fuel, lo=1, hi=MAX_FUEL)
             args = tuple(chk.sequence("task_spec.args", self.args, max_len=MAX_ARGS))
             for i, a in enumerate(args):
                 chk.text(f"task_spec.args[{i}]", a, max_len=MAX_ARG_LEN, allow_empty=True)
             s(self, "args", args)
+            if self.runtime == "exec" and (not args or not args[0].startswith("/")):
+                raise TaskError(
+                    "task_spec.args: an exec task's args[0] is an absolute command path"
+                )
             s(
                 self,
                 "input_blobs",
@@ -290,7 +303,7 @@ class TaskSpec:
 
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         return {
-            "code_blob": _hash_out(self.code_blob, json_safe),
+            "code_blob": None if self.code_blob is None else _hash_out(self.code_blob, json_safe),
             "submitter": self.submitter,
             "fuel": self.fuel,
             "args": list(self.args),
@@ -301,6 +314,8 @@ class TaskSpec:
             "timeout_s": self.timeout_s,
             "nonce": self.nonce.hex() if json_safe else self.nonce,
             "created_at": self.created_at,
+            # only when not the default, so the hashes of sandbox tasks never changed
+            **({"runtime": self.runtime} if self.runtime != "wasm" else {}),
         }
 
     @classmethod
@@ -311,7 +326,9 @@ class TaskSpec:
             p = d.get("profile")
             hints = chk.sequence("task_spec.hints", d.get("hints", []), max_len=MAX_HINTS)
             return cls(
-                code_blob=f("task_spec", d, "code_blob"),
+                code_blob=d.get("code_blob")
+                if d.get("runtime") == "exec"
+                else f("task_spec", d, "code_blob"),
                 submitter=f("task_spec", d, "submitter"),
                 fuel=f("task_spec", d, "fuel"),
                 args=tuple(chk.sequence("task_spec.args", d.get("args", []), max_len=MAX_ARGS)),
@@ -322,6 +339,7 @@ class TaskSpec:
                 timeout_s=d.get("timeout_s"),
                 nonce=f("task_spec", d, "nonce"),
                 created_at=d.get("created_at", 0.0),
+                runtime=d.get("runtime", "wasm"),
             )
 
 

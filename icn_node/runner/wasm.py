@@ -236,7 +236,7 @@ def _prepare_output_dir(path: Path) -> None:
         raise _SetupError(f"output_dir {path}: {e.strerror or e}") from None
 
 
-def _list_outputs(root: Path) -> tuple[Path, ...]:
+def list_outputs(root: Path) -> tuple[Path, ...]:
     found = []
     for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
         for name in filenames:
@@ -318,7 +318,7 @@ def _execute(job: WasmJob, control: RunControl, scratch: Path) -> RunResult:
             stderr=stderr.getvalue(),
             stdout_truncated=stdout.truncated,
             stderr_truncated=stderr.truncated,
-            outputs=_list_outputs(job.output_dir) if output_dir_ready else (),
+            outputs=list_outputs(job.output_dir) if output_dir_ready else (),
         )
 
     if control.reason is not None:

@@ -242,6 +242,10 @@ class _HintPlan:
         )
 
 
+RUNTIMES = ("wasm", "exec")
+"""How a task runs: in the WebAssembly sandbox, or as an operator-allowed host command."""
+
+
 @dataclass(frozen=True, slots=True)
 class PlacementRequest:
     """A submitter asks for a task to be placed."""
@@ -253,11 +257,18 @@ class PlacementRequest:
     max_cost: int | None = None
     """Credits per 1,000 fuel the submitter will pay at most (None: any)."""
     requested_at: float = 0.0
+    runtime: str = "wasm"
+    """How the task runs: ``wasm`` (the sandbox) or ``exec`` (an operator-allowed host command);
+    an executor that does not offer the runtime declines."""
     _plan: _HintPlan = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         s = object.__setattr__
         s(self, "task_hash", chk.hash32("placement_request.task_hash", self.task_hash))
+        if self.runtime not in RUNTIMES:
+            raise ResourceError(
+                f"placement_request.runtime: one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
+            )
         if not isinstance(self.profile, ResourceProfile):
             raise ResourceError("placement_request.profile: expected a ResourceProfile")
         chk.text("placement_request.submitter", self.submitter, max_len=MAX_DID_LEN)
@@ -289,6 +300,7 @@ class PlacementRequest:
             "locality_hints": [h.to_dict(json_safe=json_safe) for h in self.locality_hints],
             "max_cost": self.max_cost,
             "requested_at": self.requested_at,
+            **({"runtime": self.runtime} if self.runtime != "wasm" else {}),
         }
 
     @classmethod
@@ -305,6 +317,7 @@ class PlacementRequest:
             locality_hints=tuple(LocalityHint.from_dict(h) for h in hints),
             max_cost=d.get("max_cost"),
             requested_at=d.get("requested_at", 0.0),
+            runtime=d.get("runtime", "wasm"),
         )
 
 

@@ -489,3 +489,14 @@ def test_seen_rounds_expire_oldest_first_without_scanning():
     assert e.next_deadline() == 125.0
     # a forgotten round is new again: a request for it is answered
     assert kinds(e.on_request(request(specs[0]), 1, 130.0))[-1] == "SendOffer"
+
+
+def test_a_request_for_a_runtime_the_executor_lacks_is_declined():
+    e = core()  # runtimes: wasm only
+    exec_spec = spec("exec")
+    req = PlacementRequest(exec_spec.task_hash, ResourceProfile.minimal(), SUB, runtime="exec")
+    acts = e.on_request(req, 1, 0.0)
+    assert one(acts, SendDecline).reason == "runtime" and e.held_profiles() == []
+    allowed = core(runtimes=("wasm", "exec"))
+    assert kinds(allowed.on_request(req, 1, 0.0))[-1] == "SendOffer"
+    assert allowed.announce_info(0.0).runtimes == ("wasm", "exec")

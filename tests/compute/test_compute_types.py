@@ -251,3 +251,44 @@ def test_executor_info_roundtrip():
 def test_registry_interval_must_be_positive():
     with pytest.raises(TaskError, match="compute.announce_interval_s"):
         ExecutorRegistry(0)
+
+
+def test_exec_specs_name_an_absolute_command_and_carry_no_module():
+    exe = TaskSpec(
+        code_blob=None,
+        runtime="exec",
+        submitter=SUB,
+        fuel=1,
+        nonce=b"n" * 16,
+        args=("/bin/echo", "hi"),
+    )
+    assert TaskSpec.from_dict(exe.to_dict()) == exe
+    assert TaskSpec.from_dict(exe.to_dict(json_safe=True)).task_hash == exe.task_hash
+    with pytest.raises(TaskError, match="absolute command path"):
+        TaskSpec(
+            code_blob=None, runtime="exec", submitter=SUB, fuel=1, nonce=b"n" * 16, args=("echo",)
+        )
+    with pytest.raises(TaskError, match="no module"):
+        TaskSpec(
+            code_blob=b"\0" * 32,
+            runtime="exec",
+            submitter=SUB,
+            fuel=1,
+            nonce=b"n" * 16,
+            args=("/bin/echo",),
+        )
+    with pytest.raises(TaskError, match="runtime"):
+        TaskSpec(code_blob=b"\0" * 32, runtime="docker", submitter=SUB, fuel=1, nonce=b"n" * 16)
+    # a sandbox task's hash does not depend on the new field (runtime only sent when not wasm)
+    wasm = TaskSpec(code_blob=b"\0" * 32, submitter=SUB, fuel=1, nonce=b"n" * 16)
+    assert "runtime" not in wasm.to_dict()
+
+
+def test_the_registry_expects_only_executors_that_offer_the_runtime():
+    reg = ExecutorRegistry(10.0)
+    reg.announce(ExecutorInfo(did=did("W"), capacity=capacity()), 0.0)
+    reg.announce(ExecutorInfo(did=did("X"), capacity=capacity(), runtimes=("wasm", "exec")), 0.0)
+    assert reg.candidates(None, 1.0) == {did("W"), did("X")}
+    assert reg.candidates(None, 1.0, runtime="exec") == {did("X")}
+    info = ExecutorInfo.from_dict(reg.get(did("X")).to_dict())
+    assert info.runtimes == ("wasm", "exec")

@@ -21,7 +21,7 @@ from icn_node.compute.tasks import TaskRecord, TaskState
 from icn_node.config import load_config
 from icn_node.identity import NodeIdentity
 from icn_node.metrics import Metrics
-from icn_node.scheduler import NodeCapacity
+from icn_node.scheduler import ComputeCapability, GpuDevice, NodeCapacity, ResourceProfile
 from tests.mesh.memnet import MemNet, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -36,17 +36,19 @@ def clock():
 class Host:
     """The parts of :class:`icn_node.node.Node` a ComputeService uses."""
 
-    def __init__(self, config, identity, mesh):
+    def __init__(self, config, identity, mesh, gpus=()):
         self.config = config
         self.identity = identity
         self.did = identity.did
         self.mesh = mesh
         self.metrics = Metrics(identity.did, "")
-        self.capacity = NodeCapacity.from_totals(2.0, 4096, 10_000, 1000.0)
+        self.capacity = NodeCapacity.from_totals(2.0, 4096, 10_000, 1000.0, list(gpus))
         self.host_load = 0.0
 
 
-async def cooperative(nursery, tmp_path, n_exec=2, trust=0.8, **compute):
+async def cooperative(
+    nursery, tmp_path, n_exec=2, trust=0.8, node_compute=None, gpus=None, **compute
+):
     ids = [NodeIdentity.generate() for _ in range(n_exec + 1)]
     members = [i.did for i in ids]
     net = MemNet(nursery)
@@ -57,11 +59,16 @@ async def cooperative(nursery, tmp_path, n_exec=2, trust=0.8, **compute):
             env={},
             overrides={
                 "node": {"data_dir": str(tmp_path / f"n{k}")},
-                "compute": {"executor": k > 0, "announce_interval_s": 1.0, **compute},
+                "compute": {
+                    "executor": k > 0,
+                    "announce_interval_s": 1.0,
+                    **compute,
+                    **(node_compute or {}).get(k, {}),
+                },
                 "trust": {"default": trust},
             },
         )
-        svc = ComputeService(Host(cfg, ident, mesh))
+        svc = ComputeService(Host(cfg, ident, mesh, (gpus or {}).get(k, ())))
         await nursery.start(svc.serve)
         services.append(svc)
     submitter = services[0]
@@ -198,4 +205,51 @@ async def test_executors_announce_when_peers_join_not_only_on_their_interval(clo
         # cooperative() waits until the submitter sees both executors live
         net, (sub, e1, e2) = await cooperative(nursery, tmp_path, announce_interval_s=300.0)
         assert trio.current_time() - start < 10.0
+        nursery.cancel_scope.cancel()
+
+
+A100 = GpuDevice(
+    device_id="GPU-4f1c2a7e-8b9d-4c3e-a1f0-6d2b9e7c5a31",  # tests/data/nvml_recorded.json
+    device_name="NVIDIA A100-SXM4-40GB",
+    memory_gb=40.0,
+    compute_capability=ComputeCapability(8, 0),
+)
+
+
+async def test_exec_runs_an_allowed_command_with_its_reserved_gpu(clock, tmp_path):
+    async with trio.open_nursery() as nursery:
+        net, (sub, e1, e2) = await cooperative(
+            nursery,
+            tmp_path,
+            node_compute={1: {"exec_allowlist": ["/usr/bin/env"]}},
+            gpus={1: [A100]},
+        )
+        profile = ResourceProfile.gpu(24, "sm_70").to_dict()
+        out = await sub.rpc_submit({"exec": ["/usr/bin/env"], "fuel": 1, "profile": profile})
+        await wait_for(lambda: state(sub, out["task"]) in (TaskState.COMPLETED, TaskState.FAILED))
+        res = await sub.rpc_result({"task": out["task"]})
+        assert res["state"] == "completed", res
+        assert res["executor"] == e1.did
+        env = dict(line.split("=", 1) for line in res["stdout"].splitlines() if "=" in line)
+        assert env["CUDA_VISIBLE_DEVICES"] == A100.device_id
+        assert env["ICN_OUTPUTS"].endswith("/out")
+        status = await sub.rpc_status({"task": out["task"]})
+        assert [o["executor"] for o in status["offers"]] == [e1.did]  # e2: no exec, no GPU
+        nursery.cancel_scope.cancel()
+
+
+async def test_exec_is_declined_where_the_operator_did_not_allow_it(clock, tmp_path):
+    async with trio.open_nursery() as nursery:
+        net, (sub, e1, e2) = await cooperative(nursery, tmp_path)
+        out = await sub.rpc_submit(
+            {"exec": ["/bin/echo", "hi"], "fuel": 1, "profile": {"cpu_cores": 0.5}}
+        )
+        await wait_for(lambda: state(sub, out["task"]) is TaskState.FAILED, step=0.5)
+        assert stored(sub, out["task"]).reason == "no_executor"
+        # no executor is expected (none announces exec), so the request went out by gossip and
+        # both executors declined it (runtime) in every round: no offer, no run
+        for e in (e1, e2):
+            assert counter(e, "icn_compute_placement_requests_received_total") >= 1
+            assert counter(e, "icn_compute_placement_offers_sent_total") == 0
+            assert e.executor.jobs() == {}
         nursery.cancel_scope.cancel()
