@@ -238,12 +238,14 @@ def test_forged_replayed_and_oversized_frames_are_dropped_without_harm(cluster):
         cluster.rpc(i, "mesh.subscribe", {"topic": TOPIC})
     for i in range(MEMBERS):
         wait_until(
-            lambda i=i: {
-                p["did"]
-                for p in cluster.rpc(i, "mesh.peers")["peers"]
-                if TOPIC in p["topics"] and p["state"] == "active"
-            }
-            >= everyone - {cluster.nodes[i].did},
+            lambda i=i: (
+                {
+                    p["did"]
+                    for p in cluster.rpc(i, "mesh.peers")["peers"]
+                    if TOPIC in p["topics"] and p["state"] == "active"
+                }
+                >= everyone - {cluster.nodes[i].did}
+            ),
             20,
             f"node{i} to see every member follow the topic",
         )
