@@ -16,6 +16,7 @@ Hashes are 32-byte ``bytes``. ``to_dict()`` keeps them as bytes (the CBOR wire f
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -70,7 +71,7 @@ def _blobs(name: str, value: Any) -> tuple[bytes, ...]:
     return tuple(chk.hash32(f"{name}[{i}]", b) for i, b in enumerate(items))
 
 
-class LocalityHint:
+class LocalityHint(abc.ABC):
     """Base of the locality hints. ``LocalityHint.from_dict`` dispatches on ``"kind"``."""
 
     __slots__ = ()
@@ -84,8 +85,9 @@ class LocalityHint:
         if cls.kind:
             LocalityHint._registry[cls.kind] = cls
 
+    @abc.abstractmethod
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        raise NotImplementedError
+        """The hint as a plain map with its ``kind``."""
 
     @classmethod
     def from_dict(cls, d: Any) -> LocalityHint:
@@ -99,8 +101,9 @@ class LocalityHint:
         return sub._from_fields(d)
 
     @classmethod
+    @abc.abstractmethod
     def _from_fields(cls, d: Mapping[str, Any]) -> LocalityHint:
-        raise NotImplementedError
+        """Build this variant from its fields (``d`` has passed the ``kind`` check)."""
 
 
 @dataclass(frozen=True, slots=True)
