@@ -281,6 +281,10 @@ def submit(
         max_rtt,
         min_bandwidth,
     )
+    if hints and prof is None:
+        raise typer.BadParameter(
+            "locality hints need a resource profile (add --profile, --cpu or --memory)"
+        )
     inputs = []
     for spec in input_ or []:
         name, blob = resolve_blob(ctx, spec)

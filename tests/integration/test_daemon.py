@@ -7,12 +7,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from icn_node.devcluster import LocalCluster
 
 pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture
@@ -164,3 +167,14 @@ def test_init_then_bad_config_and_loose_key_exit_2(short_tmp):
 
     r = icnd("check-config", "--config", str(good))
     assert r.returncode == 0
+
+
+def test_a_locality_hint_without_a_profile_is_a_usage_error():
+    # refused before anything is sent (no daemon needed)
+    r = subprocess.run(
+        [sys.executable, "-m", "icn_cli", "--socket", "/nonexistent.sock", "compute", "submit",
+         str(EXAMPLES / "sum.wat"), "--region", "eu"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert "resource profile" in r.stderr
