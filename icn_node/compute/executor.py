@@ -163,6 +163,11 @@ class ExecutorCore:
         self._holds: list[_Hold] = []
         self._tentative: dict[bytes, _Tentative] = {}
         self._jobs: dict[bytes, _Job] = {}
+        # Jobs with live timers (heartbeats, result re-sends), and retired jobs (acknowledged or
+        # abandoned, only waiting to be forgotten) in the order they retired, which is the order
+        # of their forget_at: timers never walk the hour of retired jobs.
+        self._in_flight: set[bytes] = set()
+        self._retiring: OrderedDict[bytes, None] = OrderedDict()
         # Kept in the order of its timestamps (every write moves the entry to the end; ``now``
         # never goes back), so the oldest entry is first: timers cost O(expired), not O(seen).
         self._seen: OrderedDict[bytes, tuple[int, float, bool]] = OrderedDict()
@@ -290,6 +295,13 @@ class ExecutorCore:
         return abs(ratio - base_ratio) > self.change_threshold or gpus != base_gpus
 
     # -- placement -------------------------------------------------------------------------
+
+    def _retire(self, task_hash: bytes, j: _Job, now: float) -> None:
+        """The job has no more timers but its forgetting: queue it (forget_at only grows)."""
+        j.forget_at = now + self.forget_after_s
+        self._in_flight.discard(task_hash)
+        self._retiring[task_hash] = None
+        self._retiring.move_to_end(task_hash)
 
     def _see(self, task_hash: bytes, attempt: int, now: float, forgotten: bool) -> None:
         self._seen[task_hash] = (attempt, now, forgotten)
@@ -535,6 +547,7 @@ class ExecutorCore:
             updated_at=now,
         )
         self._jobs[th] = _Job(rec, hold, next_heartbeat=now + self.heartbeat_interval_s)
+        self._in_flight.add(th)
         acts = [Persist(rec), SendClaimReply(sender, th, attempt, True)]
         if protocol == PLACEMENT:
             acts.append(CountWin(th))
@@ -596,7 +609,7 @@ class ExecutorCore:
         j.hold = None
         j.record = j.record.evolve(state=JobState.ABANDONED, updated_at=now)
         j.next_heartbeat = None
-        j.forget_at = now + self.forget_after_s
+        self._retire(task_hash, j, now)
         return [
             Persist(j.record),
             SendAbandon(j.record.submitter, task_hash, j.record.attempt, reason),
@@ -618,7 +631,7 @@ class ExecutorCore:
             return []
         j.record = j.record.evolve(result_acked=True, updated_at=now)
         j.resend_at = None
-        j.forget_at = now + self.forget_after_s
+        self._retire(task_hash, j, now)
         return [Persist(j.record)]
 
     # -- restart ---------------------------------------------------------------------------
@@ -638,9 +651,10 @@ class ExecutorCore:
             self._see(th, rec.attempt, now, False)
             j = _Job(rec, None)
             self._jobs[th] = j
+            self._in_flight.add(th)
             if rec.state in _ACTIVE:
                 j.record = rec.evolve(state=JobState.ABANDONED, updated_at=now)
-                j.forget_at = now + self.forget_after_s
+                self._retire(th, j, now)
                 acts += [
                     Persist(j.record),
                     SendAbandon(rec.submitter, th, rec.attempt, "executor restarted"),
@@ -650,7 +664,7 @@ class ExecutorCore:
                 j.resend_at = now + self.result_resend_s
                 acts.append(SendResult(rec.submitter, th, rec.attempt, rec.result))
             else:
-                j.forget_at = now + self.forget_after_s
+                self._retire(th, j, now)
         return acts
 
     # -- timers ----------------------------------------------------------------------------
@@ -660,10 +674,15 @@ class ExecutorCore:
         best = math.inf
         for t in self._tentative.values():
             best = min(best, t.expires_at if t.send_at is None else min(t.send_at, t.expires_at))
-        for j in self._jobs.values():
-            for d in (j.next_heartbeat, j.resend_at, j.forget_at):
+        for th in self._in_flight:
+            j = self._jobs[th]
+            for d in (j.next_heartbeat, j.resend_at):
                 if d is not None:
                     best = min(best, d)
+        if self._retiring:
+            first = self._jobs[next(iter(self._retiring))]
+            assert first.forget_at is not None
+            best = min(best, first.forget_at)
         if self._seen:
             oldest = next(iter(self._seen.values()))[1]
             best = min(best, oldest + self.forget_after_s)
@@ -683,7 +702,7 @@ class ExecutorCore:
             if t.expires_at <= now:
                 del self._tentative[th]
                 self._release(t.hold)
-        for th in sorted(self._jobs):
+        for th in sorted(self._in_flight):
             j = self._jobs[th]
             r = j.record
             if j.next_heartbeat is not None and j.next_heartbeat <= now:
@@ -693,9 +712,15 @@ class ExecutorCore:
                 assert r.result is not None
                 acts.append(SendResult(r.submitter, th, r.attempt, r.result))
                 j.resend_at = now + self.result_resend_s
-            if j.forget_at is not None and j.forget_at <= now:
-                del self._jobs[th]
-                self._see(th, r.attempt, now, True)
+        while self._retiring:
+            th = next(iter(self._retiring))
+            j = self._jobs[th]
+            assert j.forget_at is not None
+            if j.forget_at > now:
+                break
+            del self._retiring[th]
+            del self._jobs[th]
+            self._see(th, j.record.attempt, now, True)
         while self._seen:
             th, (n, at, done) = next(iter(self._seen.items()))
             if at + self.forget_after_s > now:

@@ -500,3 +500,26 @@ def test_a_request_for_a_runtime_the_executor_lacks_is_declined():
     allowed = core(runtimes=("wasm", "exec"))
     assert kinds(allowed.on_request(req, 1, 0.0))[-1] == "SendOffer"
     assert allowed.announce_info(0.0).runtimes == ("wasm", "exec")
+
+
+def test_acknowledged_jobs_are_forgotten_oldest_first_and_leave_the_timers_alone():
+    e = core(forget_after_s=100.0, heartbeat_interval_s=5.0)
+    specs = [spec(f"done{i}") for i in range(6)]
+    for i, s in enumerate(specs):
+        t = float(i)
+        accepted(e, s, now=t)
+        e.on_run_finished(s.task_hash, result(EX), t + 0.5)
+        e.on_result_ack(s.task_hash, SUB, t + 0.6)
+    running = spec("running")
+    accepted(e, running, now=10.0)  # still running: its heartbeat is the next deadline
+    assert e.next_deadline() == pytest.approx(10.1 + 5.0)
+    assert e._in_flight == {running.task_hash}
+    acts = e.on_timer(102.0)  # jobs acknowledged at 0.6, 1.6 are forgotten; 2.6.. kept
+    assert set(e.jobs()) == {s.task_hash for s in specs[2:]} | {running.task_hash}
+    assert kinds(acts).count("SendHeartbeat") == 1
+    e.on_run_finished(running.task_hash, result(EX), 103.0)
+    e.on_result_ack(running.task_hash, SUB, 103.5)
+    e.on_timer(102.59)
+    assert specs[2].task_hash in e.jobs()  # acknowledged at 2.6: forgotten at 102.6, not before
+    e.on_timer(102.6)
+    assert specs[2].task_hash not in e.jobs() and specs[3].task_hash in e.jobs()
