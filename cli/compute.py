@@ -30,7 +30,7 @@ from icn_node.scheduler import (
 )
 
 from .blob import resolve_blob
-from .main import call, emit, fail
+from .main import call, emit
 
 app = typer.Typer(
     help="Compute tasks: submit, status, list, result, cancel, watch.", no_args_is_help=True
@@ -425,4 +425,4 @@ def watch(
         raise typer.Exit(0) from None
 
 
-__all__ = ["app", "build_profile", "fail"]
+__all__ = ["app", "build_profile"]

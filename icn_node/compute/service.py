@@ -42,7 +42,6 @@ from ..scheduler import (
     DefaultPlacementPolicy,
     LocalityContext,
     LocalityHint,
-    NodeCapacity,
     Reservation,
     ResourceProfile,
 )
@@ -156,10 +155,6 @@ class ComputeMetrics:
             "Compute messages refused at decode.",
             registry=registry,
         )
-
-
-def _hex(h: bytes) -> str:
-    return h.hex()
 
 
 def _remove_run_dir(run_dir: Path) -> None:
@@ -991,4 +986,4 @@ class ComputeService:
         return {"blobs": [{"blob": h.hex(), "size": s} for h, s in self.blobs.items()]}
 
 
-__all__ = ["ComputeService", "ComputeMetrics", "FINAL", "NodeCapacity", "Path"]
+__all__ = ["FINAL", "ComputeMetrics", "ComputeService"]
