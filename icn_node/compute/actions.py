@@ -126,13 +126,16 @@ class Publish(Action):
 class PublishRequest(Publish):
     """``PlacementRequest`` for round ``attempt``. ``deadline`` is when the submitter closes
     the offer window (on its own clock); ``window_s`` is the window's length, which executors
-    use for their tentative reservations. ``excluded`` executors must not take part."""
+    use for their tentative reservations. ``excluded`` executors must not take part.
+    ``targets``: the executors expected to answer, to be asked directly; None: nobody is
+    expected, so gossip it to every member."""
 
     request: PlacementRequest
     attempt: int
     deadline: float
     window_s: float
     excluded: tuple[str, ...] = ()
+    targets: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +151,14 @@ class PublishTaskSubmitted(Publish):
 
 @dataclass(frozen=True, slots=True)
 class PublishTaskClaimed(Publish):
-    """``TaskClaimed``: ``winner`` was claimed for round ``attempt``; the others release."""
+    """``TaskClaimed``: ``winner`` was claimed for round ``attempt``; the others release.
+    ``targets``: the other executors the round asked directly (possibly none); None: the round
+    was gossiped, so gossip this too."""
 
     task_hash: bytes
     winner: str
     attempt: int
+    targets: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,8 +222,6 @@ class ComputeService:
         self._nursery: trio.Nursery | None = None
         # Which task runs where (from task_claimed), for ColocateWith; bounded, oldest dropped.
         self._task_locations: OrderedDict[bytes, str] = OrderedDict()
-        # The executors each negotiating task's request went to: its task_claimed goes to them.
-        self._asked: dict[bytes, frozenset[str]] = {}
         self._finished: list[bytes] = []
 
     # --- time and trust ----------------------------------------------------------------------
@@ -394,7 +392,6 @@ class ComputeService:
         # its timers and lookups only ever see tasks in flight.
         while self._finished:
             th = self._finished.pop()
-            self._asked.pop(th, None)
             rec = self.submitter.record(th)
             if rec is not None and rec.state in FINAL:
                 self.submitter.forget(th)
@@ -427,12 +424,10 @@ class ComputeService:
                 msg = PlacementRequestMsg(
                     act.request.to_dict(), act.attempt, act.window_s, tuple(act.excluded)
                 )
-                # Straight to the executors the submitter expects (announced, live, could
-                # fit) rather than flooding every member; gossip only when it knows none.
-                targets = self.submitter.expected(act.request.task_hash)
-                if targets:
-                    self._asked[act.request.task_hash] = targets
-                    await self._send_many(targets, msg)
+                # Straight to the executors the core expects (announced, live, could fit)
+                # rather than flooding every member; gossip when it expects none.
+                if act.targets is not None:
+                    await self._send_many(act.targets, msg)
                 else:
                     await self._publish(msg)
             case A.PublishTaskSubmitted():
@@ -442,10 +437,9 @@ class ComputeService:
                 await self._publish(msg)
             case A.PublishTaskClaimed():
                 msg = TaskClaimedMsg(act.task_hash, act.winner, act.attempt)
-                asked = self._asked.get(act.task_hash)
-                if asked:
+                if act.targets is not None:
                     # The winner learns from its claim; the others release their reservations.
-                    await self._send_many(asked - {act.winner}, msg)
+                    await self._send_many(act.targets, msg)
                 else:
                     await self._publish(msg)
             case A.PublishCancel():

@@ -301,7 +301,10 @@ class SubmitterCore:
                 requested_at=now,
                 runtime=spec.runtime,
             )
-            acts.append(PublishRequest(req, attempt, t.deadline, self.offer_window_s, excluded))
+            targets = t.expected or None
+            acts.append(
+                PublishRequest(req, attempt, t.deadline, self.offer_window_s, excluded, targets)
+            )
 
     def _round_failed(self, t: _Task, now: float, acts: list[Action]) -> None:
         """The round ended without a running executor: back off and retry, or give up."""
@@ -426,7 +429,8 @@ class SubmitterCore:
             claimed = rec.claimed + ((ex,) if ex not in rec.claimed else ())
             self._set(t, now, acts, state=S.CLAIMING, executor=ex, claimed=claimed, claimed_at=now)
             acts.append(SendClaim(ex, rec.task_hash, rec.attempt, rec.spec))
-            acts.append(PublishTaskClaimed(rec.task_hash, ex, rec.attempt))
+            others = t.expected - {ex} if t.expected else None
+            acts.append(PublishTaskClaimed(rec.task_hash, ex, rec.attempt, others))
             return
         self._round_failed(t, now, acts)
 

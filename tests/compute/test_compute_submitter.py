@@ -677,3 +677,16 @@ def test_restore_respects_max_negotiating():
 def test_max_negotiating_must_be_positive():
     with pytest.raises(ConfigError, match="compute.max_negotiating"):
         core(max_negotiating=0)
+
+
+def test_requests_and_claimed_notices_name_their_direct_targets():
+    c = core(execs=(A, B))
+    req = one(negotiating(c), PublishRequest)
+    assert req.targets == {A, B}
+    claimed = one(
+        c.on_offer(offer(A), A, 1, 0.1) + c.on_offer(offer(B), B, 1, 0.2), PublishTaskClaimed
+    )
+    assert claimed.winner == A and claimed.targets == {B}
+    # nobody expected: both go to every member by gossip
+    lone = core(execs=())
+    assert one(lone.submit(spec("lone"), 0.0), PublishRequest).targets is None
