@@ -54,8 +54,11 @@ import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .errors import CodecError, IdentityError
+from .errors import CodecError, IcnError, IdentityError
 from .identity import NodeIdentity, public_key_from_did, validate_did
+from .scheduler.executors import ExecutorInfo
+from .scheduler.policy import PlacementOffer, PlacementRequest
+from .scheduler.tasks import TaskResult, TaskSpec
 
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
@@ -153,13 +156,24 @@ def _check(value: Any, hint: Any, path: str) -> Any:
         if not isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{path}: expected bytes, got {type(value).__name__}")
         return bytes(value)
-    if hint is dict:
-        # A domain document (a scheduler or task type's ``to_dict()`` form): a map with text
-        # keys here; the message's ``validate()`` checks the contents with its ``from_dict``.
+    if hint in DOCUMENT_TYPES:
+        # A domain value (a scheduler type): itself when a message is built, its ``to_dict()``
+        # document when one is decoded, parsed and validated here, at the receive boundary.
+        if isinstance(value, hint):
+            return value
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise ValueError(f"{path}: expected a map with text keys, got {type(value).__name__}")
-        return value
+        try:
+            return hint.from_dict(value)
+        except (IcnError, ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{path}: {e}") from None
     raise TypeError(f"unsupported annotation {hint!r} for {path}")
+
+
+DOCUMENT_TYPES: frozenset[type] = frozenset(
+    {ExecutorInfo, PlacementOffer, PlacementRequest, TaskResult, TaskSpec}
+)
+"""Domain values a message may carry as a field: sent as their ``to_dict()`` document."""
 
 
 # --- the registry -------------------------------------------------------------------------
@@ -170,6 +184,7 @@ class Message:
 
     TAG: ClassVar[str] = ""
     _FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = ()
+    _DOCUMENTS: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         for name, hint in self._FIELDS:
@@ -183,7 +198,11 @@ class Message:
         """Checks beyond the field types; raise ValueError naming the field."""
 
     def to_fields(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name, _ in self._FIELDS}
+        docs = self._DOCUMENTS
+        return {
+            name: getattr(self, name).to_dict() if name in docs else getattr(self, name)
+            for name, _ in self._FIELDS
+        }
 
 
 REGISTRY: dict[str, type[Message]] = {}
@@ -199,8 +218,8 @@ def message(tag: str) -> Callable[[type[M]], type[M]]:
             raise TypeError(f"wire tag {tag!r} already used by {REGISTRY[tag].__name__}")
         hints = typing.get_type_hints(cls)
         cls.TAG = tag
-        # Fields with init=False (``parsed``) are derived on decode, never sent.
-        cls._FIELDS = tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.init)
+        cls._FIELDS = tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+        cls._DOCUMENTS = frozenset(n for n, h in cls._FIELDS if h in DOCUMENT_TYPES)
         REGISTRY[tag] = cls
         return cls
 
@@ -533,30 +552,14 @@ def gossip_signing_bytes(
 #
 # These ride as the payload of Gossip (topic COMPUTE_TOPIC) or of direct messages (topic
 # COMPUTE_DIRECT_TOPIC); the sender is the payload's authenticated origin, never a field.
-# Domain documents (``dict`` fields) are the ``to_dict()`` forms of icn_node.scheduler and
-# icn_node.compute types and are checked with their ``from_dict`` on decode, so a malformed
-# request, offer, spec or result is refused at the receive boundary.
+# Domain values (requests, offers, specs, results, announcements) travel as their
+# ``to_dict()`` documents and are parsed with ``from_dict`` on decode, so a malformed one is
+# refused at the receive boundary and the cores only ever see validated values.
 
 COMPUTE_TOPIC = "icn/compute"
 COMPUTE_DIRECT_TOPIC = "icn/compute/direct"
 BLOB_TOPIC = "icn/blob"
 MAX_BLOB_CHUNK = 256 * 1024
-
-
-def _check_doc(name: str, parse: Callable[[Any], Any], doc: dict) -> Any:
-    """``parse(doc)``, with any failure turned into a ValueError naming the field."""
-    from .errors import IcnError  # local: keeps the import graph shallow
-
-    try:
-        return parse(doc)
-    except (IcnError, ValueError, TypeError, KeyError) as e:
-        raise ValueError(f"{name}: {e}") from None
-
-
-def _parsed() -> Any:
-    """The domain value of a message's document, set by ``validate()`` when the message is
-    built or decoded: parsed once, at the receive boundary, and used by the driver."""
-    return dataclasses.field(default=None, init=False, repr=False, compare=False)
 
 
 def _hash32(name: str, value: bytes) -> None:
@@ -583,17 +586,12 @@ class PlacementRequestMsg(Message):
     """Gossip: place a task with a resource profile. ``window_s``: how long the submitter
     collects offers (executors hold tentative reservations that long)."""
 
-    request: dict
+    request: PlacementRequest
     attempt: int
     window_s: float
     excluded: tuple[str, ...] = ()
-    parsed: Any = _parsed()
 
     def validate(self) -> None:
-        from .scheduler import PlacementRequest
-
-        value = _check_doc("placement_request.request", PlacementRequest.from_dict, self.request)
-        object.__setattr__(self, "parsed", value)
         _attempt(self.attempt)
         if not 0 < self.window_s <= 600:
             raise ValueError(f"placement_request.window_s: out of range, got {self.window_s}")
@@ -604,18 +602,12 @@ class PlacementRequestMsg(Message):
 class TaskSubmittedMsg(Message):
     """Gossip: a task without a resource profile (legacy first-claim protocol)."""
 
-    spec: dict
+    spec: TaskSpec
     attempt: int
     window_s: float
     excluded: tuple[str, ...] = ()
-    parsed: Any = _parsed()
 
     def validate(self) -> None:
-        from .compute.tasks import TaskSpec
-
-        object.__setattr__(
-            self, "parsed", _check_doc("task_submitted.spec", TaskSpec.from_dict, self.spec)
-        )
         _attempt(self.attempt)
 
 
@@ -643,14 +635,7 @@ class TaskCancelMsg(_TaskMessage):
 class ExecutorAnnounceMsg(Message):
     """Gossip: an executor's capacity, reservations, queue, load and region."""
 
-    info: dict
-    parsed: Any = _parsed()
-
-    def validate(self) -> None:
-        from .compute.registry import ExecutorInfo
-
-        value = _check_doc("executor_announce.info", ExecutorInfo.from_dict, self.info)
-        object.__setattr__(self, "parsed", value)
+    info: ExecutorInfo
 
 
 @message("placement_offer")
@@ -658,15 +643,10 @@ class ExecutorAnnounceMsg(Message):
 class PlacementOfferMsg(Message):
     """Direct to the submitter: an offer (the executor's own score and its components)."""
 
-    offer: dict
+    offer: PlacementOffer
     attempt: int
-    parsed: Any = _parsed()
 
     def validate(self) -> None:
-        from .scheduler import PlacementOffer
-
-        value = _check_doc("placement_offer.offer", PlacementOffer.from_dict, self.offer)
-        object.__setattr__(self, "parsed", value)
         _attempt(self.attempt)
 
 
@@ -688,14 +668,7 @@ class ClaimMsg(_TaskMessage):
 
     task: bytes
     attempt: int
-    spec: dict
-    parsed: Any = _parsed()
-
-    def validate(self) -> None:
-        from .compute.tasks import TaskSpec
-
-        _TaskMessage.validate(self)
-        object.__setattr__(self, "parsed", _check_doc("claim.spec", TaskSpec.from_dict, self.spec))
+    spec: TaskSpec
 
 
 @message("claim_reply")
@@ -723,14 +696,7 @@ class GrantMsg(_TaskMessage):
 
     task: bytes
     attempt: int
-    spec: dict
-    parsed: Any = _parsed()
-
-    def validate(self) -> None:
-        from .compute.tasks import TaskSpec
-
-        _TaskMessage.validate(self)
-        object.__setattr__(self, "parsed", _check_doc("grant.spec", TaskSpec.from_dict, self.spec))
+    spec: TaskSpec
 
 
 @message("refuse")
@@ -756,16 +722,7 @@ class TaskResultMsg(_TaskMessage):
 
     task: bytes
     attempt: int
-    result: dict
-    parsed: Any = _parsed()
-
-    def validate(self) -> None:
-        from .compute.tasks import TaskResult
-
-        _TaskMessage.validate(self)
-        object.__setattr__(
-            self, "parsed", _check_doc("task_result.result", TaskResult.from_dict, self.result)
-        )
+    result: TaskResult
 
 
 @message("result_ack")

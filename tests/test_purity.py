@@ -23,7 +23,7 @@ PURE = sorted(
                 "executor.py",
                 "registry.py",
                 "submitter.py",
-                "tasks.py",
+                "records.py",
             )
         ),
         ROOT / "mesh" / "core.py",

@@ -4,8 +4,6 @@ import cbor2
 import pytest
 
 from icn_node import wire
-from icn_node.compute.registry import ExecutorInfo
-from icn_node.compute.tasks import TaskResult, TaskSpec, TaskState
 from icn_node.errors import CodecError
 from icn_node.identity import NodeIdentity
 from icn_node.scheduler import (
@@ -17,6 +15,8 @@ from icn_node.scheduler import (
     PreferLowLatency,
     ResourceProfile,
 )
+from icn_node.scheduler.executors import ExecutorInfo
+from icn_node.scheduler.tasks import TaskResult, TaskSpec, TaskState
 
 SUB = NodeIdentity.generate().did
 EXE = NodeIdentity.generate().did
@@ -45,20 +45,20 @@ RESULT = TaskResult(
 )
 
 COMPUTE_SAMPLES = [
-    wire.PlacementRequestMsg(REQUEST.to_dict(), 1, 1.0, (EXE,)),
-    wire.TaskSubmittedMsg(SPEC.to_dict(), 1, 1.0),
+    wire.PlacementRequestMsg(REQUEST, 1, 1.0, (EXE,)),
+    wire.TaskSubmittedMsg(SPEC, 1, 1.0),
     wire.TaskClaimedMsg(H, EXE, 1),
     wire.TaskCancelMsg(H, 2),
-    wire.ExecutorAnnounceMsg(ExecutorInfo(did=EXE, capacity=CAP, region="eu").to_dict()),
-    wire.PlacementOfferMsg(OFFER.to_dict(), 1),
+    wire.ExecutorAnnounceMsg(ExecutorInfo(did=EXE, capacity=CAP, region="eu")),
+    wire.PlacementOfferMsg(OFFER, 1),
     wire.DeclineMsg(H, 1, "low_trust", "trust 0.2 < 0.3"),
-    wire.ClaimMsg(H, 1, SPEC.to_dict()),
+    wire.ClaimMsg(H, 1, SPEC),
     wire.ClaimReplyMsg(H, 1, False, "no_capacity"),
     wire.ClaimRequestMsg(H, 1),
-    wire.GrantMsg(H, 1, SPEC.to_dict()),
+    wire.GrantMsg(H, 1, SPEC),
     wire.RefuseMsg(H, 1),
     wire.TaskHeartbeatMsg(H, 3),
-    wire.TaskResultMsg(H, 1, RESULT.to_dict()),
+    wire.TaskResultMsg(H, 1, RESULT),
     wire.ResultAckMsg(H, 1),
     wire.AbandonMsg(H, 1, "executor restarted"),
     wire.BlobRequestMsg(7, H, 0, 65536),
@@ -72,14 +72,15 @@ def test_round_trip(msg):
     assert wire.decode_message(wire.encode_message(msg)) == msg
 
 
-def test_documents_are_parsed_once_at_decode_and_never_sent():
+def test_messages_carry_values_and_send_their_documents():
+    """One form per message: the message holds the domain value; on the wire it is the
+    value's document, parsed back into the value (validated) at decode."""
     data = wire.encode_message(COMPUTE_SAMPLES[0])
-    assert "parsed" not in cbor2.loads(data)[1]
+    assert cbor2.loads(data)[1]["request"] == REQUEST.to_dict()
     msg = wire.decode_message(data)
-    assert msg.parsed == REQUEST
-    assert PlacementRequest.from_dict(msg.request) == REQUEST
-    claim = wire.decode_message(wire.encode_message(wire.ClaimMsg(H, 1, SPEC.to_dict())))
-    assert TaskSpec.from_dict(claim.spec).task_hash == SPEC.task_hash
+    assert isinstance(msg.request, PlacementRequest) and msg.request == REQUEST
+    claim = wire.decode_message(wire.encode_message(wire.ClaimMsg(H, 1, SPEC)))
+    assert isinstance(claim.spec, TaskSpec) and claim.spec.task_hash == SPEC.task_hash
 
 
 def raw(tag, fields):

@@ -45,16 +45,14 @@ from icn_node.compute.actions import (
     StopRun,
 )
 from icn_node.compute.executor import ExecutorCore
-from icn_node.compute.registry import ExecutorInfo, ExecutorRegistry
+from icn_node.compute.records import JobRecord, JobState, OfferSummary, TaskRecord
+from icn_node.compute.registry import ExecutorRegistry
 from icn_node.compute.submitter import CANCELLED_BY_USER, MAX_ATTEMPTS, NO_EXECUTOR, SubmitterCore
-from icn_node.compute.tasks import (
+from icn_node.scheduler.executors import ExecutorInfo
+from icn_node.scheduler.tasks import (
     FINAL_STATES,
     MAX_OUTPUT_BYTES,
-    JobRecord,
-    JobState,
-    OfferSummary,
     TaskError,
-    TaskRecord,
     TaskResult,
     TaskSpec,
     TaskState,

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from icn_node.compute.tasks import JobRecord, TaskRecord, TaskResult, TaskSpec, TaskState
+from icn_node.compute.records import JobRecord, TaskRecord
 from icn_node.scheduler.policy import PlacementOffer, PlacementRequest
 from icn_node.scheduler.resources import Reservation
+from icn_node.scheduler.tasks import TaskResult, TaskSpec, TaskState
 
 __all__ = [
     "Action",

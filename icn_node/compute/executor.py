@@ -41,11 +41,11 @@ from icn_node.compute.actions import (
     StartRun,
     StopRun,
 )
-from icn_node.compute.registry import ExecutorInfo
-from icn_node.compute.tasks import JobRecord, JobState, TaskResult, TaskSpec
+from icn_node.compute.records import JobRecord, JobState
 from icn_node.errors import ConfigError, LocalProtocolError, ResourceError
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.cluster_metrics import NodeMetrics
+from icn_node.scheduler.executors import ExecutorInfo
 from icn_node.scheduler.locality import LocalityContext
 from icn_node.scheduler.policy import (
     MIN_TRUST_EXECUTE,
@@ -56,6 +56,7 @@ from icn_node.scheduler.policy import (
     PlacementRequest,
 )
 from icn_node.scheduler.resources import NodeCapacity, Reservation, ResourceProfile
+from icn_node.scheduler.tasks import TaskResult, TaskSpec
 
 __all__ = ["ExecutorCore"]
 

@@ -9,111 +9,17 @@ announcements from the same executor).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from typing import Any
 
-from icn_node.compute.tasks import TaskError, _task_errors
 from icn_node.scheduler import _checks as chk
-from icn_node.scheduler.cluster_metrics import NodeMetrics
-from icn_node.scheduler.locality import MAX_DID_LEN, MAX_REGION_LEN
-from icn_node.scheduler.policy import MAX_QUEUE_DEPTH, RUNTIMES
-from icn_node.scheduler.resources import NodeCapacity, ResourceProfile
+from icn_node.scheduler.executors import ExecutorInfo
+from icn_node.scheduler.resources import ResourceProfile
+from icn_node.scheduler.tasks import _task_errors
 
-__all__ = ["MISSED_INTERVALS", "ExecutorInfo", "ExecutorRegistry"]
+__all__ = ["MISSED_INTERVALS", "ExecutorRegistry"]
 
 MISSED_INTERVALS = 3
 """An entry expires after this many announce intervals without a newer announcement."""
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class ExecutorInfo:
-    """One executor's announcement. ``capacity`` carries its current available figures (live
-    capacity minus its reservations); the registry keeps its own snapshot of it."""
-
-    did: str
-    capacity: NodeCapacity
-    queue_depth: int = 0
-    metrics: NodeMetrics | None = None
-    region: str | None = None
-    announced_at: float = 0.0
-    runtimes: tuple[str, ...] = ("wasm",)
-    _could_fit_cap: NodeCapacity = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        s = object.__setattr__
-        with _task_errors():
-            chk.text("executor_info.did", self.did, max_len=MAX_DID_LEN)
-            if not isinstance(self.capacity, NodeCapacity):
-                raise TaskError("executor_info.capacity: expected a NodeCapacity")
-            s(self, "capacity", self.capacity.snapshot())
-            chk.integer("executor_info.queue_depth", self.queue_depth, lo=0, hi=MAX_QUEUE_DEPTH)
-            if self.metrics is not None and not isinstance(self.metrics, NodeMetrics):
-                raise TaskError("executor_info.metrics: expected NodeMetrics or None")
-            if self.region is not None:
-                chk.text("executor_info.region", self.region, max_len=MAX_REGION_LEN)
-            runtimes = tuple(chk.sequence("executor_info.runtimes", self.runtimes, max_len=8))
-            for rt in runtimes:
-                if rt not in RUNTIMES:
-                    raise TaskError(f"executor_info.runtimes: unknown runtime {rt!r}")
-            s(self, "runtimes", runtimes)
-            s(
-                self,
-                "announced_at",
-                chk.number("executor_info.announced_at", self.announced_at, lo=0.0, hi=math.inf),
-            )
-            c = self.capacity
-            # "Could fit": the totals, with every GPU device counted (busy ones free up).
-            s(
-                self,
-                "_could_fit_cap",
-                NodeCapacity.from_totals(
-                    c.cpu_cores_total,
-                    c.memory_mb_total,
-                    c.storage_mb_total,
-                    c.network_mbps,
-                    [replace(d, available=True) for d in c.gpu_devices],
-                ),
-            )
-
-    def could_fit(self, profile: ResourceProfile) -> bool:
-        """True when ``profile`` fits this executor's totals (it may be busy right now: then it
-        declines quickly, which is why busy executors are still expected to answer)."""
-        return self._could_fit_cap.can_fit(profile)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ExecutorInfo):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "did": self.did,
-            "capacity": self.capacity.to_dict(),
-            "queue_depth": self.queue_depth,
-            "metrics": None if self.metrics is None else self.metrics.to_dict(),
-            "region": self.region,
-            "announced_at": self.announced_at,
-            "runtimes": list(self.runtimes),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> ExecutorInfo:
-        with _task_errors():
-            d = chk.mapping("executor_info", d)
-            m = d.get("metrics")
-            return cls(
-                did=chk.field("executor_info", d, "did"),
-                capacity=NodeCapacity.from_dict(chk.field("executor_info", d, "capacity")),
-                queue_depth=d.get("queue_depth", 0),
-                metrics=None if m is None else NodeMetrics.from_dict(m),
-                region=d.get("region"),
-                announced_at=d.get("announced_at", 0.0),
-                runtimes=tuple(d.get("runtimes", ("wasm",))),
-            )
 
 
 class ExecutorRegistry:

@@ -45,6 +45,7 @@ from ..scheduler import (
     Reservation,
     ResourceProfile,
 )
+from ..scheduler.tasks import TaskResult, TaskSpec, TaskState
 from ..store import NodeStore
 from ..wire import (
     COMPUTE_DIRECT_TOPIC,
@@ -72,9 +73,9 @@ from ..wire import (
 )
 from . import actions as A
 from .executor import ExecutorCore
+from .records import JobRecord, TaskRecord
 from .registry import ExecutorRegistry
 from .submitter import SubmitterCore
-from .tasks import JobRecord, TaskRecord, TaskResult, TaskSpec, TaskState
 
 log = get_logger("icn.compute")
 
@@ -297,7 +298,7 @@ class ComputeService:
         match msg:
             case PlacementRequestMsg():
                 if ex is not None:
-                    req = msg.parsed
+                    req = msg.request
                     if req.submitter != sender:
                         raise IcnError("placement request submitter is not its origin")
                     acts = ex.on_request(
@@ -311,7 +312,7 @@ class ComputeService:
                     )
             case TaskSubmittedMsg():
                 if ex is not None:
-                    spec = msg.parsed
+                    spec = msg.spec
                     if spec.submitter != sender:
                         raise IcnError("task submitter is not its origin")
                     acts = ex.on_task_submitted(
@@ -328,20 +329,20 @@ class ComputeService:
                 if ex is not None:
                     acts = ex.on_cancel(msg.task, sender, now, msg.attempt)
             case ExecutorAnnounceMsg():
-                info = msg.parsed
+                info = msg.info
                 if info.did != sender:
                     raise IcnError("executor announcement for another DID")
                 self.registry.announce(info, now)
             case BlobAnnounceMsg():
                 self.blobnet.on_announce(sender, msg)
             case PlacementOfferMsg():
-                offer = msg.parsed
+                offer = msg.offer
                 acts = self.submitter.on_offer(offer, sender, msg.attempt, now)
             case DeclineMsg():
                 acts = self.submitter.on_decline(msg.task, sender, msg.attempt, msg.reason, now)
             case ClaimMsg():
                 if ex is not None:
-                    acts = ex.on_claim(msg.task, sender, msg.attempt, msg.parsed, now)
+                    acts = ex.on_claim(msg.task, sender, msg.attempt, msg.spec, now)
                 else:
                     await self._send_msg(
                         sender, ClaimReplyMsg(msg.task, msg.attempt, False, "not_an_executor")
@@ -354,14 +355,14 @@ class ComputeService:
                 acts = self.submitter.on_claim_request(msg.task, sender, msg.attempt, now)
             case GrantMsg():
                 if ex is not None:
-                    acts = ex.on_grant(msg.task, sender, msg.attempt, msg.parsed, now)
+                    acts = ex.on_grant(msg.task, sender, msg.attempt, msg.spec, now)
             case RefuseMsg():
                 if ex is not None:
                     acts = ex.on_refuse(msg.task, sender, msg.attempt, now)
             case TaskHeartbeatMsg():
                 acts = self.submitter.on_heartbeat(msg.task, sender, msg.attempt, now)
             case TaskResultMsg():
-                acts = self.submitter.on_result(msg.parsed, sender, msg.task, now)
+                acts = self.submitter.on_result(msg.result, sender, msg.task, now)
             case ResultAckMsg():
                 if ex is not None:
                     acts = ex.on_result_ack(msg.task, sender, now, msg.attempt)
@@ -422,7 +423,7 @@ class ComputeService:
                     run.cancel()
             case A.PublishRequest():
                 msg = PlacementRequestMsg(
-                    act.request.to_dict(), act.attempt, act.window_s, tuple(act.excluded)
+                    act.request, act.attempt, act.window_s, tuple(act.excluded)
                 )
                 # Straight to the executors the core expects (announced, live, could fit)
                 # rather than flooding every member; gossip when it expects none.
@@ -431,9 +432,7 @@ class ComputeService:
                 else:
                     await self._publish(msg)
             case A.PublishTaskSubmitted():
-                msg = TaskSubmittedMsg(
-                    act.spec.to_dict(), act.attempt, act.window_s, tuple(act.excluded)
-                )
+                msg = TaskSubmittedMsg(act.spec, act.attempt, act.window_s, tuple(act.excluded))
                 await self._publish(msg)
             case A.PublishTaskClaimed():
                 msg = TaskClaimedMsg(act.task_hash, act.winner, act.attempt)
@@ -446,15 +445,13 @@ class ComputeService:
                 await self._publish(TaskCancelMsg(act.task_hash, act.attempt))
             case A.SendOffer():
                 m.offers_sent.inc()
-                await self._send_msg(act.to, PlacementOfferMsg(act.offer.to_dict(), act.attempt))
+                await self._send_msg(act.to, PlacementOfferMsg(act.offer, act.attempt))
             case A.SendDecline():
                 await self._send_msg(
                     act.to, DeclineMsg(act.task_hash, act.attempt, act.reason, act.detail)
                 )
             case A.SendClaim():
-                await self._send_msg(
-                    act.to, ClaimMsg(act.task_hash, act.attempt, act.spec.to_dict())
-                )
+                await self._send_msg(act.to, ClaimMsg(act.task_hash, act.attempt, act.spec))
             case A.SendClaimReply():
                 await self._send_msg(
                     act.to, ClaimReplyMsg(act.task_hash, act.attempt, act.accepted, act.reason)
@@ -462,17 +459,13 @@ class ComputeService:
             case A.SendClaimRequest():
                 await self._send_msg(act.to, ClaimRequestMsg(act.task_hash, act.attempt))
             case A.SendGrant():
-                await self._send_msg(
-                    act.to, GrantMsg(act.task_hash, act.attempt, act.spec.to_dict())
-                )
+                await self._send_msg(act.to, GrantMsg(act.task_hash, act.attempt, act.spec))
             case A.SendRefuse():
                 await self._send_msg(act.to, RefuseMsg(act.task_hash, act.attempt))
             case A.SendHeartbeat():
                 await self._send_msg(act.to, TaskHeartbeatMsg(act.task_hash, act.attempt))
             case A.SendResult():
-                await self._send_msg(
-                    act.to, TaskResultMsg(act.task_hash, act.attempt, act.result.to_dict())
-                )
+                await self._send_msg(act.to, TaskResultMsg(act.task_hash, act.attempt, act.result))
             case A.SendResultAck():
                 await self._send_msg(act.to, ResultAckMsg(act.task_hash, act.attempt))
             case A.SendCancel():
@@ -577,9 +570,7 @@ class ComputeService:
                     region=self.config.node.region or None,
                 )
                 self.registry.announce(info, now)
-                await self.mesh.publish(
-                    COMPUTE_TOPIC, encode_message(ExecutorAnnounceMsg(info.to_dict()))
-                )
+                await self.mesh.publish(COMPUTE_TOPIC, encode_message(ExecutorAnnounceMsg(info)))
                 last = now
                 announced_to = peers
             elif peers < announced_to:

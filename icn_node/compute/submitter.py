@@ -43,18 +43,13 @@ from icn_node.compute.actions import (
     SendResultAck,
     StateChanged,
 )
+from icn_node.compute.records import OfferSummary, TaskRecord
 from icn_node.compute.registry import ExecutorRegistry
-from icn_node.compute.tasks import (
-    OfferSummary,
-    TaskRecord,
-    TaskResult,
-    TaskSpec,
-    TaskState,
-)
 from icn_node.errors import ConfigError, LocalProtocolError, ResourceError
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.policy import MIN_TRUST_EXECUTE, PlacementOffer, PlacementRequest, Weights
 from icn_node.scheduler.ranking import RankedOffer, rank_offers
+from icn_node.scheduler.tasks import TaskResult, TaskSpec, TaskState
 
 __all__ = ["NO_EXECUTOR", "MAX_ATTEMPTS", "CANCELLED_BY_USER", "SubmitterCore"]
 

@@ -16,12 +16,13 @@ import pytest
 import trio
 import trio.testing
 
+from icn_node.compute.records import TaskRecord
 from icn_node.compute.service import ComputeService
-from icn_node.compute.tasks import TaskRecord, TaskState
 from icn_node.config import load_config
 from icn_node.identity import NodeIdentity
 from icn_node.metrics import Metrics
 from icn_node.scheduler import ComputeCapability, GpuDevice, NodeCapacity, ResourceProfile
+from icn_node.scheduler.tasks import TaskState
 from tests.mesh.memnet import MemNet, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
