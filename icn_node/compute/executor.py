@@ -2,7 +2,7 @@
 
 :class:`ExecutorCore` takes events as method calls (a request arrived, a claim arrived, the run
 finished, the timer fired) with ``now`` in seconds on the driver's clock, and returns the
-:mod:`~icn_node.compute.actions` to execute, in order. It reads no clock, does no I/O and draws
+:mod:`~icn_node.compute.effects` to execute, in order. It reads no clock, does no I/O and draws
 no random numbers. The driver re-arms one timer at :meth:`ExecutorCore.next_deadline` and calls
 :meth:`ExecutorCore.on_timer` when it fires.
 
@@ -23,21 +23,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from icn_node.compute.actions import (
-    Action,
-    CountLoss,
-    CountRequestReceived,
-    CountWin,
+from icn_node.compute.effects import (
+    LOSSES,
+    OFFERS_SENT,
+    REQUESTS_RECEIVED,
+    SCORE,
+    WINS,
+    Count,
+    Effect,
     Ignored,
-    ObserveScore,
+    Observe,
     Persist,
-    SendAbandon,
-    SendClaimReply,
-    SendClaimRequest,
-    SendDecline,
-    SendHeartbeat,
-    SendOffer,
-    SendResult,
+    Send,
     StartRun,
     StopRun,
 )
@@ -57,6 +54,15 @@ from icn_node.scheduler.policy import (
 )
 from icn_node.scheduler.resources import NodeCapacity, Reservation, ResourceProfile
 from icn_node.scheduler.tasks import TaskResult, TaskSpec
+from icn_node.wire import (
+    AbandonMsg,
+    ClaimReplyMsg,
+    ClaimRequestMsg,
+    DeclineMsg,
+    PlacementOfferMsg,
+    TaskHeartbeatMsg,
+    TaskResultMsg,
+)
 
 __all__ = ["ExecutorCore"]
 
@@ -238,7 +244,7 @@ class ExecutorCore:
                 except ResourceError:
                     return
 
-    def update_capacity(self, capacity: NodeCapacity, now: float) -> list[Action]:
+    def update_capacity(self, capacity: NodeCapacity, now: float) -> list[Effect]:
         """The driver re-measured the host. ``capacity`` is what icnd may use (its available
         figures must not already subtract icnd's own tasks). Accepted jobs keep their
         reservations on the new figures, oldest first; one that no longer fits stays
@@ -285,7 +291,7 @@ class ExecutorCore:
             runtimes=self.runtimes,
         )
 
-    def significant_change(self, now: float) -> bool:
+    def significant_change(self) -> bool:
         """True when free capacity moved by more than ``change_threshold`` (as a fraction of the
         node) or a GPU was taken or freed since the last :meth:`announce_info` (or never
         announced): the driver then announces early."""
@@ -332,7 +338,7 @@ class ExecutorCore:
         *,
         window_s: float | None = None,
         excluded: Iterable[str] = (),
-    ) -> list[Action]:
+    ) -> list[Effect]:
         """A ``PlacementRequest`` for round ``attempt`` arrived (``window_s`` and ``excluded``
         from the message). Offer (after the deliberation delay) with a tentative reservation,
         or decline. A round seen before, or a task this node already runs, is ignored."""
@@ -343,10 +349,10 @@ class ExecutorCore:
             return [Ignored("duplicate or late request", th, request.submitter)]
         self._supersede(th, attempt)
         sub = request.submitter
-        acts: list[Action] = [CountRequestReceived(th)]
+        acts: list[Effect] = [Count(REQUESTS_RECEIVED)]
 
-        def decline(reason: str, detail: str) -> list[Action]:
-            acts.append(SendDecline(sub, th, attempt, reason, detail))
+        def decline(reason: str, detail: str) -> list[Effect]:
+            acts.append(Send(sub, DeclineMsg(th, attempt, reason, detail)))
             return acts
 
         if self.did in excluded:
@@ -379,24 +385,24 @@ class ExecutorCore:
             offer=res,
         )
         self._tentative[th] = t
-        acts.append(ObserveScore(res.score))
+        acts.append(Observe(SCORE, res.score))
         if self.deliberation_s > 0.0:
             t.send_at = now + self.deliberation_s
         else:
             self._offered.add((th, attempt))
-            acts.append(SendOffer(sub, res, attempt))
+            acts += [Send(sub, PlacementOfferMsg(res, attempt)), Count(OFFERS_SENT)]
         return acts
 
     def on_task_claimed(
         self, task_hash: bytes, winner: str, attempt: int, now: float
-    ) -> list[Action]:
+    ) -> list[Effect]:
         """``TaskClaimed`` gossip. Another winner: release the tentative reservation, and count
         a loss if an offer was sent for that round. This node: keep the reservation until the
         direct claim arrives (the win is counted when the claim is accepted)."""
-        acts: list[Action] = []
+        acts: list[Effect] = []
         if winner != self.did and (task_hash, attempt) in self._offered:
             self._offered.discard((task_hash, attempt))
-            acts.append(CountLoss(task_hash))
+            acts.append(Count(LOSSES))
         t = self._tentative.get(task_hash)
         if t is None or t.attempt != attempt:
             self._supersede(task_hash, attempt)
@@ -412,7 +418,7 @@ class ExecutorCore:
 
     def on_claim(
         self, task_hash: bytes, sender: str, attempt: int, spec: TaskSpec, now: float
-    ) -> list[Action]:
+    ) -> list[Effect]:
         """The submitter claims this node for round ``attempt``: accept with a firm reservation
         (the tentative one, or a new one if the task still fits) and start the run, or reject
         (``no_capacity``, ``low_trust``, ``busy``). Idempotent for an accepted job."""
@@ -420,11 +426,11 @@ class ExecutorCore:
 
     def on_cancel(
         self, task_hash: bytes, sender: str, now: float, attempt: int | None = None
-    ) -> list[Action]:
-        """The submitter cancels (``PublishCancel`` gossip or a direct ``SendCancel``; ``attempt``
+    ) -> list[Effect]:
+        """The submitter cancels (``task_cancel`` gossiped or sent directly; ``attempt``
         None matches any round): drop a tentative reservation, or stop an accepted run (its
         ``cancelled`` result is still reported)."""
-        acts: list[Action] = []
+        acts: list[Effect] = []
         t = self._tentative.get(task_hash)
         if t is not None and t.submitter == sender and attempt in (None, t.attempt):
             del self._tentative[task_hash]
@@ -454,7 +460,7 @@ class ExecutorCore:
         *,
         window_s: float | None = None,
         excluded: Iterable[str] = (),
-    ) -> list[Action]:
+    ) -> list[Effect]:
         """Legacy ``TaskSubmitted``: with trust in the submitter and room for
         ``ResourceProfile.minimal()``, reserve it and ask to claim."""
         th = spec.task_hash
@@ -479,15 +485,15 @@ class ExecutorCore:
         self._tentative[th] = _Tentative(
             th, attempt, sub, LEGACY, hold, expires_at=now + window + self.reservation_grace_s
         )
-        return [SendClaimRequest(sub, th, attempt)]
+        return [Send(sub, ClaimRequestMsg(th, attempt))]
 
     def on_grant(
         self, task_hash: bytes, sender: str, attempt: int, spec: TaskSpec, now: float
-    ) -> list[Action]:
+    ) -> list[Effect]:
         """Legacy grant: as :meth:`on_claim` (the reply says accepted or rejected)."""
         return self._accept(task_hash, sender, attempt, spec, now, LEGACY)
 
-    def on_refuse(self, task_hash: bytes, sender: str, attempt: int, now: float) -> list[Action]:
+    def on_refuse(self, task_hash: bytes, sender: str, attempt: int, now: float) -> list[Effect]:
         """Legacy refusal: release the tentative reservation."""
         t = self._tentative.get(task_hash)
         if t is None or t.submitter != sender or t.attempt != attempt:
@@ -500,7 +506,7 @@ class ExecutorCore:
 
     def _accept(
         self, th: bytes, sender: str, attempt: int, spec: TaskSpec, now: float, protocol: str
-    ) -> list[Action]:
+    ) -> list[Effect]:
         if spec.task_hash != th or spec.submitter != sender:
             return [Ignored("claim does not match its spec or sender", th, sender)]
         if spec.protocol != protocol:
@@ -508,17 +514,17 @@ class ExecutorCore:
         j = self._jobs.get(th)
         if j is not None:
             ok = j.record.attempt == attempt and j.record.state is not JobState.ABANDONED
-            return [SendClaimReply(sender, th, attempt, ok, "" if ok else "busy")]
+            return [Send(sender, ClaimReplyMsg(th, attempt, ok, "" if ok else "busy"))]
         seen = self._seen.get(th)
         if seen is not None and (seen[0] > attempt or seen[2]):
-            return [SendClaimReply(sender, th, attempt, False, "busy")]
+            return [Send(sender, ClaimReplyMsg(th, attempt, False, "busy"))]
         t = self._tentative.get(th)
         offered = (th, attempt) in self._offered
         self._offered.discard((th, attempt))
         if self.trust(sender) < self.min_trust or spec.runtime not in self.runtimes:
             why = "low_trust" if self.trust(sender) < self.min_trust else "runtime"
-            acts: list[Action] = [SendClaimReply(sender, th, attempt, False, why)]
-            return acts + [CountLoss(th)] if offered else acts
+            acts: list[Effect] = [Send(sender, ClaimReplyMsg(th, attempt, False, why))]
+            return acts + [Count(LOSSES)] if offered else acts
         profile = spec.profile or ResourceProfile.minimal()
         hold = None
         if t is not None:
@@ -535,8 +541,8 @@ class ExecutorCore:
         if hold is None:
             hold = self._reserve(profile)
         if hold is None:
-            acts = [SendClaimReply(sender, th, attempt, False, "no_capacity")]
-            return acts + [CountLoss(th)] if offered else acts
+            acts = [Send(sender, ClaimReplyMsg(th, attempt, False, "no_capacity"))]
+            return acts + [Count(LOSSES)] if offered else acts
         self._see(th, max(attempt, seen[0] if seen else 0), now, False)
         assert hold.reservation is not None
         rec = JobRecord(
@@ -549,9 +555,9 @@ class ExecutorCore:
         )
         self._jobs[th] = _Job(rec, hold, next_heartbeat=now + self.heartbeat_interval_s)
         self._in_flight.add(th)
-        acts = [Persist(rec), SendClaimReply(sender, th, attempt, True)]
+        acts = [Persist(rec), Send(sender, ClaimReplyMsg(th, attempt, True))]
         if protocol == PLACEMENT:
-            acts.append(CountWin(th))
+            acts.append(Count(WINS))
         acts.append(StartRun(spec, attempt, hold.reservation))
         return acts
 
@@ -563,7 +569,7 @@ class ExecutorCore:
             raise LocalProtocolError(f"{what}: no job for task {task_hash.hex()}")
         return j
 
-    def on_run_started(self, task_hash: bytes, now: float) -> list[Action]:
+    def on_run_started(self, task_hash: bytes, now: float) -> list[Effect]:
         """The sandbox started (blobs fetched): ``reserved`` -> ``running``."""
         j = self._job(task_hash, "on_run_started")
         if j.record.state is not JobState.RESERVED:
@@ -571,7 +577,7 @@ class ExecutorCore:
         j.record = j.record.evolve(state=JobState.RUNNING, updated_at=now)
         return [Persist(j.record)]
 
-    def on_run_finished(self, task_hash: bytes, result: TaskResult, now: float) -> list[Action]:
+    def on_run_finished(self, task_hash: bytes, result: TaskResult, now: float) -> list[Effect]:
         """The run ended (also after StopRun, or when it could not start): release the
         reservation, persist the result, send it (re-sent until acknowledged)."""
         j = self._job(task_hash, "on_run_finished")
@@ -593,10 +599,10 @@ class ExecutorCore:
         j.resend_at = now + self.result_resend_s
         return [
             Persist(j.record),
-            SendResult(j.record.submitter, task_hash, j.record.attempt, result),
+            Send(j.record.submitter, TaskResultMsg(task_hash, j.record.attempt, result)),
         ]
 
-    def abandon(self, task_hash: bytes, reason: str, now: float) -> list[Action]:
+    def abandon(self, task_hash: bytes, reason: str, now: float) -> list[Effect]:
         """Give an accepted job back without a result, for a reason that is not the task's
         fault (its code or inputs could not be fetched): release the reservation, mark it
         ``abandoned`` and tell the submitter, which places it elsewhere at once. Every StartRun
@@ -613,12 +619,12 @@ class ExecutorCore:
         self._retire(task_hash, j, now)
         return [
             Persist(j.record),
-            SendAbandon(j.record.submitter, task_hash, j.record.attempt, reason),
+            Send(j.record.submitter, AbandonMsg(task_hash, j.record.attempt, reason)),
         ]
 
     def on_result_ack(
         self, task_hash: bytes, sender: str, now: float, attempt: int | None = None
-    ) -> list[Action]:
+    ) -> list[Effect]:
         """The submitter has the result: stop re-sending."""
         j = self._jobs.get(task_hash)
         if (
@@ -637,14 +643,14 @@ class ExecutorCore:
 
     # -- restart ---------------------------------------------------------------------------
 
-    def restore(self, jobs: Iterable[JobRecord], now: float) -> list[Action]:
+    def restore(self, jobs: Iterable[JobRecord], now: float) -> list[Effect]:
         """Rebuild after a restart, on a fresh core. A job that was reserved or running died
         with the daemon: it is marked ``abandoned`` and the submitter is told at once
-        (``SendAbandon``), which re-places it; nothing is re-run here. Finished results not yet
+        (``abandon``), which re-places it; nothing is re-run here. Finished results not yet
         acknowledged are re-sent now."""
         if self._jobs or self._tentative:
             raise LocalProtocolError("restore: the core is not fresh")
-        acts: list[Action] = []
+        acts: list[Effect] = []
         for rec in sorted(jobs, key=lambda r: (r.accepted_at, r.task_hash)):
             th = rec.task_hash
             if th in self._jobs:
@@ -658,12 +664,12 @@ class ExecutorCore:
                 self._retire(th, j, now)
                 acts += [
                     Persist(j.record),
-                    SendAbandon(rec.submitter, th, rec.attempt, "executor restarted"),
+                    Send(rec.submitter, AbandonMsg(th, rec.attempt, "executor restarted")),
                 ]
             elif rec.state is JobState.FINISHED and not rec.result_acked:
                 assert rec.result is not None
                 j.resend_at = now + self.result_resend_s
-                acts.append(SendResult(rec.submitter, th, rec.attempt, rec.result))
+                acts.append(Send(rec.submitter, TaskResultMsg(th, rec.attempt, rec.result)))
             else:
                 self._retire(th, j, now)
         return acts
@@ -689,17 +695,18 @@ class ExecutorCore:
             best = min(best, oldest + self.forget_after_s)
         return None if best == math.inf else best
 
-    def on_timer(self, now: float) -> list[Action]:
+    def on_timer(self, now: float) -> list[Effect]:
         """Send offers whose deliberation ended, drop expired tentative reservations, send
         heartbeats, re-send unacknowledged results, forget old jobs."""
-        acts: list[Action] = []
+        acts: list[Effect] = []
         for th in sorted(self._tentative):
             t = self._tentative[th]
             if t.send_at is not None and t.send_at <= now:
                 t.send_at = None
                 assert t.offer is not None
                 self._offered.add((th, t.attempt))
-                acts.append(SendOffer(t.submitter, replace(t.offer, offered_at=now), t.attempt))
+                offer = replace(t.offer, offered_at=now)
+                acts += [Send(t.submitter, PlacementOfferMsg(offer, t.attempt)), Count(OFFERS_SENT)]
             if t.expires_at <= now:
                 del self._tentative[th]
                 self._release(t.hold)
@@ -707,11 +714,11 @@ class ExecutorCore:
             j = self._jobs[th]
             r = j.record
             if j.next_heartbeat is not None and j.next_heartbeat <= now:
-                acts.append(SendHeartbeat(r.submitter, th, r.attempt))
+                acts.append(Send(r.submitter, TaskHeartbeatMsg(th, r.attempt)))
                 j.next_heartbeat = now + self.heartbeat_interval_s
             if j.resend_at is not None and j.resend_at <= now:
                 assert r.result is not None
-                acts.append(SendResult(r.submitter, th, r.attempt, r.result))
+                acts.append(Send(r.submitter, TaskResultMsg(th, r.attempt, r.result)))
                 j.resend_at = now + self.result_resend_s
         while self._retiring:
             th = next(iter(self._retiring))

@@ -2,8 +2,8 @@
 
 :class:`SubmitterCore` owns every task this node submitted, from submission to exactly one final
 state. Events come in as method calls with ``now`` (seconds, the driver's clock); the
-:mod:`~icn_node.compute.actions` to execute come back as a list, in order. Every state change is
-a new :class:`~icn_node.compute.tasks.TaskRecord` emitted as ``Persist`` then ``StateChanged``
+:mod:`~icn_node.compute.effects` to execute come back as a list, in order. Every state change is
+a new :class:`~icn_node.compute.records.TaskRecord` emitted as ``Persist`` then ``StateChanged``
 *before* any message that depends on it. One timer per task; the driver re-arms a single timer
 at :meth:`SubmitterCore.next_deadline` and calls :meth:`SubmitterCore.on_timer`.
 
@@ -24,23 +24,19 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from icn_node.compute.actions import (
-    Action,
-    CountOfferReceived,
-    CountTaskFinished,
-    CountTaskSubmitted,
+from icn_node.compute.effects import (
+    FUEL_USED,
+    OFFERS_RECEIVED,
+    PLACEMENT_DURATION,
+    TASKS_FINISHED,
+    TASKS_SUBMITTED,
+    Count,
+    Effect,
     Ignored,
-    ObservePlacementDuration,
+    Observe,
     Persist,
-    PublishCancel,
-    PublishRequest,
-    PublishTaskClaimed,
-    PublishTaskSubmitted,
-    SendCancel,
-    SendClaim,
-    SendGrant,
-    SendRefuse,
-    SendResultAck,
+    Publish,
+    Send,
     StateChanged,
 )
 from icn_node.compute.records import OfferSummary, TaskRecord
@@ -50,6 +46,16 @@ from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.policy import MIN_TRUST_EXECUTE, PlacementOffer, PlacementRequest, Weights
 from icn_node.scheduler.ranking import RankedOffer, rank_offers
 from icn_node.scheduler.tasks import TaskResult, TaskSpec, TaskState
+from icn_node.wire import (
+    ClaimMsg,
+    GrantMsg,
+    PlacementRequestMsg,
+    RefuseMsg,
+    ResultAckMsg,
+    TaskCancelMsg,
+    TaskClaimedMsg,
+    TaskSubmittedMsg,
+)
 
 __all__ = ["NO_EXECUTOR", "MAX_ATTEMPTS", "CANCELLED_BY_USER", "SubmitterCore"]
 
@@ -172,7 +178,7 @@ class SubmitterCore:
     # -- record changes --------------------------------------------------------------------
 
     def _set(
-        self, t: _Task, now: float, acts: list[Action], *, first: bool = False, **changes: object
+        self, t: _Task, now: float, acts: list[Effect], *, first: bool = False, **changes: object
     ) -> None:
         """Replace the record, then Persist and (on a state change) StateChanged. ``first``: the
         task's first record, whose StateChanged has no old state."""
@@ -191,12 +197,13 @@ class SubmitterCore:
             if new.state.is_final:
                 t.deadline = None
                 t.backlog.clear()
-                fuel = 0 if new.result is None else new.result.fuel_used
-                acts.append(CountTaskFinished(new.state, fuel))
+                acts.append(Count(TASKS_FINISHED, new.state.value))
+                if new.result is not None and new.result.fuel_used:
+                    acts.append(Count(FUEL_USED, n=new.result.fuel_used))
         if freed:
             self._admit(now, acts)
 
-    def _admit(self, now: float, acts: list[Action]) -> None:
+    def _admit(self, now: float, acts: list[Effect]) -> None:
         """Start queued tasks, oldest first, while fewer than ``max_negotiating`` are placing."""
         while self._waiting and (
             self.max_negotiating is None or len(self._placing) < self.max_negotiating
@@ -208,13 +215,13 @@ class SubmitterCore:
             self._start_round(t, now, acts, attempt=t.rec.attempt)
 
     def _finish(
-        self, t: _Task, now: float, acts: list[Action], state: TaskState, reason: str
+        self, t: _Task, now: float, acts: list[Effect], state: TaskState, reason: str
     ) -> None:
         self._set(t, now, acts, state=state, reason=reason, finished_at=now)
 
     # -- submission and rounds -------------------------------------------------------------
 
-    def submit(self, spec: TaskSpec, now: float) -> list[Action]:
+    def submit(self, spec: TaskSpec, now: float) -> list[Effect]:
         """Take a new task: Persist (``negotiating``), then publish the request (or legacy
         ``TaskSubmitted``) for round 1."""
         if not isinstance(spec, TaskSpec):
@@ -229,13 +236,13 @@ class SubmitterCore:
             TaskRecord(spec=spec, state=S.PENDING, attempt=1, submitted_at=now, updated_at=now)
         )
         self._tasks[spec.task_hash] = t
-        acts: list[Action] = []
+        acts: list[Effect] = []
         self._start_round(t, now, acts, attempt=1, first=True)
-        acts.append(CountTaskSubmitted(spec.protocol))
+        acts.append(Count(TASKS_SUBMITTED, spec.protocol))
         return acts
 
     def _start_round(
-        self, t: _Task, now: float, acts: list[Action], *, attempt: int, first: bool = False
+        self, t: _Task, now: float, acts: list[Effect], *, attempt: int, first: bool = False
     ) -> None:
         spec = t.rec.spec
         t.offers.clear()
@@ -283,9 +290,7 @@ class SubmitterCore:
             started_at=None,
         )
         if spec.profile is None:
-            acts.append(
-                PublishTaskSubmitted(spec, attempt, t.deadline, self.offer_window_s, excluded)
-            )
+            acts.append(Publish(TaskSubmittedMsg(spec, attempt, self.offer_window_s, excluded)))
         else:
             req = PlacementRequest(
                 spec.task_hash,
@@ -296,12 +301,15 @@ class SubmitterCore:
                 requested_at=now,
                 runtime=spec.runtime,
             )
-            targets = t.expected or None
-            acts.append(
-                PublishRequest(req, attempt, t.deadline, self.offer_window_s, excluded, targets)
-            )
+            msg = PlacementRequestMsg(req, attempt, self.offer_window_s, excluded)
+            # Straight to the executors expected to answer (announced, live, could fit) rather
+            # than flooding every member; gossiped when nobody is expected.
+            if t.expected:
+                acts.extend(Send(d, msg) for d in sorted(t.expected))
+            else:
+                acts.append(Publish(msg))
 
-    def _round_failed(self, t: _Task, now: float, acts: list[Action]) -> None:
+    def _round_failed(self, t: _Task, now: float, acts: list[Effect]) -> None:
         """The round ended without a running executor: back off and retry, or give up."""
         retries = t.rec.retries + 1
         if retries > len(self.retry_backoff_s):
@@ -322,9 +330,9 @@ class SubmitterCore:
             reason=f"retrying: no executor took round {t.rec.attempt}",
         )
 
-    def _lost(self, t: _Task, now: float, acts: list[Action], executor: str) -> None:
+    def _lost(self, t: _Task, now: float, acts: list[Effect], executor: str) -> None:
         """``executor`` lost the task (lease lapse, claim timeout, abandon)."""
-        acts.append(SendCancel(executor, t.rec.task_hash, t.rec.attempt))
+        acts.append(Send(executor, TaskCancelMsg(t.rec.task_hash, t.rec.attempt)))
         excluded = t.rec.excluded + ((executor,) if executor not in t.rec.excluded else ())
         t.rec = t.rec.evolve(excluded=excluded)
         if len(excluded) >= self.max_attempts:
@@ -350,7 +358,7 @@ class SubmitterCore:
 
     def on_offer(
         self, offer: PlacementOffer, sender: str, attempt: int, now: float
-    ) -> list[Action]:
+    ) -> list[Effect]:
         """An offer for round ``attempt``. Taken only from the executor it names, while the
         round negotiates, once per executor; closes the window early when every expected
         executor has answered."""
@@ -366,13 +374,13 @@ class SubmitterCore:
         if sender in t.rec.excluded:
             return [Ignored("offer from an excluded executor", offer.task_hash, sender)]
         t.offers[sender] = offer
-        acts: list[Action] = [CountOfferReceived(offer.task_hash, sender)]
+        acts: list[Effect] = [Count(OFFERS_RECEIVED)]
         self._maybe_close_early(t, now, acts)
         return acts
 
     def on_decline(
         self, task_hash: bytes, sender: str, attempt: int, reason: str, now: float
-    ) -> list[Action]:
+    ) -> list[Effect]:
         """An executor will not offer for round ``attempt``; it counts as an answer."""
         t = self._current(task_hash, sender, attempt, S.NEGOTIATING)
         if isinstance(t, Ignored):
@@ -380,15 +388,15 @@ class SubmitterCore:
         if sender in t.offers or sender in t.declined:
             return [Ignored("duplicate answer", task_hash, sender)]
         t.declined.add(sender)
-        acts: list[Action] = []
+        acts: list[Effect] = []
         self._maybe_close_early(t, now, acts)
         return acts
 
-    def _maybe_close_early(self, t: _Task, now: float, acts: list[Action]) -> None:
+    def _maybe_close_early(self, t: _Task, now: float, acts: list[Effect]) -> None:
         if t.expected and t.expected <= (t.offers.keys() | t.declined):
             self._close_window(t, now, acts)
 
-    def _close_window(self, t: _Task, now: float, acts: list[Action]) -> None:
+    def _close_window(self, t: _Task, now: float, acts: list[Effect]) -> None:
         spec = t.rec.spec
         if spec.profile is None:  # legacy: nobody asked to claim in the window
             self._round_failed(t, now, acts)
@@ -412,7 +420,7 @@ class SubmitterCore:
         )
         self._claim_next(t, now, acts)
 
-    def _claim_next(self, t: _Task, now: float, acts: list[Action]) -> None:
+    def _claim_next(self, t: _Task, now: float, acts: list[Effect]) -> None:
         """Claim the best remaining offer, or end the round."""
         while t.backlog:
             r = t.backlog.pop(0)
@@ -423,15 +431,19 @@ class SubmitterCore:
             t.deadline = now + self.claim_timeout_s
             claimed = rec.claimed + ((ex,) if ex not in rec.claimed else ())
             self._set(t, now, acts, state=S.CLAIMING, executor=ex, claimed=claimed, claimed_at=now)
-            acts.append(SendClaim(ex, rec.task_hash, rec.attempt, rec.spec))
-            others = t.expected - {ex} if t.expected else None
-            acts.append(PublishTaskClaimed(rec.task_hash, ex, rec.attempt, others))
+            acts.append(Send(ex, ClaimMsg(rec.task_hash, rec.attempt, rec.spec)))
+            claimed_msg = TaskClaimedMsg(rec.task_hash, ex, rec.attempt)
+            if t.expected:
+                # The winner learns from its claim; the others asked directly release.
+                acts.extend(Send(d, claimed_msg) for d in sorted(t.expected - {ex}))
+            else:
+                acts.append(Publish(claimed_msg))
             return
         self._round_failed(t, now, acts)
 
     def on_claim_reply(
         self, task_hash: bytes, sender: str, attempt: int, accepted: bool, reason: str, now: float
-    ) -> list[Action]:
+    ) -> list[Effect]:
         """The claimed executor accepts (-> ``running``) or rejects (-> the next offer, or a new
         round). Also the reply to a legacy grant."""
         t = self._current(task_hash, sender, attempt, S.CLAIMING)
@@ -439,47 +451,47 @@ class SubmitterCore:
             return [t]
         if sender != t.rec.executor:
             return [Ignored("claim reply from an executor not claimed", task_hash, sender)]
-        acts: list[Action] = []
+        acts: list[Effect] = []
         if accepted:
             self._running(t, now, acts)
         else:
             self._claim_next(t, now, acts)
         return acts
 
-    def _running(self, t: _Task, now: float, acts: list[Action]) -> None:
+    def _running(self, t: _Task, now: float, acts: list[Effect]) -> None:
         t.deadline = now + self.lease_timeout_s
         started = t.rec.negotiation_started_at
         self._set(t, now, acts, state=S.RUNNING, started_at=now, retries=0, reason="")
         if started is not None:
-            acts.append(ObservePlacementDuration(max(0.0, now - started)))
+            acts.append(Observe(PLACEMENT_DURATION, max(0.0, now - started)))
 
     # -- legacy first-claim ----------------------------------------------------------------
 
     def on_claim_request(
         self, task_hash: bytes, sender: str, attempt: int, now: float
-    ) -> list[Action]:
+    ) -> list[Effect]:
         """Legacy: the first executor to ask in the current round is granted (-> ``claiming``,
         awaiting its claim reply); every other request is refused so it releases."""
         t = self._tasks.get(task_hash)
-        refuse: list[Action] = [SendRefuse(sender, task_hash, attempt)]
+        refuse: list[Effect] = [Send(sender, RefuseMsg(task_hash, attempt))]
         if t is None or t.rec.spec.profile is not None:
             return refuse
         rec = t.rec
         if attempt == rec.attempt and sender == rec.executor and rec.state is S.CLAIMING:
-            return [SendGrant(sender, task_hash, attempt, rec.spec)]  # a duplicate request
+            return [Send(sender, GrantMsg(task_hash, attempt, rec.spec))]  # a duplicate request
         if rec.state is not S.NEGOTIATING or attempt != rec.attempt or sender in rec.excluded:
             return refuse
-        acts: list[Action] = []
+        acts: list[Effect] = []
         t.deadline = now + self.claim_timeout_s
         claimed = rec.claimed + ((sender,) if sender not in rec.claimed else ())
         self._set(t, now, acts, state=S.CLAIMING, executor=sender, claimed=claimed, claimed_at=now)
-        acts.append(SendGrant(sender, task_hash, attempt, rec.spec))
-        acts.append(PublishTaskClaimed(task_hash, sender, attempt))
+        acts.append(Send(sender, GrantMsg(task_hash, attempt, rec.spec)))
+        acts.append(Publish(TaskClaimedMsg(task_hash, sender, attempt)))
         return acts
 
     # -- running ---------------------------------------------------------------------------
 
-    def on_heartbeat(self, task_hash: bytes, sender: str, attempt: int, now: float) -> list[Action]:
+    def on_heartbeat(self, task_hash: bytes, sender: str, attempt: int, now: float) -> list[Effect]:
         """Renews the lease of the current executor and round. From a claimed executor it also
         stands for a lost claim reply. From an executor this task no longer uses, it is
         answered with a cancel."""
@@ -493,16 +505,16 @@ class SubmitterCore:
                 t.deadline = now + self.lease_timeout_s
             return []
         if current and rec.state is S.CLAIMING:
-            acts: list[Action] = []
+            acts: list[Effect] = []
             self._running(t, now, acts)
             return acts
         if sender in rec.claimed:
-            return [SendCancel(sender, task_hash, attempt)]
+            return [Send(sender, TaskCancelMsg(task_hash, attempt))]
         return [Ignored("heartbeat from an executor never claimed", task_hash, sender)]
 
     def on_abandon(
         self, task_hash: bytes, sender: str, attempt: int, reason: str, now: float
-    ) -> list[Action]:
+    ) -> list[Effect]:
         """The current executor gives the task back: as a lapsed lease, without the wait."""
         t = self._tasks.get(task_hash)
         if (
@@ -512,7 +524,7 @@ class SubmitterCore:
             or attempt != t.rec.attempt
         ):
             return [Ignored("abandon from an executor not running the task", task_hash, sender)]
-        acts: list[Action] = []
+        acts: list[Effect] = []
         if t.rec.cancel_requested:
             self._finish(t, now, acts, S.CANCELLED, CANCELLED_BY_USER)
         else:
@@ -521,7 +533,7 @@ class SubmitterCore:
 
     def on_result(
         self, result: TaskResult, sender: str, task_hash: bytes, now: float
-    ) -> list[Action]:
+    ) -> list[Effect]:
         """A run's final result. Acknowledged whenever it comes from an executor this task was
         claimed with (also duplicates), so it stops re-sending; recorded at most once.
 
@@ -534,7 +546,7 @@ class SubmitterCore:
         if result.executor != sender:
             return [Ignored("the result names another executor", task_hash, sender)]
         t = self._tasks.get(task_hash)
-        ack = SendResultAck(sender, task_hash, result.attempt)
+        ack = Send(sender, ResultAckMsg(task_hash, result.attempt))
         if t is None:
             return [ack, Ignored("result for an unknown task", task_hash, sender)]
         rec = t.rec
@@ -542,7 +554,7 @@ class SubmitterCore:
             return [Ignored("result from an executor never claimed", task_hash, sender)]
         if rec.state.is_final:
             return [ack, Ignored("duplicate result", task_hash, sender)]
-        acts: list[Action] = []
+        acts: list[Effect] = []
         current = (
             rec.state in (S.CLAIMING, S.RUNNING)
             and sender == rec.executor
@@ -559,9 +571,9 @@ class SubmitterCore:
             ]
         else:
             if rec.state in (S.CLAIMING, S.RUNNING) and rec.executor is not None:
-                acts.append(SendCancel(rec.executor, task_hash, rec.attempt))
+                acts.append(Send(rec.executor, TaskCancelMsg(task_hash, rec.attempt)))
             elif rec.state is S.NEGOTIATING:
-                acts.append(PublishCancel(task_hash, rec.attempt))
+                acts.append(Publish(TaskCancelMsg(task_hash, rec.attempt)))
         reason = CANCELLED_BY_USER if result.state is S.CANCELLED else ""
         self._set(
             t,
@@ -578,7 +590,7 @@ class SubmitterCore:
 
     # -- cancel ----------------------------------------------------------------------------
 
-    def cancel(self, task_hash: bytes, now: float) -> list[Action]:
+    def cancel(self, task_hash: bytes, now: float) -> list[Effect]:
         """Cancel a task (``icnctl compute cancel``). Negotiating or claiming: ``cancelled`` at
         once, and executors told to release. Running: the executor is told to stop and the task
         stays ``running`` (``cancel_requested``) until its result, or ``cancel_timeout_s``.
@@ -587,7 +599,7 @@ class SubmitterCore:
         if t is None:
             raise LocalProtocolError(f"cancel: unknown task {task_hash.hex()}")
         rec = t.rec
-        acts: list[Action] = []
+        acts: list[Effect] = []
         if rec.state.is_final:
             return acts
         if rec.state is S.RUNNING:
@@ -596,18 +608,18 @@ class SubmitterCore:
             assert rec.executor is not None
             t.deadline = now + self.cancel_timeout_s
             self._set(t, now, acts, cancel_requested=True, reason=CANCELLED_BY_USER)
-            acts.append(SendCancel(rec.executor, task_hash, rec.attempt))
+            acts.append(Send(rec.executor, TaskCancelMsg(task_hash, rec.attempt)))
             return acts
         self._finish(t, now, acts, S.CANCELLED, CANCELLED_BY_USER)
         if rec.state in (S.NEGOTIATING, S.CLAIMING):
-            acts.append(PublishCancel(task_hash, rec.attempt))
+            acts.append(Publish(TaskCancelMsg(task_hash, rec.attempt)))
         if rec.state is S.CLAIMING and rec.executor is not None:
-            acts.append(SendCancel(rec.executor, task_hash, rec.attempt))
+            acts.append(Send(rec.executor, TaskCancelMsg(task_hash, rec.attempt)))
         return acts
 
     # -- restart ---------------------------------------------------------------------------
 
-    def restore(self, records: Iterable[TaskRecord], now: float) -> list[Action]:
+    def restore(self, records: Iterable[TaskRecord], now: float) -> list[Effect]:
         """Resume after a restart, on a fresh core. Final tasks are only remembered. Pending
         and negotiating tasks start a new round (``attempt`` + 1). A claiming task re-sends its
         claim (idempotent on the executor) with a fresh claim timeout. A running task keeps its
@@ -615,7 +627,7 @@ class SubmitterCore:
         lapses and it is re-placed); a pending cancel is sent again."""
         if self._tasks:
             raise LocalProtocolError("restore: the core is not fresh")
-        acts: list[Action] = []
+        acts: list[Effect] = []
         for rec in sorted(records, key=lambda r: (r.submitted_at, r.task_hash)):
             th = rec.task_hash
             if th in self._tasks:
@@ -628,14 +640,14 @@ class SubmitterCore:
                 assert rec.executor is not None
                 if rec.cancel_requested:
                     t.deadline = now + self.cancel_timeout_s
-                    acts.append(SendCancel(rec.executor, th, rec.attempt))
+                    acts.append(Send(rec.executor, TaskCancelMsg(th, rec.attempt)))
                 else:
                     t.deadline = now + self.lease_timeout_s
             elif rec.state is S.CLAIMING and rec.executor is not None:
                 self._placing.add(th)  # keeps its slot; the others are admitted afresh
                 t.deadline = now + self.claim_timeout_s
-                send = SendClaim if rec.spec.profile is not None else SendGrant
-                acts.append(send(rec.executor, th, rec.attempt, rec.spec))
+                claim = ClaimMsg if rec.spec.profile is not None else GrantMsg
+                acts.append(Send(rec.executor, claim(th, rec.attempt, rec.spec)))
             else:
                 self._start_round(t, now, acts, attempt=rec.attempt + 1)
         return acts
@@ -647,7 +659,7 @@ class SubmitterCore:
         ds = [t.deadline for t in self._tasks.values() if t.deadline is not None]
         return min(ds) if ds else None
 
-    def on_timer(self, now: float) -> list[Action]:
+    def on_timer(self, now: float) -> list[Effect]:
         """Fire every task timer due at ``now``: close offer windows, time out claims, lapse
         leases, give up on unconfirmed cancels, start retry rounds."""
         due = sorted(
@@ -655,7 +667,7 @@ class SubmitterCore:
             for th, t in self._tasks.items()
             if t.deadline is not None and t.deadline <= now
         )
-        acts: list[Action] = []
+        acts: list[Effect] = []
         for _, th in due:
             t = self._tasks[th]
             t.deadline = None

@@ -4,20 +4,21 @@ restarts."""
 from __future__ import annotations
 
 import pytest
-from harness import SUB, Network, capacity, did, spec
+from harness import SUB, Network, capacity, did, kinds, spec
 
-from icn_node.compute import (
-    JobState,
-    PublishRequest,
-    SendAbandon,
-    SendClaim,
-    SendDecline,
-    SendGrant,
-    SendOffer,
-    SendRefuse,
-    SendResult,
-    SendResultAck,
-    TaskState,
+from icn_node.compute import JobState, Publish, Send
+from icn_node.scheduler.tasks import TaskState
+from icn_node.wire import (
+    AbandonMsg,
+    ClaimMsg,
+    ClaimReplyMsg,
+    DeclineMsg,
+    GrantMsg,
+    PlacementOfferMsg,
+    PlacementRequestMsg,
+    RefuseMsg,
+    ResultAckMsg,
+    TaskResultMsg,
 )
 
 SEED_TRUST = {"a": 0.9, "b": 0.7, "c": 0.5, "d": 0.8, "e": 0.2}
@@ -43,30 +44,31 @@ def test_seed_five_executors(seed):
     # The submitter does not expect e: it does not trust it enough to take its offer.
     assert net.submitter.expected(th) == {did(k) for k in "abcd"}
     net.run(0.6)
-    offers = net.sent(SendOffer)
-    assert sorted(o.offer.executor for o in offers) == sorted(did(k) for k in "abcd")
-    (decline,) = net.sent(SendDecline)
-    assert decline.reason == "low_trust" and net.log[-1]
-    assert [s for _, s, a in net.log if a is decline] == [did("e")]
+    offers = net.sent(PlacementOfferMsg)
+    assert sorted(o.msg.offer.executor for o in offers) == sorted(did(k) for k in "abcd")
+    # The request went straight to the four expected executors: e was never asked (the
+    # daemon's routing; an in-memory harness that gossiped it to e once hid this).
+    assert {r.to for r in net.sent(PlacementRequestMsg)} == {did(k) for k in "abcd"}
+    assert net.sent(DeclineMsg) == [] and net.metrics[f"requests_received:{did('e')}"] == 0
     # Offers went out after the deliberation delay, and every expected executor answered, so
     # the window closed early (before its 1 s).
-    assert all(o.offer.offered_at >= 0.5 for o in offers)
+    assert all(o.msg.offer.offered_at >= 0.5 for o in offers)
     rec = net.record(th)
     assert rec.state is TaskState.RUNNING and rec.started_at < 1.0
     assert rec.executor in (did("a"), did("d"))
     assert [o.executor for o in rec.offers][0] == rec.executor and len(rec.offers) == 4
-    assert net.metrics["CountOfferReceived"] == 4
+    assert net.metrics["offers_received"] == 4
     net.settle()
     rec = net.record(th)
     assert rec.state is TaskState.COMPLETED and rec.result.executor == rec.executor
-    assert net.metrics["CountWin"] == 1 and net.metrics["CountLoss"] == 3
-    assert net.metrics["finished:completed"] == 1 and net.metrics["fuel"] == 42
-    assert net.metrics["ObservePlacementDuration"] == 1
+    assert net.metrics["wins"] == 1 and net.metrics["losses"] == 3
+    assert net.metrics["tasks_finished:completed"] == 1 and net.metrics["fuel_used"] == 42
+    assert net.metrics["placement_duration"] == 1
     # Every executor is back to its full capacity and the result was acknowledged.
     for k in "abcde":
         e = net.executor(did(k))
         assert e.held_profiles() == [] and e.capacity.available_ratio() == 1.0
-    assert len(net.sent(SendResultAck)) == 1
+    assert len(net.sent(ResultAckMsg)) == 1
     winner_jobs = net.nodes[rec.executor].jobs
     assert winner_jobs[th].result_acked
 
@@ -74,7 +76,7 @@ def test_seed_five_executors(seed):
 def test_window_closes_at_the_deadline_when_an_expected_executor_is_silent():
     net = seed_network(0)
     # c's offer is lost: the window stays open to its end, then ranks what came.
-    net.drop = lambda a, s, d: isinstance(a, SendOffer) and s == did("c")
+    net.drop = lambda a, s, d: isinstance(a.msg, PlacementOfferMsg) and s == did("c")
     th = net.submit(spec())
     net.run(0.99)
     assert net.record(th).state is TaskState.NEGOTIATING
@@ -90,7 +92,7 @@ def test_claim_rejected_falls_to_the_next_offer():
 
     def squeeze(a, s, d):
         # Just before the first claim lands, the winner's host shrinks: it must reject.
-        if isinstance(a, SendClaim) and not squeezed:
+        if isinstance(a.msg, ClaimMsg) and not squeezed:
             squeezed.append(d)
             net.executor(d).update_capacity(capacity(cores=1, mem=1024), net.now)
         return False
@@ -104,7 +106,7 @@ def test_claim_rejected_falls_to_the_next_offer():
     assert rec.executor != winner and rec.claimed[0] == winner and len(rec.claimed) == 2
     assert winner not in rec.excluded  # a rejection is not a loss
     assert rec.attempt == 1
-    assert net.metrics[f"CountLoss:{winner}"] == 1 and net.metrics[f"CountWin:{winner}"] == 0
+    assert net.metrics[f"losses:{winner}"] == 1 and net.metrics[f"wins:{winner}"] == 0
 
 
 def test_no_executor_retries_then_fails():
@@ -114,11 +116,11 @@ def test_no_executor_retries_then_fails():
     net.settle()
     rec = net.record(th)
     assert rec.state is TaskState.FAILED and rec.reason == "no_executor"
-    reqs = net.sent(PublishRequest)
-    assert [r.attempt for r in reqs] == [1, 2, 3]
+    reqs = net.sent(PlacementRequestMsg)
+    assert [r.msg.attempt for r in reqs] == [1, 2, 3]
     # window 1 s, backoff 1 s, window, backoff 2 s, window
     assert rec.finished_at == pytest.approx(1 + 1 + 1 + 2 + 1)
-    assert net.metrics["finished:failed"] == 1
+    assert net.metrics["tasks_finished:failed"] == 1
 
 
 def test_lease_lapse_replaces_excluding_the_lost_executor_then_max_attempts():
@@ -134,8 +136,8 @@ def test_lease_lapse_replaces_excluding_the_lost_executor_then_max_attempts():
     net.run(20.0)
     rec = net.record(th)
     assert rec.excluded == (first,) and rec.attempt == 2 and rec.state is TaskState.RUNNING
-    reqs = net.sent(PublishRequest)
-    assert reqs[-1].excluded == (first,)
+    reqs = net.sent(PlacementRequestMsg)
+    assert reqs[-1].msg.excluded == (first,)
     second = rec.executor
     assert second != first
     net.crash(second)
@@ -164,7 +166,7 @@ def test_lost_result_is_resent_until_acknowledged():
     lost = {"n": 0}
 
     def drop(a, s, d):
-        if isinstance(a, SendResult | SendResultAck) and lost["n"] < 3:
+        if isinstance(a.msg, TaskResultMsg | ResultAckMsg) and lost["n"] < 3:
             lost["n"] += 1
             return True
         return False
@@ -173,9 +175,9 @@ def test_lost_result_is_resent_until_acknowledged():
     th = net.submit(spec())
     net.settle()
     assert net.record(th).state is TaskState.COMPLETED
-    assert len(net.sent(SendResult)) >= 3
+    assert len(net.sent(TaskResultMsg)) >= 3
     assert net.nodes[did("a")].jobs[th].result_acked
-    assert net.metrics["finished:completed"] == 1  # recorded exactly once
+    assert net.metrics["tasks_finished:completed"] == 1  # recorded exactly once
 
 
 def test_legacy_first_claim_wins_and_the_rest_are_refused():
@@ -188,12 +190,12 @@ def test_legacy_first_claim_wins_and_the_rest_are_refused():
     net.settle()
     rec = net.record(th)
     assert rec.state is TaskState.COMPLETED
-    grants = net.sent(SendGrant)
+    grants = net.sent(GrantMsg)
     assert len(grants) == 1 and grants[0].to == rec.executor
-    refused = {r.to for r in net.sent(SendRefuse)}
+    refused = {r.to for r in net.sent(RefuseMsg)}
     assert refused == {did(k) for k in "abc"} - {rec.executor}
     assert sum(len(v) for v in net.starts.values()) == 1
-    assert net.metrics["submitted:legacy"] == 1
+    assert net.metrics["tasks_submitted:legacy"] == 1
     for k in "abc":
         assert net.executor(did(k)).held_profiles() == []
 
@@ -223,7 +225,9 @@ def test_cancel_while_negotiating_releases_every_reservation():
     net.cancel(th)
     net.settle()
     assert net.record(th).state is TaskState.CANCELLED
-    assert not net.sent(SendOffer) or all(o.offer.offered_at >= 0.5 for o in net.sent(SendOffer))
+    assert not net.sent(PlacementOfferMsg) or all(
+        o.msg.offer.offered_at >= 0.5 for o in net.sent(PlacementOfferMsg)
+    )
     for k in "abcde":
         assert net.executor(did(k)).held_profiles() == []
     assert sum(len(v) for v in net.starts.values()) == 0
@@ -244,12 +248,16 @@ def test_submitter_restart_resumes_negotiation_and_running_tasks():
     net.crash(SUB)
     net.run(6.0)
     acts = net.restart(SUB)
-    assert [r.attempt for r in acts if isinstance(r, PublishRequest)] == [2]
+    assert {
+        e.msg.attempt
+        for e in acts
+        if isinstance(e, Send | Publish) and isinstance(e.msg, PlacementRequestMsg)
+    } == {2}
     net.settle()
     assert net.record(running).state is TaskState.COMPLETED
     assert net.record(running).attempt == 1  # the running task was not re-placed
     assert net.record(negotiating).state is TaskState.COMPLETED
-    assert net.metrics["finished:completed"] == 2
+    assert net.metrics["tasks_finished:completed"] == 2
 
 
 def test_executor_restart_abandons_and_the_task_is_replaced_at_once():
@@ -264,7 +272,7 @@ def test_executor_restart_abandons_and_the_task_is_replaced_at_once():
     net.crash(first)
     net.run(4.0)
     acts = net.restart(first)
-    assert [type(a).__name__ for a in acts] == ["Persist", "SendAbandon"]
+    assert kinds(acts) == ["Persist", "Send:abandon"]
     assert net.nodes[first].jobs[th].state is JobState.ABANDONED
     net.run(5.0)
     rec = net.record(th)
@@ -272,7 +280,7 @@ def test_executor_restart_abandons_and_the_task_is_replaced_at_once():
     assert rec.attempt == 2 and rec.executor != first and rec.excluded == (first,)
     net.settle()
     assert net.record(th).state is TaskState.COMPLETED
-    assert len(net.sent(SendAbandon)) == 1
+    assert len(net.sent(AbandonMsg)) == 1
 
 
 def test_executor_restart_resends_an_unacknowledged_result():
@@ -280,14 +288,14 @@ def test_executor_restart_resends_an_unacknowledged_result():
     net.add_submitter()
     net.add_executor(did("a"), result_resend_s=100.0)
     net.announce_all()
-    net.drop = lambda a, s, d: isinstance(a, SendResult)
+    net.drop = lambda a, s, d: isinstance(a.msg, TaskResultMsg)
     th = net.submit(spec())
     net.run(5.0)
     assert net.nodes[did("a")].jobs[th].state is JobState.FINISHED
     net.crash(did("a"))
     net.drop = lambda a, s, d: False
     acts = net.restart(did("a"))
-    assert [type(a).__name__ for a in acts] == ["SendResult"]
+    assert kinds(acts) == ["Send:task_result"]
     net.run(6.0)
     assert net.record(th).state is TaskState.COMPLETED
     assert net.nodes[did("a")].jobs[th].result_acked
@@ -298,7 +306,7 @@ def test_lost_claim_reply_is_recovered_by_the_first_heartbeat():
     net.add_submitter(claim_timeout_s=10.0)
     net.add_executor(did("a"), heartbeat_interval_s=2.0)
     net.announce_all()
-    net.drop = lambda a, s, d: type(a).__name__ == "SendClaimReply"
+    net.drop = lambda a, s, d: isinstance(a.msg, ClaimReplyMsg)
     th = net.submit(spec())
     net.run(2.5)
     rec = net.record(th)
@@ -313,7 +321,7 @@ def test_claim_timeout_excludes_and_cancels_the_silent_executor():
     net.add_executor(did("a"), trust=0.95)
     net.add_executor(did("b"), trust=0.5)
     net.announce_all()
-    net.drop = lambda a, s, d: isinstance(a, SendClaim) and d == did("a")
+    net.drop = lambda a, s, d: isinstance(a.msg, ClaimMsg) and d == did("a")
     th = net.submit(spec())
     net.settle()
     rec = net.record(th)

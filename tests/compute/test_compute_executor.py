@@ -3,35 +3,53 @@
 from __future__ import annotations
 
 import pytest
-from harness import SUB, capacity, did, kinds, of, one, result, spec
+from builders import (
+    SUB,
+    capacity,
+    counted,
+    did,
+    kinds,
+    observed,
+    of,
+    one,
+    one_sent,
+    result,
+    sent,
+    spec,
+)
 
-from icn_node.compute import (
-    CountLoss,
-    CountRequestReceived,
-    CountWin,
-    ExecutorCore,
+from icn_node.compute.effects import (
+    LOSSES,
+    OFFERS_SENT,
+    REQUESTS_RECEIVED,
+    SCORE,
+    WINS,
+    Count,
     Ignored,
-    JobRecord,
-    JobState,
-    ObserveScore,
+    Observe,
     Persist,
-    SendAbandon,
-    SendClaimReply,
-    SendClaimRequest,
-    SendDecline,
-    SendHeartbeat,
-    SendOffer,
-    SendResult,
+    Send,
     StartRun,
     StopRun,
-    TaskState,
 )
+from icn_node.compute.executor import ExecutorCore
+from icn_node.compute.records import JobRecord, JobState
 from icn_node.errors import ConfigError, LocalProtocolError
 from icn_node.scheduler import (
     AvoidDid,
     DefaultPlacementPolicy,
     PlacementRequest,
     ResourceProfile,
+)
+from icn_node.scheduler.tasks import TaskState
+from icn_node.wire import (
+    AbandonMsg,
+    ClaimReplyMsg,
+    ClaimRequestMsg,
+    DeclineMsg,
+    PlacementOfferMsg,
+    TaskHeartbeatMsg,
+    TaskResultMsg,
 )
 
 EX = did("Exec")
@@ -69,10 +87,16 @@ def accepted(e: ExecutorCore, s=SPEC, attempt=1, now=0.0):
 def test_request_offers_at_once_and_reserves():
     e = core()
     acts = offered(e)
-    assert kinds(acts) == ["CountRequestReceived", "ObserveScore", "SendOffer"]
-    o = one(acts, SendOffer)
-    assert o.to == SUB and o.attempt == 1 and o.offer.executor == EX
-    assert one(acts, ObserveScore).score == o.offer.score
+    assert kinds(acts) == [
+        "Count:requests_received",
+        "Observe:score",
+        "Send:placement_offer",
+        "Count:offers_sent",
+    ]
+    o = one_sent(acts, PlacementOfferMsg)
+    assert o.to == SUB and o.msg.attempt == 1 and o.msg.offer.executor == EX
+    assert observed(acts, SCORE) == [Observe(SCORE, o.msg.offer.score)]
+    assert counted(acts, OFFERS_SENT) == [Count(OFFERS_SENT)]
     assert e.held_profiles() == [SPEC.profile]
     assert e.capacity.cpu_cores_available == 6.0
     # The reservation lasts the window plus the grace.
@@ -82,11 +106,13 @@ def test_request_offers_at_once_and_reserves():
 def test_deliberation_delays_the_offer_until_the_timer():
     e = core(deliberation_s=0.5)
     acts = offered(e)
-    assert not of(acts, SendOffer) and e.held_profiles() == [SPEC.profile]
+    assert not sent(acts, PlacementOfferMsg) and e.held_profiles() == [SPEC.profile]
+    assert not counted(acts, OFFERS_SENT)
     assert e.next_deadline() == 0.5
     assert e.on_timer(0.49) == []
     acts = e.on_timer(0.5)
-    assert kinds(acts) == ["SendOffer"] and acts[0].offer.offered_at == 0.5
+    assert kinds(acts) == ["Send:placement_offer", "Count:offers_sent"]
+    assert acts[0].to == SUB and acts[0].msg.offer.offered_at == 0.5
     assert e.on_timer(0.6) == []  # sent once
 
 
@@ -108,37 +134,37 @@ def test_a_newer_round_supersedes_the_older_reservation():
     e = core()
     offered(e, attempt=1)
     acts = offered(e, attempt=2)
-    assert one(acts, SendOffer).attempt == 2
+    assert one_sent(acts, PlacementOfferMsg).msg.attempt == 2
     assert e.tentative() == {TH: (2, SPEC.profile)} and len(e.held_profiles()) == 1
 
 
 def test_declines_say_why():
     low = core(trust=0.2)
-    d = one(offered(low), SendDecline)
-    assert (d.to, d.task_hash, d.attempt, d.reason) == (SUB, TH, 1, "low_trust")
+    d = one_sent(offered(low), DeclineMsg)
+    assert (d.to, d.msg.task, d.msg.attempt, d.msg.reason) == (SUB, TH, 1, "low_trust")
     assert low.held_profiles() == []
 
     ex = core()
-    d = one(ex.on_request(request(), 1, 0.0, excluded=[EX]), SendDecline)
-    assert d.reason == "excluded"
+    d = one_sent(ex.on_request(request(), 1, 0.0, excluded=[EX]), DeclineMsg)
+    assert d.msg.reason == "excluded"
 
     small = core(cap=capacity(cores=1))
-    d = one(offered(small), SendDecline)
-    assert d.reason == "no_capacity" and "cpu_cores" in d.detail
+    d = one_sent(offered(small), DeclineMsg)
+    assert d.msg.reason == "no_capacity" and "cpu_cores" in d.msg.detail
 
     avoid = spec("avoid", hints=(AvoidDid(EX),))
-    d = one(core().on_request(request(avoid), 1, 0.0), SendDecline)
-    assert d.reason == "avoided"
+    d = one_sent(core().on_request(request(avoid), 1, 0.0), DeclineMsg)
+    assert d.msg.reason == "avoided"
     # Every request counts as received, offered or not.
-    assert of(offered(core(trust=0.1)), CountRequestReceived)
+    assert counted(offered(core(trust=0.1)), REQUESTS_RECEIVED)
 
 
 def test_an_executor_never_offers_more_than_it_has():
     e = core(cap=capacity(cores=4, mem=8192))
     specs = [spec(f"t{i}") for i in range(3)]
     answers = [offered(e, s) for s in specs]
-    assert [bool(of(a, SendOffer)) for a in answers] == [True, True, False]
-    assert one(answers[2], SendDecline).reason == "no_capacity"
+    assert [bool(sent(a, PlacementOfferMsg)) for a in answers] == [True, True, False]
+    assert one_sent(answers[2], DeclineMsg).msg.reason == "no_capacity"
 
 
 def test_tentative_reservation_expires_without_a_count():
@@ -156,7 +182,7 @@ def test_task_claimed_for_another_releases_and_counts_a_loss():
     e = core()
     offered(e)
     acts = e.on_task_claimed(TH, did("Other"), 1, 0.5)
-    assert kinds(acts) == ["CountLoss"]
+    assert kinds(acts) == ["Count:losses"]
     assert e.held_profiles() == []
     assert kinds(e.on_task_claimed(TH, did("Other"), 1, 0.6)) == ["Ignored"]  # counted once
 
@@ -183,8 +209,9 @@ def test_claim_with_a_held_reservation_is_accepted_and_started():
     e = core()
     offered(e)
     acts = e.on_claim(TH, SUB, 1, SPEC, 0.5)
-    assert kinds(acts) == ["Persist", "SendClaimReply", "CountWin", "StartRun"]
-    assert acts[1].accepted and acts[1].to == SUB
+    assert kinds(acts) == ["Persist", "Send:claim_reply", "Count:wins", "StartRun"]
+    assert acts[1].msg.accepted and acts[1].to == SUB
+    assert acts[1].msg.task == TH and acts[1].msg.attempt == 1
     job = acts[0].record
     assert job.state is JobState.RESERVED and job.attempt == 1 and job.reservation is not None
     run = one(acts, StartRun)
@@ -196,14 +223,14 @@ def test_duplicate_claim_is_answered_again_and_never_starts_twice():
     e = core()
     accepted(e)
     acts = e.on_claim(TH, SUB, 1, SPEC, 0.6)
-    assert kinds(acts) == ["SendClaimReply"] and acts[0].accepted
+    assert kinds(acts) == ["Send:claim_reply"] and acts[0].msg.accepted
     assert len(e.held_profiles()) == 1
 
 
 def test_claim_for_another_round_of_an_accepted_task_is_rejected():
     e = core()
     accepted(e)
-    r = one(e.on_claim(TH, SUB, 2, SPEC, 0.6), SendClaimReply)
+    r = one_sent(e.on_claim(TH, SUB, 2, SPEC, 0.6), ClaimReplyMsg).msg
     assert not r.accepted and r.reason == "busy"
 
 
@@ -212,10 +239,10 @@ def test_claim_after_expiry_accepted_if_it_still_fits_and_rejected_if_not():
     offered(e)
     e.on_timer(10.0)  # expired
     assert e.held_profiles() == []
-    assert one(e.on_claim(TH, SUB, 1, SPEC, 10.1), SendClaimReply).accepted
+    assert one_sent(e.on_claim(TH, SUB, 1, SPEC, 10.1), ClaimReplyMsg).msg.accepted
     other = spec("other")
     acts = e.on_claim(other.task_hash, SUB, 1, other, 10.2)
-    assert kinds(acts) == ["SendClaimReply"] and acts[0].reason == "no_capacity"
+    assert kinds(acts) == ["Send:claim_reply"] and acts[0].msg.reason == "no_capacity"
 
 
 def test_claim_that_cannot_be_honoured_counts_the_loss():
@@ -223,7 +250,7 @@ def test_claim_that_cannot_be_honoured_counts_the_loss():
     offered(e)
     e.update_capacity(capacity(cores=1, mem=1024), 0.2)  # the tentative reservation is gone
     acts = e.on_claim(TH, SUB, 1, SPEC, 0.3)
-    assert kinds(acts) == ["SendClaimReply", "CountLoss"] and not acts[0].accepted
+    assert kinds(acts) == ["Send:claim_reply", "Count:losses"] and not acts[0].msg.accepted
 
 
 def test_claims_that_do_not_match_are_ignored_or_refused():
@@ -235,7 +262,7 @@ def test_claims_that_do_not_match_are_ignored_or_refused():
     assert kinds(e.on_claim(legacy.task_hash, SUB, 1, legacy, 0.1)) == ["Ignored"]
     # a claim for a round older than one already seen
     offered(e, attempt=3)
-    r = one(e.on_claim(TH, SUB, 2, SPEC, 0.2), SendClaimReply)
+    r = one_sent(e.on_claim(TH, SUB, 2, SPEC, 0.2), ClaimReplyMsg).msg
     assert not r.accepted and r.reason == "busy"
 
 
@@ -245,13 +272,13 @@ def test_claim_from_a_submitter_no_longer_trusted_is_rejected():
     offered(e)
     trust["v"] = 0.1
     acts = e.on_claim(TH, SUB, 1, SPEC, 0.2)
-    assert acts[0].reason == "low_trust" and of(acts, CountLoss)
+    assert acts[0].msg.reason == "low_trust" and counted(acts, LOSSES)
 
 
 def test_claim_without_an_offer_counts_a_win_only():
     e = core()
     acts = e.on_claim(TH, SUB, 1, SPEC, 0.0)
-    assert of(acts, CountWin) and not of(acts, CountLoss)
+    assert counted(acts, WINS) and not counted(acts, LOSSES)
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -265,7 +292,7 @@ def test_heartbeats_every_interval_while_the_job_runs():
     assert kinds(e.on_run_started(TH, 0.3)) == ["Ignored"]
     assert e.next_deadline() == pytest.approx(5.1)
     hb = e.on_timer(5.1)
-    assert hb == [SendHeartbeat(SUB, TH, 1)]
+    assert hb == [Send(SUB, TaskHeartbeatMsg(TH, 1))]
     assert e.next_deadline() == pytest.approx(10.1)
 
 
@@ -274,10 +301,11 @@ def test_finished_run_releases_persists_and_resends_until_acked():
     accepted(e)
     r = result(EX)
     acts = e.on_run_finished(TH, r, 3.0)
-    assert kinds(acts) == ["Persist", "SendResult"]
+    assert kinds(acts) == ["Persist", "Send:task_result"]
     assert acts[0].record.state is JobState.FINISHED and acts[0].record.result == r
+    assert acts[1] == Send(SUB, TaskResultMsg(TH, 1, r))
     assert e.held_profiles() == [] and e.queue_depth == 0
-    assert e.on_timer(8.0) == [SendResult(SUB, TH, 1, r)]  # no more heartbeats
+    assert e.on_timer(8.0) == [Send(SUB, TaskResultMsg(TH, 1, r))]  # no more heartbeats
     assert kinds(e.on_result_ack(TH, did("Mallory"), 9.0)) == ["Ignored"]
     assert kinds(e.on_result_ack(TH, SUB, 9.0, attempt=2)) == ["Ignored"]
     acts = e.on_result_ack(TH, SUB, 9.0, attempt=1)
@@ -287,8 +315,8 @@ def test_finished_run_releases_persists_and_resends_until_acked():
     e.on_timer(109.0)
     assert TH not in e.jobs()
     # The task is remembered as done: a late duplicate claim does not run it again.
-    r2 = one(e.on_claim(TH, SUB, 1, SPEC, 110.0), SendClaimReply)
-    assert not r2.accepted
+    r2 = one_sent(e.on_claim(TH, SUB, 1, SPEC, 110.0), ClaimReplyMsg)
+    assert not r2.msg.accepted
     assert kinds(e.on_request(request(), 1, 110.0)) == ["Ignored"]
 
 
@@ -346,7 +374,7 @@ LH = LEGACY.task_hash
 def test_legacy_task_asks_to_claim_with_a_minimal_reservation():
     e = core()
     acts = e.on_task_submitted(LEGACY, 1, 0.0)
-    assert acts == [SendClaimRequest(SUB, LH, 1)]
+    assert acts == [Send(SUB, ClaimRequestMsg(LH, 1))]
     assert e.held_profiles() == [ResourceProfile.minimal()]
     assert kinds(e.on_task_submitted(LEGACY, 1, 0.1)) == ["Ignored"]  # duplicate
 
@@ -355,7 +383,7 @@ def test_legacy_grant_starts_and_refuse_releases():
     e = core()
     e.on_task_submitted(LEGACY, 1, 0.0)
     acts = e.on_grant(LH, SUB, 1, LEGACY, 0.1)
-    assert kinds(acts) == ["Persist", "SendClaimReply", "StartRun"]  # no win: not placement
+    assert kinds(acts) == ["Persist", "Send:claim_reply", "StartRun"]  # no win: not placement
     f = core()
     f.on_task_submitted(LEGACY, 1, 0.0)
     assert f.on_refuse(LH, SUB, 1, 0.1) == []
@@ -380,8 +408,8 @@ def test_shrinking_host_declines_new_work_until_running_jobs_fit():
     e.update_capacity(capacity(cores=1, mem=1024), 1.0)
     assert e.overcommitted
     other = spec("other", profile=ResourceProfile.minimal())
-    d = one(e.on_request(request(other), 1, 1.1), SendDecline)
-    assert d.reason == "no_capacity"
+    d = one_sent(e.on_request(request(other), 1, 1.1), DeclineMsg)
+    assert d.msg.reason == "no_capacity"
     e.update_capacity(capacity(cores=8), 2.0)
     assert not e.overcommitted and e.capacity.cpu_cores_available == 6.0
     e.update_capacity(capacity(cores=1, mem=1024), 3.0)
@@ -398,14 +426,14 @@ def test_update_capacity_keeps_tentative_reservations_that_fit():
 
 def test_announce_info_and_significant_change():
     e = core()
-    assert e.significant_change(0.0)
+    assert e.significant_change()
     info = e.announce_info(0.0, region="eu")
     assert info.did == EX and info.region == "eu" and info.queue_depth == 0
-    assert not e.significant_change(1.0)
+    assert not e.significant_change()
     accepted(e, spec("big", profile=ResourceProfile.compute_heavy(4.0, 8192)))
-    assert e.significant_change(2.0)
+    assert e.significant_change()
     assert e.announce_info(2.0).queue_depth == 1
-    assert not e.significant_change(3.0)
+    assert not e.significant_change()
 
 
 def test_bad_configuration_names_the_key():
@@ -435,19 +463,22 @@ def test_restore_abandons_interrupted_jobs_and_resends_unacked_results():
         ],
         100.0,
     )
-    abandons = of(acts, SendAbandon)
-    assert {a.task_hash for a in abandons} == {
+    abandons = sent(acts, AbandonMsg)
+    assert {a.msg.task for a in abandons} == {
         spec("running").task_hash,
         spec("reserved").task_hash,
     }
-    assert all(a.attempt == 2 and a.reason == "executor restarted" for a in abandons)
+    assert all(
+        a.to == SUB and a.msg.attempt == 2 and a.msg.reason == "executor restarted"
+        for a in abandons
+    )
     assert all(p.record.state is JobState.ABANDONED for p in of(acts, Persist))
-    (res,) = of(acts, SendResult)
-    assert res.task_hash == spec("unacked").task_hash and res.result == r
+    (res,) = sent(acts, TaskResultMsg)
+    assert res.msg.task == spec("unacked").task_hash and res.msg.result == r
     assert e.held_profiles() == [] and e.queue_depth == 0
     # An abandoned job refuses a late claim; a duplicate request is ignored.
     rs = spec("running")
-    assert not one(e.on_claim(rs.task_hash, SUB, 2, rs, 101.0), SendClaimReply).accepted
+    assert not one_sent(e.on_claim(rs.task_hash, SUB, 2, rs, 101.0), ClaimReplyMsg).msg.accepted
     assert kinds(e.on_request(request(rs), 2, 101.0)) == ["Ignored"]
     with pytest.raises(LocalProtocolError):
         e.restore([], 101.0)
@@ -467,9 +498,9 @@ def test_abandon_gives_the_job_back_and_frees_its_capacity():
     accepted(e)
     assert e.queue_depth == 1 and e.capacity.available_ratio() < before
     acts = e.abandon(TH, "blobs unavailable: no holder", 5.0)
-    assert kinds(acts) == ["Persist", "SendAbandon"]
-    ab = one(acts, SendAbandon)
-    assert (ab.to, ab.task_hash, ab.attempt) == (SUB, TH, 1)
+    assert kinds(acts) == ["Persist", "Send:abandon"]
+    ab = one_sent(acts, AbandonMsg)
+    assert (ab.to, ab.msg.task, ab.msg.attempt) == (SUB, TH, 1)
     assert one(acts, Persist).record.state is JobState.ABANDONED
     assert e.queue_depth == 0 and e.held_profiles() == []
     assert e.capacity.available_ratio() == before
@@ -488,7 +519,10 @@ def test_seen_rounds_expire_oldest_first_without_scanning():
     assert len(e._seen) == 25
     assert e.next_deadline() == 125.0
     # a forgotten round is new again: a request for it is answered
-    assert kinds(e.on_request(request(specs[0]), 1, 130.0))[-1] == "SendOffer"
+    assert kinds(e.on_request(request(specs[0]), 1, 130.0))[-2:] == [
+        "Send:placement_offer",
+        "Count:offers_sent",
+    ]
 
 
 def test_a_request_for_a_runtime_the_executor_lacks_is_declined():
@@ -496,9 +530,12 @@ def test_a_request_for_a_runtime_the_executor_lacks_is_declined():
     exec_spec = spec("exec")
     req = PlacementRequest(exec_spec.task_hash, ResourceProfile.minimal(), SUB, runtime="exec")
     acts = e.on_request(req, 1, 0.0)
-    assert one(acts, SendDecline).reason == "runtime" and e.held_profiles() == []
+    assert one_sent(acts, DeclineMsg).msg.reason == "runtime" and e.held_profiles() == []
     allowed = core(runtimes=("wasm", "exec"))
-    assert kinds(allowed.on_request(req, 1, 0.0))[-1] == "SendOffer"
+    assert kinds(allowed.on_request(req, 1, 0.0))[-2:] == [
+        "Send:placement_offer",
+        "Count:offers_sent",
+    ]
     assert allowed.announce_info(0.0).runtimes == ("wasm", "exec")
 
 
@@ -516,7 +553,7 @@ def test_acknowledged_jobs_are_forgotten_oldest_first_and_leave_the_timers_alone
     assert e._in_flight == {running.task_hash}
     acts = e.on_timer(102.0)  # jobs acknowledged at 0.6, 1.6 are forgotten; 2.6.. kept
     assert set(e.jobs()) == {s.task_hash for s in specs[2:]} | {running.task_hash}
-    assert kinds(acts).count("SendHeartbeat") == 1
+    assert kinds(acts).count("Send:task_heartbeat") == 1
     e.on_run_finished(running.task_hash, result(EX), 103.0)
     e.on_result_ack(running.task_hash, SUB, 103.5)
     e.on_timer(102.59)

@@ -17,14 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from icn_node.compute import (
-    ExecutorCore,
-    SendClaimReply,
-    StartRun,
-    TaskResult,
-    TaskState,
-)
+from icn_node.compute import ExecutorCore, Send, StartRun
 from icn_node.scheduler import DefaultPlacementPolicy, PlacementRequest, ResourceProfile
+from icn_node.scheduler.tasks import TaskResult, TaskState
+from icn_node.wire import ClaimReplyMsg
 
 EX = did("Exec")
 SPECS = [
@@ -69,8 +65,8 @@ class ExecutorMachine(RuleBasedStateMachine):
                 want = a.spec.profile or ResourceProfile.minimal()
                 assert a.reservation.profile == want
         for a in acts:
-            if isinstance(a, SendClaimReply) and a.accepted:
-                assert a.task_hash in self.started, "accepted a claim it never ran"
+            if isinstance(a, Send) and isinstance(a.msg, ClaimReplyMsg) and a.msg.accepted:
+                assert a.msg.task in self.started, "accepted a claim it never ran"
 
     def _tick(self, d: float) -> None:
         self.now += d
@@ -210,7 +206,7 @@ def test_network_every_task_ends_exactly_once(seed, loss, crash, tasks):
         assert rec.state.is_final, rec
         if rec.state is not TaskState.FAILED:
             assert rec.result is not None and rec.result.executor in rec.claimed
-    assert sum(v for k, v in net.metrics.items() if k.startswith("finished:")) == len(hashes)
+    assert sum(v for k, v in net.metrics.items() if k.startswith("tasks_finished:")) == len(hashes)
     for k in names:
         e = net.executor(did(k))
         assert e.held_profiles() == [], k

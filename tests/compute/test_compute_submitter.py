@@ -5,32 +5,39 @@ from __future__ import annotations
 import random
 
 import pytest
-from harness import SUB, capacity, did, kinds, of, one, result, spec
+from builders import (
+    SUB,
+    capacity,
+    counted,
+    did,
+    fanouts,
+    kinds,
+    observed,
+    of,
+    one_fanout,
+    one_sent,
+    result,
+    sent,
+    spec,
+)
 
-from icn_node.compute import (
-    CountOfferReceived,
-    CountTaskFinished,
-    ExecutorInfo,
-    ExecutorRegistry,
+from icn_node.compute.effects import (
+    FUEL_USED,
+    OFFERS_RECEIVED,
+    PLACEMENT_DURATION,
+    TASKS_FINISHED,
+    TASKS_SUBMITTED,
+    Count,
     Ignored,
-    ObservePlacementDuration,
+    Observe,
     Persist,
     Publish,
-    PublishCancel,
-    PublishRequest,
-    PublishTaskClaimed,
-    PublishTaskSubmitted,
     Send,
-    SendCancel,
-    SendClaim,
-    SendGrant,
-    SendRefuse,
-    SendResultAck,
     StateChanged,
-    SubmitterCore,
-    TaskRecord,
-    TaskState,
 )
+from icn_node.compute.records import TaskRecord
+from icn_node.compute.registry import ExecutorRegistry
+from icn_node.compute.submitter import SubmitterCore
 from icn_node.errors import ConfigError, LocalProtocolError
 from icn_node.scheduler import (
     DefaultPlacementPolicy,
@@ -39,6 +46,19 @@ from icn_node.scheduler import (
     PlacementOffer,
     PlacementRequest,
     ResourceProfile,
+)
+from icn_node.scheduler.executors import ExecutorInfo
+from icn_node.scheduler.tasks import TaskState
+from icn_node.wire import (
+    ClaimMsg,
+    GrantMsg,
+    Message,
+    PlacementRequestMsg,
+    RefuseMsg,
+    ResultAckMsg,
+    TaskCancelMsg,
+    TaskClaimedMsg,
+    TaskSubmittedMsg,
 )
 
 A, B, C = did("A"), did("B"), did("C")
@@ -94,16 +114,24 @@ def state(c: SubmitterCore, th=TH) -> TaskState:
 def test_submit_persists_before_publishing():
     c = core()
     acts = c.submit(SPEC, 5.0)
-    assert kinds(acts) == ["Persist", "StateChanged", "PublishRequest", "CountTaskSubmitted"]
+    # A and B are expected: the request goes to each of them directly, in DID order.
+    assert kinds(acts) == [
+        "Persist",
+        "StateChanged",
+        "Send:placement_request",
+        "Send:placement_request",
+        "Count:tasks_submitted",
+    ]
     rec = acts[0].record
     assert rec.state is S.NEGOTIATING and rec.attempt == 1 and rec.submitted_at == 5.0
     ch = acts[1]
     assert ch.old is None and ch.new is S.NEGOTIATING and ch.record == rec
-    pub = acts[2]
-    assert pub.attempt == 1 and pub.deadline == 6.0 and pub.window_s == 1.0 and pub.excluded == ()
+    assert [e.to for e in sent(acts, PlacementRequestMsg)] == [A, B]
+    pub = one_fanout(acts, PlacementRequestMsg).msg
+    assert pub.attempt == 1 and pub.window_s == 1.0 and pub.excluded == ()
     assert pub.request.task_hash == TH and pub.request.profile == SPEC.profile
     assert pub.request.submitter == SUB and pub.request.requested_at == 5.0
-    assert acts[3].protocol == "placement"
+    assert acts[4] == Count(TASKS_SUBMITTED, "placement")
     assert c.expected(TH) == {A, B}
     assert c.next_deadline() == 6.0
 
@@ -112,8 +140,9 @@ def test_submit_legacy_publishes_task_submitted():
     c = core()
     s = spec("legacy", profile=None)
     acts = c.submit(s, 0.0)
-    assert one(acts, PublishTaskSubmitted).spec == s
-    assert acts[-1].protocol == "legacy"
+    pub = one_sent(acts, TaskSubmittedMsg)
+    assert isinstance(pub, Publish) and pub.msg.spec == s
+    assert acts[-1] == Count(TASKS_SUBMITTED, "legacy")
 
 
 def test_submit_misuse():
@@ -143,11 +172,13 @@ def test_expected_executors_are_live_trusted_and_could_fit():
 def test_window_closes_early_when_every_expected_executor_answered():
     c = core()
     negotiating(c)
-    assert kinds(c.on_offer(offer(A), A, 1, 0.3)) == ["CountOfferReceived"]
+    assert kinds(c.on_offer(offer(A), A, 1, 0.3)) == ["Count:offers_received"]
     acts = c.on_decline(TH, B, 1, "no_capacity", 0.4)
     assert state(c) is S.CLAIMING
-    assert kinds(acts) == ["Persist", "StateChanged", "SendClaim", "PublishTaskClaimed"]
-    assert one(acts, SendClaim).to == A and one(acts, PublishTaskClaimed).winner == A
+    # The claimed notice goes to the other expected executor (B) only.
+    assert kinds(acts) == ["Persist", "StateChanged", "Send:claim", "Send:task_claimed"]
+    assert one_sent(acts, ClaimMsg).to == A
+    assert one_fanout(acts, TaskClaimedMsg).msg.winner == A
     assert c.record(TH).claimed_at == 0.4
 
 
@@ -158,7 +189,7 @@ def test_window_closes_at_the_deadline_with_whatever_came():
     assert c.on_timer(0.99) == []
     assert state(c) is S.NEGOTIATING
     acts = c.on_timer(1.0)
-    assert one(acts, SendClaim).to == B and state(c) is S.CLAIMING
+    assert one_sent(acts, ClaimMsg).to == B and state(c) is S.CLAIMING
 
 
 def test_no_early_close_when_nobody_is_expected():
@@ -210,7 +241,7 @@ def test_offers_that_do_not_belong_are_ignored():
     legacy = spec("legacy", profile=None)
     c.submit(legacy, 0.0)
     assert kinds(c.on_offer(offer(A, legacy), A, 1, 0.1)) == ["Ignored"]
-    assert not of(c.on_offer(offer(C), C, 1, 1.2), CountOfferReceived)
+    assert not counted(c.on_offer(offer(C), C, 1, 1.2), OFFERS_RECEIVED)
 
 
 # -- claims ----------------------------------------------------------------------------------
@@ -220,8 +251,8 @@ def test_accepted_claim_runs_with_a_lease_and_observes_the_duration():
     c = core(lease_timeout_s=20.0)
     claiming(c, A)
     acts = c.on_claim_reply(TH, A, 1, True, "", 1.25)
-    assert kinds(acts) == ["Persist", "StateChanged", "ObservePlacementDuration"]
-    assert one(acts, ObservePlacementDuration).seconds == 1.25
+    assert kinds(acts) == ["Persist", "StateChanged", "Observe:placement_duration"]
+    assert observed(acts, PLACEMENT_DURATION) == [Observe(PLACEMENT_DURATION, 1.25)]
     rec = c.record(TH)
     assert rec.state is S.RUNNING and rec.started_at == 1.25 and rec.executor == A
     assert c.next_deadline() == 21.25
@@ -232,13 +263,14 @@ def test_rejected_claim_falls_to_the_next_offer_then_to_a_new_round():
     claiming(c, A, B)
     assert c.record(TH).executor == A
     acts = c.on_claim_reply(TH, A, 1, False, "no_capacity", 1.1)
-    assert one(acts, SendClaim).to == B and one(acts, PublishTaskClaimed).winner == B
+    assert one_sent(acts, ClaimMsg).to == B
+    assert one_fanout(acts, TaskClaimedMsg).msg.winner == B
     assert c.record(TH).claimed == (A, B) and c.record(TH).excluded == ()
     acts = c.on_claim_reply(TH, B, 1, False, "no_capacity", 1.2)
     assert state(c) is S.PENDING and c.record(TH).retries == 1
     assert c.next_deadline() == pytest.approx(2.2)
     acts = c.on_timer(2.2)
-    assert one(acts, PublishRequest).attempt == 2 and state(c) is S.NEGOTIATING
+    assert one_fanout(acts, PlacementRequestMsg).msg.attempt == 2 and state(c) is S.NEGOTIATING
 
 
 def test_claim_replies_that_do_not_belong_are_ignored():
@@ -255,8 +287,8 @@ def test_claim_timeout_cancels_excludes_and_moves_on():
     claiming(c, A, B)  # every expected executor offered: claimed at 0.5
     assert c.next_deadline() == 3.5
     acts = c.on_timer(3.5)
-    assert kinds(acts)[:1] == ["SendCancel"] and acts[0].to == A
-    assert one(acts, SendClaim).to == B and c.record(TH).excluded == (A,)
+    assert kinds(acts)[:1] == ["Send:task_cancel"] and acts[0].to == A
+    assert one_sent(acts, ClaimMsg).to == B and c.record(TH).excluded == (A,)
 
 
 def test_no_offers_retry_with_backoff_then_fail():
@@ -273,7 +305,7 @@ def test_no_offers_retry_with_backoff_then_fail():
     acts = c.on_timer(6.0)
     rec = c.record(TH)
     assert rec.state is S.FAILED and rec.reason == "no_executor" and rec.attempt == 3
-    assert one(acts, CountTaskFinished).state is S.FAILED
+    assert counted(acts, TASKS_FINISHED) == [Count(TASKS_FINISHED, S.FAILED.value)]
     assert c.next_deadline() is None
 
 
@@ -306,23 +338,23 @@ def test_heartbeat_from_an_executor_no_longer_used_is_answered_with_cancel():
     c = core()
     claiming(c, A, B)
     c.on_claim_reply(TH, A, 1, False, "no_capacity", 1.1)
-    assert c.on_heartbeat(TH, A, 1, 2.0) == [SendCancel(A, TH, 1)]
+    assert c.on_heartbeat(TH, A, 1, 2.0) == [Send(A, TaskCancelMsg(TH, 1))]
 
 
 def test_heartbeat_while_claiming_stands_for_the_lost_claim_reply():
     c = core()
     claiming(c, A)
     acts = c.on_heartbeat(TH, A, 1, 2.0)
-    assert state(c) is S.RUNNING and of(acts, ObservePlacementDuration)
+    assert state(c) is S.RUNNING and observed(acts, PLACEMENT_DURATION)
 
 
 def test_lease_lapse_replaces_excluding_the_lost_executor():
     c = core(execs=(A, B), lease_timeout_s=10.0, max_attempts=2)
     running(c)
     acts = c.on_timer(11.1)
-    assert acts[0] == SendCancel(A, TH, 1)
-    req = one(acts, PublishRequest)
-    assert req.attempt == 2 and req.excluded == (A,)
+    assert acts[0] == Send(A, TaskCancelMsg(TH, 1))
+    req = one_fanout(acts, PlacementRequestMsg)
+    assert req.msg.attempt == 2 and req.msg.excluded == (A,) and req.to == {B}
     assert c.expected(TH) == {B}
     rec = c.record(TH)
     assert rec.state is S.NEGOTIATING and rec.excluded == (A,) and rec.executor is None
@@ -333,7 +365,7 @@ def test_lease_lapse_replaces_excluding_the_lost_executor():
     acts = c.on_timer(21.3)
     rec = c.record(TH)
     assert rec.state is S.FAILED and rec.reason == "max_attempts" and rec.excluded == (A, B)
-    assert not of(acts, PublishRequest)
+    assert not sent(acts, PlacementRequestMsg)
 
 
 def test_abandon_replaces_at_once():
@@ -342,7 +374,7 @@ def test_abandon_replaces_at_once():
     assert kinds(c.on_abandon(TH, B, 1, "x", 2.0)) == ["Ignored"]
     assert kinds(c.on_abandon(TH, A, 2, "x", 2.0)) == ["Ignored"]
     acts = c.on_abandon(TH, A, 1, "executor restarted", 2.0)
-    assert one(acts, PublishRequest).excluded == (A,)
+    assert one_fanout(acts, PlacementRequestMsg).msg.excluded == (A,)
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -353,13 +385,20 @@ def test_result_from_the_current_executor_is_recorded_once_and_always_acked():
     running(c)
     r = result(A)
     acts = c.on_result(r, A, TH, 5.0)
-    assert kinds(acts) == ["Persist", "StateChanged", "CountTaskFinished", "SendResultAck"]
-    assert acts[-1] == SendResultAck(A, TH, 1)
+    assert kinds(acts) == [
+        "Persist",
+        "StateChanged",
+        "Count:tasks_finished",
+        "Count:fuel_used",
+        "Send:result_ack",
+    ]
+    assert acts[-1] == Send(A, ResultAckMsg(TH, 1))
     rec = c.record(TH)
     assert rec.state is S.COMPLETED and rec.result == r and rec.finished_at == 5.0
-    assert one(acts, CountTaskFinished).fuel_used == 42
+    assert counted(acts, TASKS_FINISHED) == [Count(TASKS_FINISHED, S.COMPLETED.value)]
+    assert counted(acts, FUEL_USED) == [Count(FUEL_USED, n=42)]
     again = c.on_result(r, A, TH, 6.0)
-    assert kinds(again) == ["SendResultAck", "Ignored"]
+    assert kinds(again) == ["Send:result_ack", "Ignored"]
     assert c.next_deadline() is None
 
 
@@ -377,7 +416,7 @@ def test_results_that_do_not_belong_are_not_recorded():
     assert kinds(c.on_result(result(B), A, TH, 5.0)) == ["Ignored"]  # names another
     assert kinds(c.on_result(result(B), B, TH, 5.0)) == ["Ignored"]  # never claimed: no ack
     acts = c.on_result(result(A), A, spec("unknown").task_hash, 5.0)
-    assert kinds(acts) == ["SendResultAck", "Ignored"]  # so the executor stops re-sending
+    assert kinds(acts) == ["Send:result_ack", "Ignored"]  # so the executor stops re-sending
     assert state(c) is S.RUNNING
 
 
@@ -385,7 +424,8 @@ def test_unrequested_cancelled_result_means_the_executor_is_lost():
     c = core()
     running(c)
     acts = c.on_result(result(A, state=S.CANCELLED), A, TH, 5.0)
-    assert of(acts, SendResultAck) and one(acts, PublishRequest).excluded == (A,)
+    assert sent(acts, ResultAckMsg)
+    assert one_fanout(acts, PlacementRequestMsg).msg.excluded == (A,)
     assert state(c) is S.NEGOTIATING
 
 
@@ -397,11 +437,11 @@ def test_a_completed_result_from_an_earlier_executor_is_not_wasted():
     c.on_claim_reply(TH, B, 2, True, "", 11.3)
     # A was slow, not dead: its failure is acked and dropped, its completion is recorded.
     acts = c.on_result(result(A, state=S.FAILED), A, TH, 12.0)
-    assert kinds(acts) == ["SendResultAck", "Ignored"]
+    assert kinds(acts) == ["Send:result_ack", "Ignored"]
     acts = c.on_result(result(A), A, TH, 12.5)
     assert state(c) is S.COMPLETED and c.record(TH).result.executor == A
-    assert SendCancel(B, TH, 2) in acts  # B's now useless run is stopped
-    assert of(acts, SendResultAck)
+    assert Send(B, TaskCancelMsg(TH, 2)) in acts  # B's now useless run is stopped
+    assert sent(acts, ResultAckMsg)
 
 
 def test_a_completed_result_while_renegotiating_cancels_the_round():
@@ -409,7 +449,7 @@ def test_a_completed_result_while_renegotiating_cancels_the_round():
     running(c)
     c.on_timer(11.1)
     acts = c.on_result(result(A), A, TH, 12.0)
-    assert state(c) is S.COMPLETED and PublishCancel(TH, 2) in acts
+    assert state(c) is S.COMPLETED and Publish(TaskCancelMsg(TH, 2)) in acts
 
 
 # -- cancel ----------------------------------------------------------------------------------
@@ -419,7 +459,7 @@ def test_cancel_while_negotiating():
     c = core()
     negotiating(c)
     acts = c.cancel(TH, 0.5)
-    assert kinds(acts) == ["Persist", "StateChanged", "CountTaskFinished", "PublishCancel"]
+    assert kinds(acts) == ["Persist", "StateChanged", "Count:tasks_finished", "Publish:task_cancel"]
     rec = c.record(TH)
     assert rec.state is S.CANCELLED and rec.reason == "cancelled by user"
     assert c.next_deadline() is None
@@ -431,7 +471,7 @@ def test_cancel_while_claiming_tells_the_claimed_executor():
     c = core()
     claiming(c, A)
     acts = c.cancel(TH, 1.1)
-    assert PublishCancel(TH, 1) in acts and SendCancel(A, TH, 1) in acts
+    assert Publish(TaskCancelMsg(TH, 1)) in acts and Send(A, TaskCancelMsg(TH, 1)) in acts
 
 
 def test_cancel_while_pending():
@@ -439,14 +479,14 @@ def test_cancel_while_pending():
     negotiating(c)
     c.on_timer(1.0)
     acts = c.cancel(TH, 1.5)
-    assert state(c) is S.CANCELLED and not of(acts, Publish)
+    assert state(c) is S.CANCELLED and not sent(acts, Message)
 
 
 def test_cancel_while_running_waits_for_the_result():
     c = core(cancel_timeout_s=10.0)
     running(c)
     acts = c.cancel(TH, 2.0)
-    assert kinds(acts) == ["Persist", "SendCancel"] and c.record(TH).cancel_requested
+    assert kinds(acts) == ["Persist", "Send:task_cancel"] and c.record(TH).cancel_requested
     assert state(c) is S.RUNNING and c.next_deadline() == 12.0
     assert c.cancel(TH, 2.5) == []
     c.on_heartbeat(TH, A, 1, 3.0)
@@ -488,15 +528,15 @@ def test_legacy_first_claim_request_is_granted_and_the_rest_refused():
     c = core()
     c.submit(LEGACY, 0.0)
     acts = c.on_claim_request(LH, B, 1, 0.1)
-    assert kinds(acts) == ["Persist", "StateChanged", "SendGrant", "PublishTaskClaimed"]
-    assert one(acts, SendGrant).spec == LEGACY and state(c, LH) is S.CLAIMING
-    assert c.on_claim_request(LH, A, 1, 0.11) == [SendRefuse(A, LH, 1)]
-    assert c.on_claim_request(LH, B, 1, 0.12) == [SendGrant(B, LH, 1, LEGACY)]  # duplicate
-    assert c.on_claim_request(LH, C, 0, 0.12) == [SendRefuse(C, LH, 0)]
+    assert kinds(acts) == ["Persist", "StateChanged", "Send:grant", "Publish:task_claimed"]
+    assert one_sent(acts, GrantMsg).msg.spec == LEGACY and state(c, LH) is S.CLAIMING
+    assert c.on_claim_request(LH, A, 1, 0.11) == [Send(A, RefuseMsg(LH, 1))]
+    assert c.on_claim_request(LH, B, 1, 0.12) == [Send(B, GrantMsg(LH, 1, LEGACY))]  # duplicate
+    assert c.on_claim_request(LH, C, 0, 0.12) == [Send(C, RefuseMsg(LH, 0))]
     c.on_claim_reply(LH, B, 1, True, "", 0.2)
     assert state(c, LH) is S.RUNNING
-    assert c.on_claim_request(LH, A, 1, 0.3) == [SendRefuse(A, LH, 1)]
-    assert c.on_claim_request(SPEC.task_hash, A, 1, 0.3) == [SendRefuse(A, SPEC.task_hash, 1)]
+    assert c.on_claim_request(LH, A, 1, 0.3) == [Send(A, RefuseMsg(LH, 1))]
+    assert c.on_claim_request(SPEC.task_hash, A, 1, 0.3) == [Send(A, RefuseMsg(SPEC.task_hash, 1))]
 
 
 def test_legacy_without_claim_requests_retries():
@@ -505,7 +545,8 @@ def test_legacy_without_claim_requests_retries():
     c.on_timer(1.0)
     assert state(c, LH) is S.PENDING
     acts = c.on_timer(2.0)
-    assert one(acts, PublishTaskSubmitted).attempt == 2
+    pub = one_sent(acts, TaskSubmittedMsg)
+    assert isinstance(pub, Publish) and pub.msg.attempt == 2
 
 
 def test_legacy_grant_rejected_starts_a_new_round():
@@ -553,20 +594,20 @@ def test_restore_each_state():
         ],
         100.0,
     )
-    reqs = of(acts, PublishRequest)
-    assert [(r.request.task_hash, r.attempt) for r in reqs] == [
+    reqs = fanouts(acts, PlacementRequestMsg)
+    assert [(r.msg.request.task_hash, r.msg.attempt) for r in reqs] == [
         (sp["pending"].task_hash, 4),
         (sp["neg"].task_hash, 4),
     ]
-    assert SendClaim(A, sp["claim"].task_hash, 3, sp["claim"]) in acts
-    assert one(acts, SendGrant).task_hash == sp["lclaim"].task_hash
-    assert SendCancel(B, sp["cancel"].task_hash, 3) in acts
+    assert Send(A, ClaimMsg(sp["claim"].task_hash, 3, sp["claim"])) in acts
+    assert one_sent(acts, GrantMsg).msg.task == sp["lclaim"].task_hash
+    assert Send(B, TaskCancelMsg(sp["cancel"].task_hash, 3)) in acts
     assert c.record(sp["run"].task_hash).state is S.RUNNING
     assert c.record(sp["done"].task_hash).state is S.COMPLETED
     # running: a fresh lease; the result of the finished task is acked again if re-sent.
     c.on_heartbeat(sp["run"].task_hash, B, 3, 105.0)
     acts = c.on_result(result(B, 3), B, sp["done"].task_hash, 105.0)
-    assert kinds(acts) == ["SendResultAck", "Ignored"]
+    assert kinds(acts) == ["Send:result_ack", "Ignored"]
     with pytest.raises(LocalProtocolError):
         c.restore([], 0.0)
 
@@ -576,7 +617,8 @@ def test_restore_running_task_whose_executor_never_returns_is_replaced():
     c.restore([rec(S.RUNNING, executor=A, claimed=(A,))], 100.0)
     assert c.next_deadline() == 110.0
     acts = c.on_timer(110.0)
-    assert one(acts, PublishRequest).attempt == 4 and c.record(TH).excluded == (A,)
+    assert one_fanout(acts, PlacementRequestMsg).msg.attempt == 4
+    assert c.record(TH).excluded == (A,)
 
 
 def test_forget_only_final_tasks():
@@ -613,7 +655,7 @@ def test_every_message_follows_the_persist_of_the_state_it_announces():
         msgs = [
             i
             for i, a in enumerate(acts)
-            if isinstance(a, Send | Publish) and not isinstance(a, SendResultAck)
+            if isinstance(a, Send | Publish) and not isinstance(a.msg, ResultAckMsg)
         ]
         ch = [i for i, a in enumerate(acts) if isinstance(a, StateChanged)]
         if ch:
@@ -632,7 +674,7 @@ def test_a_burst_beyond_max_negotiating_waits_in_order_and_is_admitted_as_slots_
     for s in specs:
         acts += c.submit(s, 0.0)
     # two requests go out; the other two are persisted as pending, queued, and announced
-    assert [p.request.task_hash for p in of(acts, PublishRequest)] == [
+    assert [p.msg.request.task_hash for p in fanouts(acts, PlacementRequestMsg)] == [
         specs[0].task_hash,
         specs[1].task_hash,
     ]
@@ -641,12 +683,12 @@ def test_a_burst_beyond_max_negotiating_waits_in_order_and_is_admitted_as_slots_
     assert [e.new for e in of(acts, StateChanged)][-2:] == [S.PENDING, S.PENDING]
     # task 0 gets an offer and is claimed: still placing, nobody admitted
     acts = c.on_offer(offer(A, specs[0]), A, 1, 0.1)
-    assert of(acts, PublishRequest) == []
+    assert sent(acts, PlacementRequestMsg) == []
     assert c.record(specs[0].task_hash).state is S.CLAIMING
     # its claim is accepted: a slot frees and the oldest queued task (2) starts its round
     acts = c.on_claim_reply(specs[0].task_hash, A, 1, True, "", 0.2)
-    (req,) = of(acts, PublishRequest)
-    assert req.request.task_hash == specs[2].task_hash and req.attempt == 1
+    (req,) = fanouts(acts, PlacementRequestMsg)
+    assert req.msg.request.task_hash == specs[2].task_hash and req.msg.attempt == 1
     assert c.record(specs[3].task_hash).state is S.PENDING
 
 
@@ -657,10 +699,10 @@ def test_a_queued_task_can_be_cancelled_and_is_never_published():
     c.submit(second, 0.0)
     acts = c.cancel(second.task_hash, 0.1)
     assert c.record(second.task_hash).state is S.CANCELLED
-    assert of(acts, PublishRequest) == [] and of(acts, PublishCancel) == []
+    assert sent(acts, PlacementRequestMsg) == [] and sent(acts, TaskCancelMsg) == []
     # the slot frees at the first task's retry: the cancelled one is skipped
     acts = c.on_timer(1.0)  # window closes with no offer: first goes back to pending
-    assert of(acts, PublishRequest) == []
+    assert sent(acts, PlacementRequestMsg) == []
 
 
 def test_restore_respects_max_negotiating():
@@ -670,7 +712,7 @@ def test_restore_respects_max_negotiating():
         for i in range(3)
     ]
     acts = c.restore(recs, 10.0)
-    assert len(of(acts, PublishRequest)) == 1
+    assert len(fanouts(acts, PlacementRequestMsg)) == 1
     assert sorted(r.state.value for r in c.records()) == ["negotiating", "pending", "pending"]
 
 
@@ -681,12 +723,12 @@ def test_max_negotiating_must_be_positive():
 
 def test_requests_and_claimed_notices_name_their_direct_targets():
     c = core(execs=(A, B))
-    req = one(negotiating(c), PublishRequest)
-    assert req.targets == {A, B}
-    claimed = one(
-        c.on_offer(offer(A), A, 1, 0.1) + c.on_offer(offer(B), B, 1, 0.2), PublishTaskClaimed
+    req = one_fanout(negotiating(c), PlacementRequestMsg)
+    assert req.to == {A, B}
+    claimed = one_fanout(
+        c.on_offer(offer(A), A, 1, 0.1) + c.on_offer(offer(B), B, 1, 0.2), TaskClaimedMsg
     )
-    assert claimed.winner == A and claimed.targets == {B}
+    assert claimed.msg.winner == A and claimed.to == {B}
     # nobody expected: both go to every member by gossip
     lone = core(execs=())
-    assert one(lone.submit(spec("lone"), 0.0), PublishRequest).targets is None
+    assert one_fanout(lone.submit(spec("lone"), 0.0), PlacementRequestMsg).to is None

@@ -6,18 +6,7 @@ import cbor2
 import pytest
 from harness import SUB, capacity, did, h, result, spec
 
-from icn_node.compute import (
-    ExecutorInfo,
-    ExecutorRegistry,
-    JobRecord,
-    JobState,
-    OfferSummary,
-    TaskError,
-    TaskRecord,
-    TaskResult,
-    TaskSpec,
-    TaskState,
-)
+from icn_node.compute import ExecutorRegistry, JobRecord, JobState, OfferSummary, TaskRecord
 from icn_node.scheduler import (
     GpuDevice,
     NodeCapacity,
@@ -26,6 +15,8 @@ from icn_node.scheduler import (
     Reservation,
     ResourceProfile,
 )
+from icn_node.scheduler.executors import ExecutorInfo
+from icn_node.scheduler.tasks import TaskError, TaskResult, TaskSpec, TaskState
 
 FULL = spec(
     "full",

@@ -1,4 +1,4 @@
-"""The compute driver in-process: ComputeServices on real MeshServices joined by memory streams.
+"""The compute driver in-process: ComputeDrivers on real MeshServices joined by memory streams.
 
 TLS, the link proof, the codec, SQLite, the blob transfer and the wasm sandbox all run for real;
 only TCP is replaced and time is a MockClock. The sandbox runs in a worker thread that the mock
@@ -16,8 +16,11 @@ import pytest
 import trio
 import trio.testing
 
+from icn_node.blobnet import BlobNet
+from icn_node.blobs import BlobStore
+from icn_node.compute.driver import ComputeDriver
 from icn_node.compute.records import TaskRecord
-from icn_node.compute.service import ComputeService
+from icn_node.compute.rpc import ComputeRpc
 from icn_node.config import load_config
 from icn_node.identity import NodeIdentity
 from icn_node.metrics import Metrics
@@ -35,16 +38,44 @@ def clock():
 
 
 class Host:
-    """The parts of :class:`icn_node.node.Node` a ComputeService uses."""
+    """The host readings a ComputeDriver uses (``icn_node.node.Node`` in the daemon)."""
 
-    def __init__(self, config, identity, mesh, gpus=()):
-        self.config = config
-        self.identity = identity
-        self.did = identity.did
-        self.mesh = mesh
-        self.metrics = Metrics(identity.did, "")
+    def __init__(self, gpus=()):
         self.capacity = NodeCapacity.from_totals(2.0, 4096, 10_000, 1000.0, list(gpus))
         self.host_load = 0.0
+        self.load_metrics = None
+
+
+class Member:
+    """One node's compute wing as the daemon wires it: blob service, driver, RPC handlers."""
+
+    def __init__(self, config, identity, mesh, gpus=()):
+        self.did = identity.did
+        self.mesh = mesh
+        self.registry = Metrics(identity.did, "").registry
+        self.blobnet = BlobNet(self.did, BlobStore(config.data_dir / "blobs"), mesh, self.now)
+        trust = config.trust_in
+        self.driver = ComputeDriver(
+            config,
+            self.did,
+            mesh,
+            self.blobnet,
+            Host(gpus),
+            self.registry,
+            lambda d: 1.0 if d == self.did else trust(d),
+        )
+        self.rpc = ComputeRpc(self.driver)
+        self.core = self.driver.core
+        self.store = self.driver.store
+
+    def now(self):
+        return self.driver.now()
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.blobnet.serve)
+            await nursery.start(self.driver.serve)
+            task_status.started()
 
 
 async def cooperative(
@@ -69,11 +100,11 @@ async def cooperative(
                 "trust": {"default": trust},
             },
         )
-        svc = ComputeService(Host(cfg, ident, mesh, (gpus or {}).get(k, ())))
+        svc = Member(cfg, ident, mesh, (gpus or {}).get(k, ()))
         await nursery.start(svc.serve)
         services.append(svc)
     submitter = services[0]
-    await wait_for(lambda: len(submitter.registry.live(submitter.now())) == n_exec, timeout=60)
+    await wait_for(lambda: len(submitter.core.registry.live(submitter.now())) == n_exec, timeout=60)
     return net, services
 
 
@@ -98,22 +129,24 @@ def state(svc, task_hex):
 
 
 def counter(svc, name):
-    return svc.node.metrics.registry.get_sample_value(name) or 0.0
+    return svc.registry.get_sample_value(name) or 0.0
 
 
 async def test_placement_runs_and_reports_through_the_real_mesh(clock, tmp_path):
     async with trio.open_nursery() as nursery:
         net, (sub, e1, e2) = await cooperative(nursery, tmp_path)
-        out = await sub.rpc_submit(submit_params("sum.wat", "1000"))
+        out = await sub.rpc.submit(submit_params("sum.wat", "1000"))
         assert out["protocol"] == "placement"
         await wait_for(lambda: state(sub, out["task"]) in (TaskState.COMPLETED, TaskState.FAILED))
-        res = await sub.rpc_result({"task": out["task"]})
+        res = await sub.rpc.result({"task": out["task"]})
         assert res["state"] == "completed" and res["stdout"] == "500500\n"
         # the executors' locality context has a measured RTT to the submitter (mesh ping/pong)
-        assert e1._context().rtt_ms[sub.did] >= 0.0 and e2._context().rtt_ms[sub.did] >= 0.0
+        assert (
+            e1.core._context().rtt_ms[sub.did] >= 0.0 and e2.core._context().rtt_ms[sub.did] >= 0.0
+        )
         # finished: the core forgot it, the store still answers for it
-        assert sub.submitter.record(bytes.fromhex(out["task"])) is None
-        status = await sub.rpc_status({"task": out["task"]})
+        assert sub.core.submitter.record(bytes.fromhex(out["task"])) is None
+        status = await sub.rpc.status({"task": out["task"]})
         assert len(status["offers"]) == 2 and status["executor"] in (e1.did, e2.did)
         winner, loser = (e1, e2) if status["executor"] == e1.did else (e2, e1)
         assert counter(sub, "icn_compute_placement_offers_received_total") == 2
@@ -122,7 +155,7 @@ async def test_placement_runs_and_reports_through_the_real_mesh(clock, tmp_path)
         assert counter(winner, "icn_compute_placement_requests_received_total") == 1
         # the executor fetched the code blob from the submitter over the mesh, verified
         code = stored(sub, out["task"]).spec.code_blob
-        assert winner.blobs.has(code) and not loser.blobs.has(code)
+        assert winner.blobnet.store.has(code) and not loser.blobnet.store.has(code)
         assert winner.blobnet.fetched_bytes == (EXAMPLES / "sum.wat").stat().st_size
         nursery.cancel_scope.cancel()
 
@@ -133,7 +166,7 @@ async def test_a_crashed_executor_loses_the_lease_and_the_task_is_replaced(clock
             nursery, tmp_path, lease_timeout_s=10.0, heartbeat_interval_s=2.0
         )
         # ~0.9 s of real work: long enough to crash the executor in the middle of it
-        out = await sub.rpc_submit(submit_params("infinite.wat", fuel=1_500_000_000))
+        out = await sub.rpc.submit(submit_params("infinite.wat", fuel=1_500_000_000))
         await wait_for(lambda: state(sub, out["task"]) is TaskState.RUNNING)
         first = stored(sub, out["task"]).executor
         victim = e1 if first == e1.did else e2
@@ -153,7 +186,7 @@ async def test_malformed_compute_messages_are_dropped_and_the_node_goes_on(clock
         # e1 sends the submitter garbage and a well-formed offer for a task it never saw
         await e1.mesh.send_direct(sub.did, "icn/compute/direct", b"\xff\x00garbage")
         await wait_for(lambda: counter(sub, "icn_compute_messages_dropped_total") >= 1)
-        out = await sub.rpc_submit(submit_params("sum.wat", "10"))
+        out = await sub.rpc.submit(submit_params("sum.wat", "10"))
         await wait_for(lambda: state(sub, out["task"]) is TaskState.COMPLETED)
         nursery.cancel_scope.cancel()
 
@@ -167,15 +200,15 @@ async def test_an_unfetchable_input_is_given_back_not_failed(clock, tmp_path):
         sub.blobnet.locations.add(blob, ghost, 10, sub.now())
         params = submit_params("wordcount.wat", "data")
         params["inputs"] = [{"name": "data", "blob": blob.hex()}]
-        out = await sub.rpc_submit(params)
+        out = await sub.rpc.submit(params)
         await wait_for(lambda: state(sub, out["task"]) is TaskState.FAILED, step=0.5)
         rec = stored(sub, out["task"])
         assert rec.reason == "max_attempts" and rec.result is None
         assert set(rec.excluded) == {e1.did, e2.did}
         for e in (e1, e2):
-            (job,) = e.executor.jobs().values()
+            (job,) = e.core.executor.jobs().values()
             assert job.state.value == "abandoned"
-            assert e.executor.queue_depth == 0
+            assert e.core.executor.queue_depth == 0
         nursery.cancel_scope.cancel()
 
 
@@ -185,18 +218,18 @@ async def test_rpc_refuses_bad_params_with_their_names(clock, tmp_path):
     async with trio.open_nursery() as nursery:
         net, (sub, e1) = await cooperative(nursery, tmp_path, n_exec=1)
         bad = [
-            ("rpc_submit", {"module": "!!!", "fuel": 1}, "module"),
-            ("rpc_submit", {**submit_params("sum.wat"), "fuel": 0}, "fuel"),
-            ("rpc_submit", {**submit_params("sum.wat"), "args": [1]}, "args"),
-            ("rpc_submit", {**submit_params("sum.wat"), "profile": {"cpu_cores": -1}}, "cpu"),
-            ("rpc_submit", {**submit_params("sum.wat"), "inputs": [{"blob": "xyz"}]}, "inputs"),
-            ("rpc_watch", {"after": "x"}, "after"),
-            ("rpc_status", {"task": "zz"}, "task"),
-            ("rpc_status", {"task": "00" * 32}, "no task"),
+            ("submit", {"module": "!!!", "fuel": 1}, "module"),
+            ("submit", {**submit_params("sum.wat"), "fuel": 0}, "fuel"),
+            ("submit", {**submit_params("sum.wat"), "args": [1]}, "args"),
+            ("submit", {**submit_params("sum.wat"), "profile": {"cpu_cores": -1}}, "cpu"),
+            ("submit", {**submit_params("sum.wat"), "inputs": [{"blob": "xyz"}]}, "inputs"),
+            ("watch", {"after": "x"}, "after"),
+            ("status", {"task": "zz"}, "task"),
+            ("status", {"task": "00" * 32}, "no task"),
         ]
         for method, params, words in bad:
             with pytest.raises(RpcError, match=words):
-                await getattr(sub, method)(params)
+                await getattr(sub.rpc, method)(params)
         nursery.cancel_scope.cancel()
 
 
@@ -226,15 +259,15 @@ async def test_exec_runs_an_allowed_command_with_its_reserved_gpu(clock, tmp_pat
             gpus={1: [A100]},
         )
         profile = ResourceProfile.gpu(24, "sm_70").to_dict()
-        out = await sub.rpc_submit({"exec": ["/usr/bin/env"], "fuel": 1, "profile": profile})
+        out = await sub.rpc.submit({"exec": ["/usr/bin/env"], "fuel": 1, "profile": profile})
         await wait_for(lambda: state(sub, out["task"]) in (TaskState.COMPLETED, TaskState.FAILED))
-        res = await sub.rpc_result({"task": out["task"]})
+        res = await sub.rpc.result({"task": out["task"]})
         assert res["state"] == "completed", res
         assert res["executor"] == e1.did
         env = dict(line.split("=", 1) for line in res["stdout"].splitlines() if "=" in line)
         assert env["CUDA_VISIBLE_DEVICES"] == A100.device_id
         assert env["ICN_OUTPUTS"].endswith("/out")
-        status = await sub.rpc_status({"task": out["task"]})
+        status = await sub.rpc.status({"task": out["task"]})
         assert [o["executor"] for o in status["offers"]] == [e1.did]  # e2: no exec, no GPU
         nursery.cancel_scope.cancel()
 
@@ -242,7 +275,7 @@ async def test_exec_runs_an_allowed_command_with_its_reserved_gpu(clock, tmp_pat
 async def test_exec_is_declined_where_the_operator_did_not_allow_it(clock, tmp_path):
     async with trio.open_nursery() as nursery:
         net, (sub, e1, e2) = await cooperative(nursery, tmp_path)
-        out = await sub.rpc_submit(
+        out = await sub.rpc.submit(
             {"exec": ["/bin/echo", "hi"], "fuel": 1, "profile": {"cpu_cores": 0.5}}
         )
         await wait_for(lambda: state(sub, out["task"]) is TaskState.FAILED, step=0.5)
@@ -252,5 +285,5 @@ async def test_exec_is_declined_where_the_operator_did_not_allow_it(clock, tmp_p
         for e in (e1, e2):
             assert counter(e, "icn_compute_placement_requests_received_total") >= 1
             assert counter(e, "icn_compute_placement_offers_sent_total") == 0
-            assert e.executor.jobs() == {}
+            assert e.core.executor.jobs() == {}
         nursery.cancel_scope.cancel()

@@ -1,0 +1,295 @@
+"""JSON-RPC methods of the compute wing: ``compute.submit``, ``status``, ``list``, ``result``,
+``cancel``, ``watch``, ``executors``.
+
+Handlers check their parameters (an ``InvalidParams`` error names the parameter), read the
+store, and hand events to the core through the driver; they decide nothing about placement.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from typing import Any
+
+import trio
+
+from ..blobs import BlobError, parse_blob_id
+from ..errors import IcnError, RpcError
+from ..logs import get_logger
+from ..rpc import RpcRegistry
+from ..rpc.protocol import INVALID_PARAMS, InvalidParams
+from ..scheduler.locality import LocalityHint
+from ..scheduler.resources import ResourceProfile
+from ..scheduler.tasks import TaskResult, TaskSpec
+from .driver import ComputeDriver
+from .records import TaskRecord
+
+log = get_logger("icn.compute")
+
+MB = 1024 * 1024
+MAX_MODULE_BYTES = 16 * MB
+MAX_WATCH_WAIT_S = 30.0
+MAX_LIST = 10_000
+
+# Error codes beyond JSON-RPC's own (docs/PROTOCOL.md, "Local RPC").
+NO_SUCH_TASK = -32004
+AMBIGUOUS_TASK = -32005
+UNKNOWN_BLOB = -32006
+NO_RESULT = -32007
+
+
+# --- parameters --------------------------------------------------------------------------------
+
+
+def _positive_int(params: dict[str, Any], name: str) -> int:
+    v = params.get(name)
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        raise InvalidParams(f"{name}: expected a positive integer")
+    return v
+
+
+def _strings(params: dict[str, Any], name: str) -> list[str]:
+    v = params.get(name) or []
+    if not isinstance(v, list) or not all(isinstance(a, str) for a in v):
+        raise InvalidParams(f"{name}: expected a list of strings")
+    return v
+
+
+def _module(params: dict[str, Any]) -> bytes:
+    try:
+        module = base64.b64decode(params.get("module") or "", validate=True)
+    except (binascii.Error, TypeError):
+        raise InvalidParams("module: expected base64") from None
+    if not module:
+        raise InvalidParams("module: empty (or give exec)")
+    if len(module) > MAX_MODULE_BYTES:
+        raise InvalidParams(f"module: larger than {MAX_MODULE_BYTES} bytes")
+    return module
+
+
+def _exec_argv(params: dict[str, Any]) -> list[str] | None:
+    argv = params.get("exec")
+    if argv is None:
+        return None
+    if params.get("module"):
+        raise InvalidParams("give either module or exec, not both")
+    if (
+        not isinstance(argv, list)
+        or not argv
+        or not all(isinstance(a, str) for a in argv)
+        or not argv[0].startswith("/")
+    ):
+        raise InvalidParams("exec: expected [absolute command path, args...]")
+    return argv
+
+
+# --- views -------------------------------------------------------------------------------------
+
+
+def result_view(res: TaskResult) -> dict[str, Any]:
+    return {
+        "state": res.state.value,
+        "executor": res.executor,
+        "fuel_used": res.fuel_used,
+        "exit_code": res.exit_code,
+        "message": res.message,
+        "stdout": res.stdout.decode(errors="replace"),
+        "stderr": res.stderr.decode(errors="replace"),
+        "stdout_truncated": res.stdout_truncated,
+        "stderr_truncated": res.stderr_truncated,
+        "outputs": [{"name": n, "blob": h.hex()} for n, h in res.output_blobs],
+        "started_at": res.started_at,
+        "finished_at": res.finished_at,
+        "attempt": res.attempt,
+    }
+
+
+def _timings(rec: TaskRecord) -> dict[str, float]:
+    """Seconds from submission to each milestone reached."""
+    t0 = rec.submitted_at
+    marks = {
+        "negotiation_started": rec.negotiation_started_at,
+        "claimed": rec.claimed_at,
+        "started": rec.started_at,
+        "finished": rec.finished_at,
+    }
+    return {k: round(v - t0, 4) for k, v in marks.items() if v is not None}
+
+
+def task_view(rec: TaskRecord) -> dict[str, Any]:
+    return {
+        "task": rec.task_hash.hex(),
+        "state": rec.state.value,
+        "protocol": rec.spec.protocol,
+        "attempt": rec.attempt,
+        "executor": rec.executor,
+        "reason": rec.reason or None,
+        "offers": [o.to_dict(json_safe=True) for o in rec.offers],
+        "timings": _timings(rec),
+        "result": result_view(rec.result) if rec.result else None,
+    }
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+
+class ComputeRpc:
+    def __init__(self, driver: ComputeDriver) -> None:
+        self.driver = driver
+
+    def register(self, rpc: RpcRegistry) -> None:
+        rpc.register("compute.submit", self.submit)
+        rpc.register("compute.status", self.status)
+        rpc.register("compute.list", self.list)
+        rpc.register("compute.result", self.result)
+        rpc.register("compute.cancel", self.cancel)
+        rpc.register("compute.watch", self.watch)
+        rpc.register("compute.executors", self.executors)
+
+    def _record(self, params: dict[str, Any]) -> TaskRecord:
+        text = params.get("task")
+        if not isinstance(text, str) or not text:
+            raise InvalidParams("task: expected a hex task hash (or a unique prefix)")
+        t = text.strip().lower()
+        try:
+            prefix = bytes.fromhex(t[: len(t) - len(t) % 2])
+        except ValueError:
+            raise InvalidParams(f"task: not hex: {text!r}") from None
+        store = self.driver.store
+        keys = [k for k in store.find_prefix("tasks", prefix) if k.hex().startswith(t)]
+        if not keys:
+            raise RpcError(NO_SUCH_TASK, f"no task {text} on this node")
+        if len(keys) > 1:
+            raise RpcError(AMBIGUOUS_TASK, f"task prefix {text} is ambiguous; give more characters")
+        return TaskRecord.from_dict(store.get("tasks", keys[0]))
+
+    async def submit(self, params: dict[str, Any]) -> dict[str, Any]:
+        d = self.driver
+        exec_argv = _exec_argv(params)
+        module = _module(params) if exec_argv is None else b""
+        fuel = _positive_int(params, "fuel")
+        args = _strings(params, "args")
+        inputs = []
+        for i, item in enumerate(params.get("inputs") or []):
+            if not isinstance(item, dict):
+                raise InvalidParams(f"inputs[{i}]: expected {{name, blob}}")
+            try:
+                h = parse_blob_id(str(item.get("blob", "")))
+            except BlobError as e:
+                raise InvalidParams(f"inputs[{i}].blob: {e}") from None
+            if not d.blobs.store.has(h) and not d.blobs.locations.holders(h):
+                why = f"inputs[{i}]: no node is known to hold blob {h.hex()}"
+                raise RpcError(UNKNOWN_BLOB, why)
+            inputs.append((str(item.get("name") or h.hex()[:16]), h))
+        try:
+            profile = (
+                ResourceProfile.from_dict(params["profile"])
+                if params.get("profile") is not None
+                else None
+            )
+            hints = tuple(LocalityHint.from_dict(h) for h in params.get("hints") or [])
+            code = None
+            if exec_argv is None:
+                code = d.blobs.store.put(module)
+                d.blobs.added(code, len(module))
+            spec = TaskSpec(
+                code_blob=code,
+                runtime="exec" if exec_argv is not None else "wasm",
+                submitter=d.did,
+                fuel=fuel,
+                nonce=os.urandom(16),
+                args=tuple(exec_argv + args if exec_argv is not None else args),
+                input_blobs=tuple(inputs),
+                profile=profile,
+                hints=hints,
+                max_cost=params.get("max_cost"),
+                timeout_s=params.get("timeout_s"),
+                created_at=d.now(),
+            )
+        except IcnError as e:
+            raise RpcError(INVALID_PARAMS, str(e)) from None
+        await d.report(lambda core, now: core.submit(spec, now))
+        log.info("task_submitted", task=spec.task_hash.hex(), protocol=spec.protocol)
+        return {"task": spec.task_hash.hex(), "protocol": spec.protocol}
+
+    async def status(self, params: dict[str, Any]) -> dict[str, Any]:
+        return task_view(self._record(params))
+
+    async def list(self, params: dict[str, Any]) -> dict[str, Any]:
+        limit = params.get("limit") or 50
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
+            raise InvalidParams(f"limit: expected 1-{MAX_LIST}")
+        state = params.get("state")
+        states = [state] if state else None
+        store = self.driver.store
+        rows = [
+            task_view(TaskRecord.from_dict(doc))
+            for _, doc in store.scan("tasks", states=states, limit=limit)
+        ]
+        return {"tasks": rows, "counts": store.count("tasks")}
+
+    async def result(self, params: dict[str, Any]) -> dict[str, Any]:
+        rec = self._record(params)
+        if rec.result is None:
+            raise RpcError(
+                NO_RESULT, f"task {rec.task_hash.hex()} has no result yet (state {rec.state.value})"
+            )
+        return result_view(rec.result)
+
+    async def cancel(self, params: dict[str, Any]) -> dict[str, Any]:
+        rec = self._record(params)
+        th = rec.task_hash
+        if not rec.state.is_final:  # a final task has nothing to stop
+            await self.driver.report(lambda core, now: core.cancel(th, now))
+            rec = self._record({"task": th.hex()})
+        return {"task": th.hex(), "state": rec.state.value}
+
+    async def watch(self, params: dict[str, Any]) -> dict[str, Any]:
+        task = params.get("task")
+        after = params.get("after") or 0
+        timeout = params.get("timeout_s") or 10
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise InvalidParams("after: expected a sequence number (integer >= 0)")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
+            raise InvalidParams("timeout_s: expected seconds (number >= 0)")
+        timeout = min(float(timeout), MAX_WATCH_WAIT_S)
+        if task is not None and not isinstance(task, str):
+            raise InvalidParams("task: expected a hex task hash")
+        full = self._record(params).task_hash.hex() if task else None
+        log_ = self.driver.watch
+
+        def pick() -> list[dict[str, Any]]:
+            return [
+                e for e in log_.events if e["seq"] > after and (full is None or e["task"] == full)
+            ]
+
+        events = pick()
+        if not events and full is not None and after == 0:
+            if not any(e["task"] == full for e in log_.events):
+                # Nothing in memory (e.g. after a restart): report the stored state once.
+                rec = self._record(params)
+                stored = {
+                    "seq": 0,
+                    "task": full,
+                    "state": rec.state.value,
+                    "old": None,
+                    "executor": rec.executor,
+                    "attempt": rec.attempt,
+                    "reason": rec.reason or None,
+                    "at": rec.updated_at,
+                }
+                return {"events": [stored], "next": log_.seq}
+        if not events:
+            with trio.move_on_after(timeout):
+                while not events:
+                    await log_.changed.wait()
+                    events = pick()
+        return {"events": events, "next": max([after, *(e["seq"] for e in events)])}
+
+    async def executors(self, params: dict[str, Any]) -> dict[str, Any]:
+        live = self.driver.core.registry.live(self.driver.now())
+        return {"executors": [info.to_dict(json_safe=True) for info in live]}
+
+
+__all__ = ["ComputeRpc", "result_view", "task_view"]
