@@ -7,6 +7,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY icn_node ./icn_node
 COPY cli ./cli
+COPY icn_dev ./icn_dev
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim

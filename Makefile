@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m icn_node.demo
+	$(BIN)/python -m icn_dev.demo
 
 run: $(STAMP)
 	@test -f run/dev/node.key || $(BIN)/icnd init --data-dir run/dev

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from icn_node.devcluster import LocalCluster
+from icn_dev.cluster import LocalCluster
 
 TOPIC = "bench"
 

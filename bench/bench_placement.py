@@ -79,7 +79,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_sandbox import cpu_model  # noqa: E402  (bench/ is on sys.path as the script's dir)
 
-from icn_node.devcluster import LocalCluster  # noqa: E402
+from icn_dev.cluster import LocalCluster  # noqa: E402
 from icn_node.rpc.client import RpcClient  # noqa: E402
 
 TARGET_P50_MS = 25.0

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .main import call, emit
+from .common import call, emit
 
 app = typer.Typer(help="Content-addressed blobs: put, get, list.", no_args_is_help=True)
 

@@ -30,7 +30,7 @@ from icn_node.scheduler import (
 )
 
 from .blob import resolve_blob
-from .main import call, emit
+from .common import call, emit, short_did
 
 app = typer.Typer(
     help="Compute tasks: submit, status, list, result, cancel, watch.", no_args_is_help=True
@@ -136,18 +136,12 @@ def build_hints(
     return [h.to_dict(json_safe=True) for h in hints]
 
 
-def _short(did: str | None) -> str:
-    if not did:
-        return "-"
-    return did if len(did) <= 24 else f"{did[:16]}…{did[-6:]}"
-
-
 def _progress(event: dict[str, Any]) -> str:
     state = event["state"]
     if state == "claiming" and event.get("executor"):
-        return f"claiming {_short(event['executor'])}"
+        return f"claiming {short_did(event['executor'])}"
     if state == "running" and event.get("executor"):
-        return f"running on {_short(event['executor'])}"
+        return f"running on {short_did(event['executor'])}"
     return state
 
 
@@ -185,7 +179,7 @@ def _render_status(st: dict[str, Any]) -> str:
     ]
     for off in st.get("offers") or []:
         lines.append(
-            f"  offer    {_short(off['executor'])}  score {off['score']:.3f}  "
+            f"  offer    {short_did(off['executor'])}  score {off['score']:.3f}  "
             f"cost {off.get('cost', '-')}"
         )
     timings = st.get("timings") or {}
@@ -361,7 +355,7 @@ def list_(
     for r in rows["tasks"]:
         lines.append(
             f"{r['task'][:16]}  {r['state']:15}  {r['protocol']:9}  {r['attempt']:>3}  "
-            f"{_short(r.get('executor'))}"
+            f"{short_did(r.get('executor'))}"
         )
     emit(ctx, rows, "\n".join(lines))
 

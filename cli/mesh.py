@@ -6,15 +6,11 @@ from typing import Annotated
 
 import typer
 
-from .main import call, emit
+from .common import call, emit, short_did
 
 app = typer.Typer(
     help="The gossip mesh: peers, publish, subscribe, received.", no_args_is_help=True
 )
-
-
-def _short(did: str) -> str:
-    return did if len(did) <= 24 else f"{did[:14]}…{did[-8:]}"
 
 
 def _rtt(ms: float | None) -> str:
@@ -40,7 +36,7 @@ def peers(ctx: typer.Context) -> None:
     lines = [f"mesh {res['address']}  {len(rows)} link(s)", header]
     for p in rows:
         lines.append(
-            f"{_short(p['did']):<24} {p['address']:<22} {p['direction']:<3} {p['state']:<10} "
+            f"{short_did(p['did']):<24} {p['address']:<22} {p['direction']:<3} {p['state']:<10} "
             f"{_since(p['connected_s']):>9} {p['messages_in']:>7} {p['messages_out']:>7}"
             f" {_rtt(p.get('rtt_ms')):>8}"
         )
@@ -82,5 +78,5 @@ def received(
     lines = [f"{res['delivered_total']} delivered, {res['duplicates']} duplicate copies"]
     for m in res["messages"]:
         body = m.get("text", m.get("base64", ""))
-        lines.append(f"{_short(m['origin'])} seq={m['seq']} {body[:80]}")
+        lines.append(f"{short_did(m['origin'])} seq={m['seq']} {body[:80]}")
     emit(ctx, res, "\n".join(lines))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .main import call, emit
+from .common import call, emit
 
 app = typer.Typer(help="This node: status and capacity.", no_args_is_help=True)
 

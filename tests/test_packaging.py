@@ -13,9 +13,9 @@ def test_every_package_folder_is_listed_in_pyproject():
         tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     )
     found = {"icn_cli"}
-    for init in (ROOT / "icn_node").rglob("__init__.py"):
-        rel = init.parent.relative_to(ROOT)
-        found.add(".".join(rel.parts))
+    for top in ("icn_node", "icn_dev"):
+        for init in (ROOT / top).rglob("__init__.py"):
+            found.add(".".join(init.parent.relative_to(ROOT).parts))
     assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
 
 

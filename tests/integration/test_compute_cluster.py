@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from icn_node.devcluster import LocalCluster
+from icn_dev.cluster import LocalCluster
 from icn_node.scheduler import AvoidDid
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from icn_node.devcluster import LocalCluster
+from icn_dev.cluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from icn_dev.cluster import LocalCluster
 from icn_node import wire
 from icn_node.config import parse_hostport
-from icn_node.devcluster import LocalCluster
 from icn_node.identity import NodeIdentity
 from icn_node.mesh import tls
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import IcnError
-from .identity import KEY_FILE, init_data_dir
-from .rpc.client import DaemonUnavailable, RpcClient
+from icn_node.errors import IcnError
+from icn_node.identity import KEY_FILE, NodeIdentity, init_data_dir
+from icn_node.rpc.client import DaemonUnavailable, RpcClient
 
 START_TIMEOUT_S = 20.0
 
@@ -165,8 +165,6 @@ class LocalCluster:
         for name in names:
             data_dir = self.root / name
             if (data_dir / KEY_FILE).exists():
-                from .identity import NodeIdentity
-
                 dids.append(NodeIdentity.load(data_dir / KEY_FILE).did)
             else:
                 dids.append(init_data_dir(data_dir).did)

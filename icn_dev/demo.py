@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .devcluster import LocalCluster
+from .cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -1,0 +1,105 @@
+"""What every ``icnctl`` command group shares: the context, the daemon call, output helpers.
+
+Domain errors are translated once, in :func:`call`, into ``Error: …`` on stderr and exit code 1.
+This module imports none of the command modules; ``main`` and the sub-apps both import it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from icn_node.config import load_config
+from icn_node.errors import ConfigError, RpcError
+from icn_node.rpc.client import DaemonUnavailable, RpcClient
+
+DEFAULT_SOCKET = "/var/lib/icn/icnd.sock"
+
+
+@dataclass
+class Ctx:
+    socket: str
+    json: bool
+    timeout: float
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def call(ctx: typer.Context, method: str, params: dict[str, Any] | None = None) -> Any:
+    """Call the daemon; any failure becomes ``Error: …`` and exit 1."""
+    obj: Ctx = ctx.obj
+    try:
+        with RpcClient(obj.socket, timeout=obj.timeout) as client:
+            return client.call(method, params)
+    except DaemonUnavailable as e:
+        raise fail(str(e)) from None
+    except RpcError as e:
+        raise fail(str(e)) from None
+
+
+def emit(ctx: typer.Context, data: Any, human: str | None = None) -> None:
+    """Print ``data`` as JSON with --json, else ``human`` (or a key: value rendering)."""
+    if ctx.obj.json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+    elif human is not None:
+        typer.echo(human)
+    else:
+        typer.echo(render(data))
+
+
+def render(data: Any, indent: int = 0) -> str:
+    pad = "  " * indent
+    if isinstance(data, dict):
+        lines = []
+        for k, v in data.items():
+            if isinstance(v, (dict, list)) and v:
+                lines.append(f"{pad}{k}:")
+                lines.append(render(v, indent + 1))
+            else:
+                lines.append(f"{pad}{k}: {_scalar(v)}")
+        return "\n".join(lines)
+    if isinstance(data, list):
+        lines = []
+        for item in data:
+            if isinstance(item, dict):
+                body = render(item, indent + 1).lstrip()
+                lines.append(f"{pad}- {body}")
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+        return "\n".join(lines)
+    return f"{pad}{_scalar(data)}"
+
+
+def _scalar(v: Any) -> str:
+    if v is None or v == [] or v == {}:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+def default_socket(config: Path | None) -> str:
+    env = os.environ.get("ICN_SOCKET")
+    if env:
+        return env
+    if config is not None:
+        try:
+            return str(load_config(config).rpc_socket)
+        except ConfigError as e:
+            raise fail(str(e)) from None
+    return DEFAULT_SOCKET
+
+
+def short_did(did: str | None) -> str:
+    """A DID cut to fit a 24-column table cell; ``-`` for none."""
+    if not did:
+        return "-"
+    return did if len(did) <= 24 else f"{did[:16]}…{did[-6:]}"
