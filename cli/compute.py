@@ -28,6 +28,7 @@ from icn_node.scheduler import (
     RequireRegion,
     ResourceProfile,
 )
+from icn_node.scheduler.tasks import FINAL_STATES
 
 from .blob import resolve_blob
 from .common import call, emit, short_did
@@ -36,7 +37,7 @@ app = typer.Typer(
     help="Compute tasks: submit, status, list, result, cancel, watch.", no_args_is_help=True
 )
 
-FINAL = {"completed", "failed", "fuel_exhausted", "timed_out", "cancelled"}
+FINAL = {s.value for s in FINAL_STATES}
 PROFILES = {"minimal", "compute-heavy", "gpu"}
 
 

@@ -164,9 +164,6 @@ ABOVE = (
     "icn_node.node",
     "icn_node.daemon",
 )
-# Issue 8: wire.py still imports icn_node.compute inside functions (the payload types); the
-# compute split under way moves them out. Until then that one dependency is a known fault.
-ISSUE_8 = ("icn_node.wire", "icn_node.compute")
 
 
 def test_the_graph_sees_every_package_and_resolves_relative_imports():
@@ -199,9 +196,5 @@ def test_the_daemon_imports_neither_the_cli_nor_the_dev_tools():
 
 @pytest.mark.parametrize("module", LOWER)
 def test_wire_and_scheduler_import_nothing_above_them(module):
-    bad = [e for e in direct_imports(module) if any(_is_under(e.target, a) for a in ABOVE)]
-    known = [e for e in bad if module == ISSUE_8[0] and _is_under(e.target, ISSUE_8[1])]
-    unknown = [str(e) for e in bad if e not in known]
-    assert not unknown, f"{module} imports a layer above it: " + ", ".join(unknown)
-    if known:
-        pytest.xfail(f"issue 8: {module} imports " + ", ".join(str(e) for e in known))
+    bad = [str(e) for e in direct_imports(module) if any(_is_under(e.target, a) for a in ABOVE)]
+    assert not bad, f"{module} imports a layer above it: " + ", ".join(bad)
