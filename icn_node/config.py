@@ -10,6 +10,7 @@ file (or variable), the key and the problem.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -17,6 +18,7 @@ import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +126,7 @@ def key(default: Any, doc: str, check: Callable[[Any], None] | None = None) -> A
     """Declare one config key: its default, a line of documentation and an optional check."""
     meta = {"doc": doc, "check": check}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+        return field(default_factory=partial(copy.copy, default), metadata=meta)
     return field(default=default, metadata=meta)
 
 

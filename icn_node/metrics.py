@@ -11,6 +11,8 @@ daemon thread that shutdown cannot wait for.
 
 from __future__ import annotations
 
+from functools import partial
+
 import trio
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -91,5 +93,5 @@ async def serve_metrics(
     async with trio.open_nursery() as nursery:
         task_status.started((bound[0], bound[1]))
         await trio.serve_listeners(
-            lambda s: _handle(s, metrics), listeners, handler_nursery=nursery
+            partial(_handle, metrics=metrics), listeners, handler_nursery=nursery
         )

@@ -185,6 +185,7 @@ class Message:
     TAG: ClassVar[str] = ""
     _FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = ()
     _DOCUMENTS: ClassVar[frozenset[str]] = frozenset()
+    _REQUIRED: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         for name, hint in self._FIELDS:
@@ -220,6 +221,11 @@ def message(tag: str) -> Callable[[type[M]], type[M]]:
         cls.TAG = tag
         cls._FIELDS = tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
         cls._DOCUMENTS = frozenset(n for n, h in cls._FIELDS if h in DOCUMENT_TYPES)
+        cls._REQUIRED = frozenset(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
         REGISTRY[tag] = cls
         return cls
 
@@ -264,12 +270,7 @@ def decode_message(body: bytes) -> Message:
     unknown = set(fields) - names
     if unknown:
         raise CodecError(f"{tag}: unknown fields {sorted(map(str, unknown))}")
-    required = {
-        f.name
-        for f in dataclasses.fields(cls)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    }
-    missing = required - set(fields)
+    missing = cls._REQUIRED - set(fields)
     if missing:
         raise CodecError(f"{tag}: missing fields {sorted(missing)}")
     return _construct(cls, fields)
@@ -306,7 +307,7 @@ class FrameDecoder:
         self.max_frame_bytes = max_frame_bytes
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self._buf += data
 
     @property

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import LocalProtocolError
 from ..identity import NodeIdentity
@@ -646,6 +648,7 @@ class MeshCore:
                 actions.append(Deliver(self._delivery(msg, msg_id, direct=True)))
                 return actions
             target = self.active.get(msg.to)
+            links: tuple[int, ...]
             if target is not None:
                 links = (target,)
             else:
@@ -669,7 +672,7 @@ class MeshCore:
     def _delivery(msg: Gossip, msg_id: bytes, direct: bool) -> Delivery:
         return Delivery(msg.topic, msg.origin, msg.payload, msg.seq, msg.ts_ms, direct, msg_id)
 
-    _HANDLERS = {
+    _HANDLERS: dict[type[Message], Callable[[MeshCore, Link, Any, float], list[Action]]] = {
         Heartbeat: _on_heartbeat,
         Ping: _on_ping,
         Pong: _on_pong,

@@ -292,6 +292,7 @@ class ExecRun:
             return result(stopped_as, f"wall-clock limit of {job.timeout_s} s reached", None)
         if stopped_as is TaskState.CANCELLED:
             return result(stopped_as, "cancelled", None)
+        assert process.returncode is not None  # the process was waited for
         state, message = _exit_outcome(process.returncode, job)
         return result(state, message, process.returncode)
 

@@ -44,7 +44,7 @@ class CappedBuffer:
         self.total = 0
         self._data = bytearray()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         room = self.cap - len(self._data)
         if room > 0:
             self._data += data[:room]

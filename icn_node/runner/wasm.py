@@ -363,6 +363,7 @@ def _execute(job: WasmJob, control: RunControl, scratch: Path) -> RunResult:
         except WasmtimeError as e:
             return result(TaskState.FAILED, f"sandbox setup failed: {_summarize(e)}")
 
+        exit_code: int | None
         state, exit_code, message = TaskState.COMPLETED, 0, ""
         try:
             instance = linker.instantiate(store, module)
