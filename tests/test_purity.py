@@ -1,7 +1,8 @@
 """The pure cores are sans-IO: no trio, no clock, no global randomness, no I/O modules.
 
-One rule set for every pure module (scheduler, the compute protocol cores, the mesh core and
-the wire codec); the drivers beside them (``compute/service.py``, ``mesh/driver.py``) may do I/O.
+One rule set for every pure module (scheduler, the compute protocol cores, the mesh core, the
+wire codec and the value codec); the drivers beside them (``compute/service.py``,
+``mesh/driver.py``) may do I/O.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ PURE = sorted(
         ROOT / "mesh" / "core.py",
         ROOT / "mesh" / "states.py",
         ROOT / "wire.py",
+        ROOT / "codec.py",
     ]
 )
 FORBIDDEN = {

@@ -10,7 +10,9 @@ import base64
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from icn_node import codec
 
 DEFAULT_OUTPUT_CAP = 64 * 1024
 
@@ -74,8 +76,8 @@ class RunResult:
     fuel_used: int = 0
     exit_code: int | None = None
     message: str = ""
-    stdout: bytes = b""
-    stderr: bytes = b""
+    stdout: Annotated[bytes, codec.BASE64] = b""
+    stderr: Annotated[bytes, codec.BASE64] = b""
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     outputs: tuple[Path, ...] = ()

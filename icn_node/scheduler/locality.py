@@ -78,12 +78,13 @@ class LocalityHint(abc.ABC):
     kind: ClassVar[str] = ""
     hard: ClassVar[bool] = False
     """True for hints that exclude a node rather than score it."""
-    _registry: ClassVar[dict[str, type[LocalityHint]]] = {}
+    __codec_tag__: ClassVar[str] = "kind"
+    __codec_variants__: ClassVar[dict[str, type[LocalityHint]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.kind:
-            LocalityHint._registry[cls.kind] = cls
+            LocalityHint.__codec_variants__[cls.kind] = cls
 
     @abc.abstractmethod
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
@@ -93,7 +94,7 @@ class LocalityHint(abc.ABC):
     def from_dict(cls, d: Any) -> LocalityHint:
         d = chk.mapping("locality_hint", d)
         kind = chk.field("locality_hint", d, "kind")
-        sub = LocalityHint._registry.get(kind) if isinstance(kind, str) else None
+        sub = LocalityHint.__codec_variants__.get(kind) if isinstance(kind, str) else None
         if sub is None:
             raise ResourceError(f"locality_hint.kind: unknown kind {kind!r}")
         if cls is not LocalityHint and sub is not cls:
@@ -337,6 +338,22 @@ class BlobLocation:
         )
 
 
+@dataclass(slots=True)
+class _HeldBlob:
+    """One blob of a :class:`BlobRegistry` document: its size and who holds it."""
+
+    blob_hash: bytes
+    size_bytes: int
+    holders: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _RegistryDoc:
+    """A :class:`BlobRegistry` as a document: its blobs by hash, each with its holders."""
+
+    blobs: tuple[_HeldBlob, ...] = ()
+
+
 class BlobRegistry:
     """Which nodes hold which blobs, and each blob's size. Immutable once built.
 
@@ -427,6 +444,20 @@ class BlobRegistry:
             )
             locs.extend(BlobLocation(h, did, size) for did in hs)
         return cls(locs)
+
+    def __codec_encode__(self) -> _RegistryDoc:
+        return _RegistryDoc(
+            tuple(
+                _HeldBlob(h, size, tuple(sorted(hs)))
+                for h, (size, hs) in sorted(self._entries.items())
+            )
+        )
+
+    @classmethod
+    def __codec_decode__(cls, doc: _RegistryDoc) -> BlobRegistry:
+        return cls(
+            BlobLocation(b.blob_hash, did, b.size_bytes) for b in doc.blobs for did in b.holders
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BlobRegistry):

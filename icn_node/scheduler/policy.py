@@ -18,8 +18,9 @@ import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Annotated, Any, Protocol, runtime_checkable
 
+from icn_node import codec
 from icn_node.errors import ConfigError, ResourceError
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.locality import (
@@ -81,9 +82,9 @@ class Weights:
     """Relative weight of each score component. Any non-negative figures with a positive sum;
     :meth:`normalised` scales them to sum to 1 (the policy always scores with that)."""
 
-    trust: float
-    capacity: float
-    queue: float
+    trust: Annotated[float, codec.Default(0.0)]
+    capacity: Annotated[float, codec.Default(0.0)]
+    queue: Annotated[float, codec.Default(0.0)]
     locality: float = 0.0
     network: float = 0.0
     jitter: float = 0.0
@@ -257,7 +258,7 @@ class PlacementRequest:
     max_cost: int | None = None
     """Credits per 1,000 fuel the submitter will pay at most (None: any)."""
     requested_at: float = 0.0
-    runtime: str = "wasm"
+    runtime: Annotated[str, codec.OMIT_DEFAULT] = "wasm"
     """How the task runs: ``wasm`` (the sandbox) or ``exec`` (an operator-allowed host command);
     an executor that does not offer the runtime declines."""
     _plan: _HintPlan = field(init=False, repr=False, compare=False)

@@ -21,8 +21,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import total_ordering
-from typing import Any
+from typing import Annotated, Any
 
+from icn_node import codec
 from icn_node.errors import ResourceError
 from icn_node.scheduler import _checks as chk
 
@@ -99,6 +100,21 @@ class ComputeCapability:
     def __str__(self) -> str:
         return f"sm_{self.major}{self.minor}"
 
+    def __codec_encode__(self) -> str:
+        return str(self)
+
+    @classmethod
+    def __codec_decode__(cls, doc: object) -> ComputeCapability:
+        """From the string forms :meth:`parse` accepts, or ``{"major", "minor"}``."""
+        if isinstance(doc, str):
+            try:
+                return cls.parse(doc)
+            except ResourceError as e:
+                raise ValueError(str(e)) from None
+        if isinstance(doc, Mapping) and "major" in doc and "minor" in doc:
+            return cls(doc["major"], doc["minor"])
+        raise ValueError(f"expected a compute capability, got {type(doc).__name__}")
+
     def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         return {"major": self.major, "minor": self.minor}
 
@@ -131,7 +147,7 @@ class GpuDevice:
     """One GPU of a node, as the capacity prober reports it."""
 
     device_id: str
-    device_name: str
+    device_name: Annotated[str, codec.Default("")]
     memory_gb: float
     compute_capability: ComputeCapability
     available: bool = True
@@ -398,6 +414,19 @@ class NodeCapacity:
     ``network_mbps`` is the link speed: tasks are checked against it but it is not divided up
     (bandwidth is shared, not partitioned). ``updated_at`` is the caller's clock at probe time.
     """
+
+    __codec_fields__ = (
+        "cpu_cores_total",
+        "memory_mb_total",
+        "storage_mb_total",
+        "cpu_cores_available",
+        "memory_mb_available",
+        "storage_mb_available",
+        "network_mbps",
+        "gpu_devices",
+        "updated_at",
+    )
+    """What an executor announces: the current figures; the ledger stays local."""
 
     __slots__ = (
         "cpu_cores_total",
