@@ -42,7 +42,9 @@ What is understood:
 
 Field options go in ``Annotated``: :data:`BASE64`, :data:`OMIT_DEFAULT` (leave the key out
 while the field holds its default) and :class:`Default` (a document without the key decodes to
-that value, for a field the constructor requires).
+that value, for a field the constructor requires). ``Annotated`` rather than dataclass field
+metadata, because it also works inside a container (``tuple[Annotated[bytes, BASE64], ...]``)
+and on the ``__init__`` annotations ``__codec_fields__`` reads.
 
 Errors. A document of the wrong shape (a wrong type, a missing required field, an unknown tag,
 text that is not hex) raises :class:`~icn_node.errors.CodecError` whose message starts with
@@ -544,12 +546,11 @@ def _seq_decoder(elem: Callable[[Any], Any], make: Callable[[list], Any]) -> Cal
         if not isinstance(v, list | tuple):
             raise _Bad(f"expected a list, got {_tname(v)}")
         out = []
-        i = 0
-        try:
-            for i, x in enumerate(v):  # noqa: B007 - i names the bad item
+        for i, x in enumerate(v):
+            try:
                 out.append(elem(x))
-        except _Bad as e:
-            raise e.at(f"[{i}]") from None
+            except _Bad as e:
+                raise e.at(f"[{i}]") from None
         return make(out)
 
     return dec
