@@ -494,3 +494,15 @@ def test_round_trips_through_bytes(inner, blob):
     v = dataclasses.replace(EVERYTHING, inner=inner, blob=blob)
     assert from_doc(Everything, cbor2.loads(cbor2.dumps(to_doc(v)))) == v
     assert from_doc(Everything, json.loads(json.dumps(to_doc(v, json=True))), json=True) == v
+
+
+@dataclass(frozen=True)
+class Chunks:
+    parts: tuple[Annotated[bytes, BASE64], ...]
+
+
+def test_marks_work_inside_containers():
+    c = Chunks((b"ab", b"\xff"))
+    assert to_doc(c, json=True) == {"parts": ["YWI=", "/w=="]}
+    assert to_doc(c) == {"parts": [b"ab", b"\xff"]}
+    assert from_doc(Chunks, {"parts": ["YWI=", b"\xff"]}) == c
