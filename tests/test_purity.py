@@ -86,6 +86,7 @@ def test_the_derivation_finds_the_cores_and_leaves_the_drivers():
     pure = {_rel(p) for p in PURE}
     for core in (
         "wire.py",
+        "codec.py",
         "mesh/core.py",
         "mesh/states.py",
         "compute/submitter.py",

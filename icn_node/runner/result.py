@@ -6,11 +6,12 @@ Pure data: no wasmtime, no trio. A run ends in exactly one :class:`TaskState`; t
 
 from __future__ import annotations
 
-import base64
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated
+
+from icn_node import codec
 
 DEFAULT_OUTPUT_CAP = 64 * 1024
 
@@ -59,7 +60,7 @@ class CappedBuffer:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunResult:
+class RunResult(codec.Document):
     """What one run of a task produced.
 
     ``stdout``/``stderr`` hold at most the job's caps; ``*_truncated`` says the task wrote more.
@@ -74,8 +75,8 @@ class RunResult:
     fuel_used: int = 0
     exit_code: int | None = None
     message: str = ""
-    stdout: bytes = b""
-    stderr: bytes = b""
+    stdout: Annotated[bytes, codec.BASE64] = b""
+    stderr: Annotated[bytes, codec.BASE64] = b""
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     outputs: tuple[Path, ...] = ()
@@ -88,45 +89,3 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.state is TaskState.COMPLETED
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        """Plain dict for CBOR (bytes stay bytes) or, with ``json_safe``, for JSON.
-
-        With ``json_safe`` the stdout/stderr values are base64 text; :meth:`from_dict` accepts
-        either form.
-        """
-        out: bytes | str = self.stdout
-        err: bytes | str = self.stderr
-        if json_safe:
-            out = base64.b64encode(self.stdout).decode("ascii")
-            err = base64.b64encode(self.stderr).decode("ascii")
-        return {
-            "state": self.state.value,
-            "fuel_used": self.fuel_used,
-            "exit_code": self.exit_code,
-            "message": self.message,
-            "stdout": out,
-            "stderr": err,
-            "stdout_truncated": self.stdout_truncated,
-            "stderr_truncated": self.stderr_truncated,
-            "outputs": [str(p) for p in self.outputs],
-            "wall_time_s": self.wall_time_s,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunResult:
-        def blob(value: bytes | str) -> bytes:
-            return base64.b64decode(value) if isinstance(value, str) else bytes(value)
-
-        return cls(
-            state=TaskState(data["state"]),
-            fuel_used=int(data["fuel_used"]),
-            exit_code=data["exit_code"],
-            message=str(data["message"]),
-            stdout=blob(data["stdout"]),
-            stderr=blob(data["stderr"]),
-            stdout_truncated=bool(data["stdout_truncated"]),
-            stderr_truncated=bool(data["stderr_truncated"]),
-            outputs=tuple(Path(p) for p in data["outputs"]),
-            wall_time_s=float(data["wall_time_s"]),
-        )

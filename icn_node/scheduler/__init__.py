@@ -4,8 +4,8 @@ Resource matching (:mod:`.resources`), locality hints and context (:mod:`.locali
 policies and offers (:mod:`.policy`), the submitter's ranking (:mod:`.ranking`) and cluster load
 metrics (:mod:`.cluster_metrics`). Sans-IO: nothing here reads a clock, touches the network,
 imports trio or draws random numbers except from a source the caller injects. Every value type
-has ``to_dict(json_safe=False)`` and a validating ``from_dict``. See the Scheduling section
-of docs/ARCHITECTURE.md.
+has ``to_dict(json_safe=False)`` and a validating ``from_dict``, derived by
+:mod:`icn_node.codec`. See the Scheduling section of docs/ARCHITECTURE.md.
 """
 
 from icn_node.scheduler.cluster_metrics import (

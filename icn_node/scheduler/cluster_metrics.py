@@ -14,8 +14,8 @@ import enum
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from icn_node import codec
 from icn_node.errors import ResourceError
 from icn_node.scheduler import _checks as chk
 
@@ -34,7 +34,7 @@ UNKNOWN_WEIGHT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
-class NodeMetrics:
+class NodeMetrics(codec.Document):
     """One load sample. ``cpu_load`` is in ``[0, 1]`` (1.0 = every core busy); memory in bytes."""
 
     address: str
@@ -64,30 +64,9 @@ class NodeMetrics:
         """Used memory as a fraction of max, in ``[0, 1]``; 0.0 when ``memory_max`` is 0."""
         return 0.0 if self.memory_max == 0 else self.memory_used / self.memory_max
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "timestamp": self.timestamp,
-            "cpu_load": self.cpu_load,
-            "memory_used": self.memory_used,
-            "memory_max": self.memory_max,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> NodeMetrics:
-        d = chk.mapping("node_metrics", d)
-        f = chk.field
-        return cls(
-            f("node_metrics", d, "address"),
-            f("node_metrics", d, "timestamp"),
-            f("node_metrics", d, "cpu_load"),
-            f("node_metrics", d, "memory_used"),
-            f("node_metrics", d, "memory_max"),
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class Ewma:
+class Ewma(codec.Document):
     """Exponentially weighted moving average. Immutable: :meth:`update` returns a new value.
 
     ``alpha`` in ``(0, 1]``: larger follows new samples more aggressively.
@@ -113,14 +92,6 @@ class Ewma:
         """Fold in ``sample``: ``alpha * sample + (1 - alpha) * value``."""
         x = chk.number("ewma.sample", sample, lo=-1e300, hi=1e300)
         return Ewma(self.alpha * x + (1.0 - self.alpha) * self.value, self.alpha)
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"value": self.value, "alpha": self.alpha}
-
-    @classmethod
-    def from_dict(cls, d: Any) -> Ewma:
-        d = chk.mapping("ewma", d)
-        return cls(chk.field("ewma", d, "value"), chk.field("ewma", d, "alpha"))
 
 
 class ClusterMetrics:
@@ -195,10 +166,6 @@ class ClusterMetrics:
         for a in gone:
             self.remove(a)
         return gone
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        """The samples (smoothing state is local and not carried)."""
-        return {"nodes": [m.to_dict() for m in self.snapshot()]}
 
 
 class MetricsSelector(enum.Enum):

@@ -11,17 +11,18 @@ scores: this node's region, the registry, estimated RTT and bandwidth from this 
 and which tasks run where. The daemon builds it from live state; a policy never reaches out.
 
 Hashes are 32-byte ``bytes``. ``to_dict()`` keeps them as bytes (the CBOR wire form);
-``to_dict(json_safe=True)`` gives 64-digit hex strings. ``from_dict`` accepts either.
+``to_dict(json_safe=True)`` gives 64-digit hex strings. ``from_dict`` accepts either. The
+documents are derived by :mod:`icn_node.codec`.
 """
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from icn_node import codec
 from icn_node.errors import ResourceError
 from icn_node.scheduler import _checks as chk
 
@@ -52,10 +53,6 @@ MAX_TRANSFER_MB = 2**30  # 1 PiB in MiB
 BYTES_PER_MB = 1024 * 1024
 
 
-def _hex_or_bytes(h: bytes, json_safe: bool) -> bytes | str:
-    return h.hex() if json_safe else h
-
-
 def _did(name: str, value: Any) -> str:
     return chk.text(name, value, max_len=MAX_DID_LEN)
 
@@ -71,39 +68,21 @@ def _blobs(name: str, value: Any) -> tuple[bytes, ...]:
     return tuple(chk.hash32(f"{name}[{i}]", b) for i, b in enumerate(items))
 
 
-class LocalityHint(abc.ABC):
-    """Base of the locality hints. ``LocalityHint.from_dict`` dispatches on ``"kind"``."""
+class LocalityHint(codec.Document):
+    """Base of the locality hints: a variant family for the codec, whose documents carry their
+    ``kind`` first. ``LocalityHint.from_dict`` picks the variant by ``"kind"``."""
 
     __slots__ = ()
     kind: ClassVar[str] = ""
     hard: ClassVar[bool] = False
     """True for hints that exclude a node rather than score it."""
-    _registry: ClassVar[dict[str, type[LocalityHint]]] = {}
+    __codec_tag__: ClassVar[str] = "kind"
+    __codec_variants__: ClassVar[dict[str, type[LocalityHint]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.kind:
-            LocalityHint._registry[cls.kind] = cls
-
-    @abc.abstractmethod
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        """The hint as a plain map with its ``kind``."""
-
-    @classmethod
-    def from_dict(cls, d: Any) -> LocalityHint:
-        d = chk.mapping("locality_hint", d)
-        kind = chk.field("locality_hint", d, "kind")
-        sub = LocalityHint._registry.get(kind) if isinstance(kind, str) else None
-        if sub is None:
-            raise ResourceError(f"locality_hint.kind: unknown kind {kind!r}")
-        if cls is not LocalityHint and sub is not cls:
-            raise ResourceError(f"locality_hint.kind: expected {cls.kind!r}, got {kind!r}")
-        return sub._from_fields(d)
-
-    @classmethod
-    @abc.abstractmethod
-    def _from_fields(cls, d: Mapping[str, Any]) -> LocalityHint:
-        """Build this variant from its fields (``d`` has passed the ``kind`` check)."""
+            LocalityHint.__codec_variants__[cls.kind] = cls
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +94,6 @@ class PreferDid(LocalityHint):
 
     def __post_init__(self) -> None:
         _did("prefer_did.did", self.did)
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"kind": self.kind, "did": self.did}
-
-    @classmethod
-    def _from_fields(cls, d: Mapping[str, Any]) -> PreferDid:
-        return cls(chk.field("prefer_did", d, "did"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +107,6 @@ class AvoidDid(LocalityHint):
     def __post_init__(self) -> None:
         _did("avoid_did.did", self.did)
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"kind": self.kind, "did": self.did}
-
-    @classmethod
-    def _from_fields(cls, d: Mapping[str, Any]) -> AvoidDid:
-        return cls(chk.field("avoid_did", d, "did"))
-
 
 @dataclass(frozen=True, slots=True)
 class PreferRegion(LocalityHint):
@@ -152,13 +117,6 @@ class PreferRegion(LocalityHint):
 
     def __post_init__(self) -> None:
         _region("prefer_region.region", self.region)
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"kind": self.kind, "region": self.region}
-
-    @classmethod
-    def _from_fields(cls, d: Mapping[str, Any]) -> PreferRegion:
-        return cls(chk.field("prefer_region", d, "region"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,13 +130,6 @@ class RequireRegion(LocalityHint):
     def __post_init__(self) -> None:
         _region("require_region.region", self.region)
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"kind": self.kind, "region": self.region}
-
-    @classmethod
-    def _from_fields(cls, d: Mapping[str, Any]) -> RequireRegion:
-        return cls(chk.field("require_region", d, "region"))
-
 
 @dataclass(frozen=True, slots=True)
 class DataLocality(LocalityHint):
@@ -190,13 +141,6 @@ class DataLocality(LocalityHint):
     def __post_init__(self) -> None:
         object.__setattr__(self, "blobs", _blobs("data_locality.blobs", self.blobs))
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"kind": self.kind, "blobs": [_hex_or_bytes(b, json_safe) for b in self.blobs]}
-
-    @classmethod
-    def _from_fields(cls, d: Mapping[str, Any]) -> DataLocality:
-        return cls(chk.field("data_locality", d, "blobs"))
-
 
 @dataclass(frozen=True, slots=True)
 class ColocateWith(LocalityHint):
@@ -207,13 +151,6 @@ class ColocateWith(LocalityHint):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", chk.hash32("colocate_with.task", self.task))
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"kind": self.kind, "task": _hex_or_bytes(self.task, json_safe)}
-
-    @classmethod
-    def _from_fields(cls, d: Mapping[str, Any]) -> ColocateWith:
-        return cls(chk.field("colocate_with", d, "task"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,13 +173,6 @@ class PreferLowLatency(LocalityHint):
             ),
         )
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"kind": self.kind, "max_rtt_ms": self.max_rtt_ms}
-
-    @classmethod
-    def _from_fields(cls, d: Mapping[str, Any]) -> PreferLowLatency:
-        return cls(chk.field("prefer_low_latency", d, "max_rtt_ms"))
-
 
 @dataclass(frozen=True, slots=True)
 class PreferHighBandwidth(LocalityHint):
@@ -264,13 +194,6 @@ class PreferHighBandwidth(LocalityHint):
             ),
         )
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"kind": self.kind, "min_mbps": self.min_mbps}
-
-    @classmethod
-    def _from_fields(cls, d: Mapping[str, Any]) -> PreferHighBandwidth:
-        return cls(chk.field("prefer_high_bandwidth", d, "min_mbps"))
-
 
 @dataclass(frozen=True, slots=True)
 class MinimizeTransfer(LocalityHint):
@@ -288,26 +211,12 @@ class MinimizeTransfer(LocalityHint):
             "minimize_transfer.max_transfer_mb", self.max_transfer_mb, lo=0, hi=MAX_TRANSFER_MB
         )
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "blobs": [_hex_or_bytes(b, json_safe) for b in self.blobs],
-            "max_transfer_mb": self.max_transfer_mb,
-        }
-
-    @classmethod
-    def _from_fields(cls, d: Mapping[str, Any]) -> MinimizeTransfer:
-        return cls(
-            chk.field("minimize_transfer", d, "blobs"),
-            chk.field("minimize_transfer", d, "max_transfer_mb"),
-        )
-
 
 # -- blob registry ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class BlobLocation:
+class BlobLocation(codec.Document):
     """One announcement: ``node_did`` holds ``blob_hash`` of ``size_bytes`` bytes."""
 
     blob_hash: bytes
@@ -319,25 +228,24 @@ class BlobLocation:
         _did("blob_location.node_did", self.node_did)
         chk.integer("blob_location.size_bytes", self.size_bytes, lo=0, hi=MAX_BLOB_BYTES)
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "blob_hash": _hex_or_bytes(self.blob_hash, json_safe),
-            "node_did": self.node_did,
-            "size_bytes": self.size_bytes,
-        }
 
-    @classmethod
-    def from_dict(cls, d: Any) -> BlobLocation:
-        d = chk.mapping("blob_location", d)
-        f = chk.field
-        return cls(
-            f("blob_location", d, "blob_hash"),
-            f("blob_location", d, "node_did"),
-            f("blob_location", d, "size_bytes"),
-        )
+@dataclass(slots=True)
+class _HeldBlob:
+    """One blob of a :class:`BlobRegistry` document: its size and who holds it."""
+
+    blob_hash: bytes
+    size_bytes: int
+    holders: tuple[str, ...]
 
 
-class BlobRegistry:
+@dataclass(slots=True)
+class _RegistryDoc:
+    """A :class:`BlobRegistry` as a document: its blobs by hash, each with its holders."""
+
+    blobs: tuple[_HeldBlob, ...] = ()
+
+
+class BlobRegistry(codec.Document):
     """Which nodes hold which blobs, and each blob's size. Immutable once built.
 
     Lookups are dict lookups (``O(1)`` per blob) whatever the registry's size. A blob's size is
@@ -397,36 +305,19 @@ class BlobRegistry:
             for did in sorted(hs)
         ]
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "blobs": [
-                {
-                    "blob_hash": _hex_or_bytes(h, json_safe),
-                    "size_bytes": size,
-                    "holders": sorted(hs),
-                }
+    def __codec_encode__(self) -> _RegistryDoc:
+        return _RegistryDoc(
+            tuple(
+                _HeldBlob(h, size, tuple(sorted(hs)))
                 for h, (size, hs) in sorted(self._entries.items())
-            ]
-        }
+            )
+        )
 
     @classmethod
-    def from_dict(cls, d: Any) -> BlobRegistry:
-        d = chk.mapping("blob_registry", d)
-        blobs = chk.sequence(
-            "blob_registry.blobs", chk.field("blob_registry", d, "blobs", []), max_len=10_000_000
+    def __codec_decode__(cls, doc: _RegistryDoc) -> BlobRegistry:
+        return cls(
+            BlobLocation(b.blob_hash, did, b.size_bytes) for b in doc.blobs for did in b.holders
         )
-        locs = []
-        for i, e in enumerate(blobs):
-            e = chk.mapping(f"blob_registry.blobs[{i}]", e)
-            h = chk.field(f"blob_registry.blobs[{i}]", e, "blob_hash")
-            size = chk.field(f"blob_registry.blobs[{i}]", e, "size_bytes")
-            hs = chk.sequence(
-                f"blob_registry.blobs[{i}].holders",
-                chk.field(f"blob_registry.blobs[{i}]", e, "holders"),
-                max_len=1_000_000,
-            )
-            locs.extend(BlobLocation(h, did, size) for did in hs)
-        return cls(locs)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BlobRegistry):
@@ -452,7 +343,7 @@ def _float_map(name: str, m: Any, hi: float) -> Mapping[str, float]:
 
 
 @dataclass(frozen=True, slots=True)
-class LocalityContext:
+class LocalityContext(codec.Document):
     """What a policy knows about the world, from the scoring node's point of view.
 
     ``region``: this node's self-reported region (None if unknown). ``blobs``: the shared
@@ -496,37 +387,6 @@ class LocalityContext:
     def empty(cls) -> LocalityContext:
         """Knows nothing: every locality and network component is neutral."""
         return cls()
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "region": self.region,
-            "blobs": self.blobs.to_dict(json_safe=json_safe),
-            "rtt_ms": dict(sorted(self.rtt_ms.items())),
-            "bandwidth_mbps": dict(sorted(self.bandwidth_mbps.items())),
-            "task_locations": [
-                [_hex_or_bytes(t, json_safe), did] for t, did in sorted(self.task_locations.items())
-            ],
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> LocalityContext:
-        d = chk.mapping("locality_context", d)
-        tl = chk.sequence(
-            "locality_context.task_locations", d.get("task_locations", []), max_len=10_000_000
-        )
-        pairs = {}
-        for i, p in enumerate(tl):
-            p = chk.sequence(f"locality_context.task_locations[{i}]", p, max_len=2)
-            if len(p) != 2:
-                raise ResourceError(f"locality_context.task_locations[{i}]: expected [task, did]")
-            pairs[chk.hash32(f"locality_context.task_locations[{i}]", p[0])] = p[1]
-        return cls(
-            region=d.get("region"),
-            blobs=BlobRegistry.from_dict(d.get("blobs", {})),
-            rtt_ms=d.get("rtt_ms", {}),
-            bandwidth_mbps=d.get("bandwidth_mbps", {}),
-            task_locations=pairs,
-        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LocalityContext):

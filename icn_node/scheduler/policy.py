@@ -18,8 +18,9 @@ import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Annotated, Any, Protocol, runtime_checkable
 
+from icn_node import codec
 from icn_node.errors import ConfigError, ResourceError
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.locality import (
@@ -77,13 +78,13 @@ def _time(name: str, v: Any) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class Weights:
+class Weights(codec.Document):
     """Relative weight of each score component. Any non-negative figures with a positive sum;
     :meth:`normalised` scales them to sum to 1 (the policy always scores with that)."""
 
-    trust: float
-    capacity: float
-    queue: float
+    trust: Annotated[float, codec.Default(0.0)]
+    capacity: Annotated[float, codec.Default(0.0)]
+    queue: Annotated[float, codec.Default(0.0)]
     locality: float = 0.0
     network: float = 0.0
     jitter: float = 0.0
@@ -118,14 +119,6 @@ class Weights:
                 key="scheduler.weights",
             ) from None
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return dict(zip(COMPONENTS, self.as_tuple(), strict=True))
-
-    @classmethod
-    def from_dict(cls, d: Any) -> Weights:
-        d = chk.mapping("weights", d)
-        return cls(*(d.get(n, 0.0) for n in COMPONENTS))
-
 
 WEIGHT_SETS: Mapping[str, Weights] = {
     # Phase 16A: trust 40 %, capacity 30 %, queue 20 %, jitter 10 %.
@@ -138,7 +131,7 @@ WEIGHT_SETS: Mapping[str, Weights] = {
 
 
 @dataclass(frozen=True, slots=True)
-class ScoreComponents:
+class ScoreComponents(codec.Document):
     """The six inputs of a score, each in ``[0, 1]``. Sent with an offer so the submitter can
     recompute the score with its own trust figure and weights."""
 
@@ -177,14 +170,6 @@ class ScoreComponents:
         t = weights.total()
         s = math.fsum(c * w for c, w in zip(self.as_tuple(), weights.as_tuple(), strict=True))
         return min(1.0, max(0.0, s / t))
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return dict(zip(COMPONENTS, self.as_tuple(), strict=True))
-
-    @classmethod
-    def from_dict(cls, d: Any) -> ScoreComponents:
-        d = chk.mapping("components", d)
-        return cls(*(chk.field("components", d, n) for n in COMPONENTS))
 
 
 # -- request, node state, offer, decline -----------------------------------------------------
@@ -247,7 +232,7 @@ RUNTIMES = ("wasm", "exec")
 
 
 @dataclass(frozen=True, slots=True)
-class PlacementRequest:
+class PlacementRequest(codec.Document):
     """A submitter asks for a task to be placed."""
 
     task_hash: bytes
@@ -257,7 +242,7 @@ class PlacementRequest:
     max_cost: int | None = None
     """Credits per 1,000 fuel the submitter will pay at most (None: any)."""
     requested_at: float = 0.0
-    runtime: str = "wasm"
+    runtime: Annotated[str, codec.OMIT_DEFAULT] = "wasm"
     """How the task runs: ``wasm`` (the sandbox) or ``exec`` (an operator-allowed host command);
     an executor that does not offer the runtime declines."""
     _plan: _HintPlan = field(init=False, repr=False, compare=False)
@@ -292,37 +277,9 @@ class PlacementRequest:
             )
         s(self, "_plan", plan)
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "task_hash": self.task_hash.hex() if json_safe else self.task_hash,
-            "profile": self.profile.to_dict(),
-            "submitter": self.submitter,
-            "locality_hints": [h.to_dict(json_safe=json_safe) for h in self.locality_hints],
-            "max_cost": self.max_cost,
-            "requested_at": self.requested_at,
-            **({"runtime": self.runtime} if self.runtime != "wasm" else {}),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> PlacementRequest:
-        d = chk.mapping("placement_request", d)
-        f = chk.field
-        hints = chk.sequence(
-            "placement_request.locality_hints", d.get("locality_hints", []), max_len=MAX_HINTS
-        )
-        return cls(
-            task_hash=f("placement_request", d, "task_hash"),
-            profile=ResourceProfile.from_dict(f("placement_request", d, "profile")),
-            submitter=f("placement_request", d, "submitter"),
-            locality_hints=tuple(LocalityHint.from_dict(h) for h in hints),
-            max_cost=d.get("max_cost"),
-            requested_at=d.get("requested_at", 0.0),
-            runtime=d.get("runtime", "wasm"),
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class NodeState:
+class NodeState(codec.Document):
     """What the scoring node knows about itself.
 
     ``capacity`` should be a :meth:`NodeCapacity.snapshot` (the policy only reads it).
@@ -350,29 +307,9 @@ class NodeState:
                 self, "queue_wait_s", _time("node_state.queue_wait_s", self.queue_wait_s)
             )
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "did": self.did,
-            "capacity": self.capacity.to_dict(),
-            "queue_depth": self.queue_depth,
-            "load": self.load,
-            "queue_wait_s": self.queue_wait_s,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> NodeState:
-        d = chk.mapping("node_state", d)
-        return cls(
-            did=chk.field("node_state", d, "did"),
-            capacity=NodeCapacity.from_dict(chk.field("node_state", d, "capacity")),
-            queue_depth=d.get("queue_depth", 0),
-            load=d.get("load"),
-            queue_wait_s=d.get("queue_wait_s"),
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class PlacementOffer:
+class PlacementOffer(codec.Document):
     """An executor's offer to run a task.
 
     ``score`` is the executor's own weighted score; submitters should not trust it and rank with
@@ -400,31 +337,6 @@ class PlacementOffer:
         s(self, "estimated_start", _time("placement_offer.estimated_start", self.estimated_start))
         s(self, "offered_at", _time("placement_offer.offered_at", self.offered_at))
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "task_hash": self.task_hash.hex() if json_safe else self.task_hash,
-            "executor": self.executor,
-            "score": self.score,
-            "components": self.components.to_dict(),
-            "cost": self.cost,
-            "estimated_start": self.estimated_start,
-            "offered_at": self.offered_at,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> PlacementOffer:
-        d = chk.mapping("placement_offer", d)
-        f = chk.field
-        return cls(
-            task_hash=f("placement_offer", d, "task_hash"),
-            executor=f("placement_offer", d, "executor"),
-            score=f("placement_offer", d, "score"),
-            components=ScoreComponents.from_dict(f("placement_offer", d, "components")),
-            cost=f("placement_offer", d, "cost"),
-            estimated_start=f("placement_offer", d, "estimated_start"),
-            offered_at=f("placement_offer", d, "offered_at"),
-        )
-
 
 class DeclineReason(enum.Enum):
     """Why a policy will not offer."""
@@ -438,7 +350,7 @@ class DeclineReason(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Decline:
+class Decline(codec.Document):
     """A policy's "no", with a machine-readable reason and a human-readable detail."""
 
     reason: DeclineReason
@@ -452,19 +364,6 @@ class Decline:
     def __bool__(self) -> bool:
         # ``if result:`` reads as "did we get an offer?"
         return False
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"reason": self.reason.value, "detail": self.detail}
-
-    @classmethod
-    def from_dict(cls, d: Any) -> Decline:
-        d = chk.mapping("decline", d)
-        r = chk.field("decline", d, "reason")
-        try:
-            reason = DeclineReason(r)
-        except ValueError:
-            raise ResourceError(f"decline.reason: unknown reason {r!r}") from None
-        return cls(reason, d.get("detail", ""))
 
 
 # -- policies --------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from icn_node.errors import ResourceError
+from icn_node import codec
+from icn_node.errors import CodecError, ResourceError
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.policy import (
     COMPONENTS,
@@ -27,30 +28,20 @@ __all__ = ["RankedOffer", "Ranking", "RejectedOffer", "rank_offers"]
 
 
 @dataclass(frozen=True, slots=True)
-class RankedOffer:
+class RankedOffer(codec.Document):
     """An accepted offer with the score and trust the submitter computed for it."""
 
     offer: PlacementOffer
     score: float
     trust: float
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "offer": self.offer.to_dict(json_safe=json_safe),
-            "score": self.score,
-            "trust": self.trust,
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class RejectedOffer:
+class RejectedOffer(codec.Document):
     """An offer left out, with why. ``executor`` is None when the offer could not be read."""
 
     executor: str | None
     reason: str
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"executor": self.executor, "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +108,7 @@ def rank_offers(
     for raw in offers:
         try:
             offer = raw if isinstance(raw, PlacementOffer) else PlacementOffer.from_dict(raw)
-        except ResourceError as e:
+        except (ResourceError, CodecError) as e:
             ex = raw.get("executor") if isinstance(raw, Mapping) else None
             rejected.append(RejectedOffer(ex if isinstance(ex, str) else None, f"malformed: {e}"))
             continue

@@ -10,8 +10,9 @@ ledger of the reservations it handed out, so the available figures are always re
 the probed baseline minus what is held: they never drift, never go below zero and never exceed
 the totals. :meth:`NodeCapacity.snapshot` gives an independent copy for a policy to score against.
 
-Everything round-trips through ``to_dict()`` / ``from_dict()`` as plain JSON- and CBOR-safe
-values. Unknown keys in ``from_dict`` are ignored so a newer peer's announcement still parses.
+Documents come from :mod:`icn_node.codec`, through ``to_dict()`` / ``from_dict()``
+(:class:`~icn_node.codec.Document`): plain JSON- and CBOR-safe values. A compute capability is
+its string (``"sm_80"``). Unknown keys are ignored so a newer peer's announcement still parses.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import total_ordering
-from typing import Any
+from typing import Annotated, Any
 
+from icn_node import codec
 from icn_node.errors import ResourceError
 from icn_node.scheduler import _checks as chk
 
@@ -99,39 +101,37 @@ class ComputeCapability:
     def __str__(self) -> str:
         return f"sm_{self.major}{self.minor}"
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"major": self.major, "minor": self.minor}
+    def __codec_encode__(self) -> str:
+        return str(self)
 
     @classmethod
-    def from_dict(cls, d: Any) -> ComputeCapability:
-        """From ``{"major", "minor"}`` or from the string forms :meth:`parse` accepts."""
-        if isinstance(d, str):
-            return cls.parse(d)
-        d = chk.mapping("compute_capability", d)
-        return cls(
-            chk.field("compute_capability", d, "major"), chk.field("compute_capability", d, "minor")
-        )
+    def __codec_decode__(cls, doc: object) -> ComputeCapability:
+        """From the string forms :meth:`parse` accepts, or ``{"major", "minor"}``."""
+        if isinstance(doc, str):
+            try:
+                return cls.parse(doc)
+            except ResourceError as e:
+                raise ValueError(str(e)) from None
+        if isinstance(doc, Mapping) and "major" in doc and "minor" in doc:
+            return cls(doc["major"], doc["minor"])
+        raise ValueError(f"expected a compute capability, got {type(doc).__name__}")
 
 
 def _cc_field(name: str, value: Any) -> ComputeCapability:
     if isinstance(value, ComputeCapability):
         return value
-    if isinstance(value, str):
-        try:
-            return ComputeCapability.parse(value)
-        except ResourceError as e:
-            raise ResourceError(f"{name}: {e}") from None
-    if isinstance(value, Mapping):
-        return ComputeCapability.from_dict(value)
-    raise ResourceError(f"{name}: expected a compute capability, got {type(value).__name__}")
+    try:
+        return ComputeCapability.__codec_decode__(value)
+    except ValueError as e:
+        raise ResourceError(f"{name}: {e}") from None
 
 
 @dataclass(frozen=True, slots=True)
-class GpuDevice:
+class GpuDevice(codec.Document):
     """One GPU of a node, as the capacity prober reports it."""
 
     device_id: str
-    device_name: str
+    device_name: Annotated[str, codec.Default("")]
     memory_gb: float
     compute_capability: ComputeCapability
     available: bool = True
@@ -159,30 +159,9 @@ class GpuDevice:
             spec.compute_capability
         )
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "device_id": self.device_id,
-            "device_name": self.device_name,
-            "memory_gb": self.memory_gb,
-            "compute_capability": str(self.compute_capability),
-            "available": self.available,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> GpuDevice:
-        d = chk.mapping("gpu_device", d)
-        f = chk.field
-        return cls(
-            device_id=f("gpu_device", d, "device_id"),
-            device_name=f("gpu_device", d, "device_name", ""),
-            memory_gb=f("gpu_device", d, "memory_gb"),
-            compute_capability=f("gpu_device", d, "compute_capability"),
-            available=f("gpu_device", d, "available", True),
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class GpuSpec:
+class GpuSpec(codec.Document):
     """A task's GPU need: ``device_count`` distinct available devices, each with at least
     ``memory_gb`` of memory and a compute capability that satisfies ``compute_capability``."""
 
@@ -205,22 +184,6 @@ class GpuSpec:
         )
         chk.integer("gpu_spec.device_count", self.device_count, lo=1, hi=MAX_GPU_DEVICES)
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "memory_gb": self.memory_gb,
-            "compute_capability": str(self.compute_capability),
-            "device_count": self.device_count,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> GpuSpec:
-        d = chk.mapping("gpu_spec", d)
-        return cls(
-            memory_gb=chk.field("gpu_spec", d, "memory_gb"),
-            compute_capability=chk.field("gpu_spec", d, "compute_capability"),
-            device_count=chk.field("gpu_spec", d, "device_count", 1),
-        )
-
 
 def _opt_number(name: str, value: Any, hi: float) -> float | None:
     if value is None:
@@ -235,7 +198,7 @@ def _opt_int(name: str, value: Any, hi: int) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
-class ResourceProfile:
+class ResourceProfile(codec.Document):
     """What one task needs. ``None`` means "no requirement" for that resource.
 
     A figure that is given must be positive, finite and below the ``MAX_*`` bounds of this
@@ -305,32 +268,9 @@ class ResourceProfile:
             gpu_spec=GpuSpec(memory_gb, ComputeCapability.parse(compute_capability), device_count),
         )
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "cpu_cores": self.cpu_cores,
-            "memory_mb": self.memory_mb,
-            "storage_mb": self.storage_mb,
-            "network_mbps": self.network_mbps,
-            "gpu_spec": None if self.gpu_spec is None else self.gpu_spec.to_dict(),
-            "duration_estimate": self.duration_estimate,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> ResourceProfile:
-        d = chk.mapping("resource_profile", d)
-        g = d.get("gpu_spec")
-        return cls(
-            cpu_cores=d.get("cpu_cores"),
-            memory_mb=d.get("memory_mb"),
-            storage_mb=d.get("storage_mb"),
-            network_mbps=d.get("network_mbps"),
-            gpu_spec=None if g is None else GpuSpec.from_dict(g),
-            duration_estimate=d.get("duration_estimate"),
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(codec.Document):
     """A receipt from :meth:`NodeCapacity.reserve`: what was taken, and which GPUs.
 
     ``gpu_device_ids`` names the devices the task is pinned to (empty without a GPU spec).
@@ -345,33 +285,13 @@ class Reservation:
         chk.integer("reservation.reservation_id", self.reservation_id, lo=0, hi=2**63 - 1)
         if not isinstance(self.profile, ResourceProfile):
             raise ResourceError("reservation.profile: expected a ResourceProfile")
-        ids = tuple(
-            chk.text("reservation.gpu_device_ids[]", i, max_len=128) for i in self.gpu_device_ids
+        ids = chk.sequence(
+            "reservation.gpu_device_ids", self.gpu_device_ids, max_len=MAX_GPU_DEVICES
         )
+        ids = tuple(chk.text("reservation.gpu_device_ids[]", i, max_len=128) for i in ids)
         if len(set(ids)) != len(ids):
             raise ResourceError("reservation.gpu_device_ids: devices must be distinct")
         object.__setattr__(self, "gpu_device_ids", ids)
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "reservation_id": self.reservation_id,
-            "profile": self.profile.to_dict(),
-            "gpu_device_ids": list(self.gpu_device_ids),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> Reservation:
-        d = chk.mapping("reservation", d)
-        ids = chk.sequence(
-            "reservation.gpu_device_ids",
-            chk.field("reservation", d, "gpu_device_ids", []),
-            max_len=MAX_GPU_DEVICES,
-        )
-        return cls(
-            reservation_id=chk.field("reservation", d, "reservation_id"),
-            profile=ResourceProfile.from_dict(chk.field("reservation", d, "profile")),
-            gpu_device_ids=tuple(ids),
-        )
 
 
 def _gpu_key(dev: GpuDevice) -> tuple[float, int, int, str]:
@@ -387,7 +307,7 @@ class _Baseline:
     storage: int
 
 
-class NodeCapacity:
+class NodeCapacity(codec.Document):
     """A node's totals, what is available now, and the reservations it has handed out.
 
     Mutable: :meth:`reserve` and :meth:`release` change it in place (a node has one live
@@ -398,6 +318,19 @@ class NodeCapacity:
     ``network_mbps`` is the link speed: tasks are checked against it but it is not divided up
     (bandwidth is shared, not partitioned). ``updated_at`` is the caller's clock at probe time.
     """
+
+    __codec_fields__ = (
+        "cpu_cores_total",
+        "memory_mb_total",
+        "storage_mb_total",
+        "cpu_cores_available",
+        "memory_mb_available",
+        "storage_mb_available",
+        "network_mbps",
+        "gpu_devices",
+        "updated_at",
+    )
+    """What an executor announces: the current figures; the ledger stays local."""
 
     __slots__ = (
         "cpu_cores_total",
@@ -661,41 +594,6 @@ class NodeCapacity:
             cpu_cores_available=self.cpu_cores_available,
             memory_mb_available=self.memory_mb_available,
             storage_mb_available=self.storage_mb_available,
-        )
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        """The current figures (what an executor announces); the ledger is local, not included."""
-        return {
-            "cpu_cores_total": self.cpu_cores_total,
-            "memory_mb_total": self.memory_mb_total,
-            "storage_mb_total": self.storage_mb_total,
-            "cpu_cores_available": self.cpu_cores_available,
-            "memory_mb_available": self.memory_mb_available,
-            "storage_mb_available": self.storage_mb_available,
-            "network_mbps": self.network_mbps,
-            "gpu_devices": [d.to_dict() for d in self.gpu_devices],
-            "updated_at": self.updated_at,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> NodeCapacity:
-        d = chk.mapping("node_capacity", d)
-        f = chk.field
-        devs = chk.sequence(
-            "node_capacity.gpu_devices",
-            f("node_capacity", d, "gpu_devices", []),
-            max_len=MAX_GPU_DEVICES,
-        )
-        return cls(
-            cpu_cores_total=f("node_capacity", d, "cpu_cores_total"),
-            memory_mb_total=f("node_capacity", d, "memory_mb_total"),
-            storage_mb_total=f("node_capacity", d, "storage_mb_total"),
-            network_mbps=f("node_capacity", d, "network_mbps"),
-            gpu_devices=[GpuDevice.from_dict(x) for x in devs],
-            updated_at=f("node_capacity", d, "updated_at", 0.0),
-            cpu_cores_available=f("node_capacity", d, "cpu_cores_available", None),
-            memory_mb_available=f("node_capacity", d, "memory_mb_available", None),
-            storage_mb_available=f("node_capacity", d, "storage_mb_available", None),
         )
 
     def __eq__(self, other: object) -> bool:

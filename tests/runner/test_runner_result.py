@@ -48,6 +48,26 @@ def test_round_trips_through_json_with_base64_blobs():
     assert RunResult.from_dict(d) == r
 
 
+def test_documents_are_pinned():
+    # The CBOR form keeps the output as bytes; the JSON form has it in base64 (not hex).
+    doc = {
+        "state": "failed",
+        "fuel_used": 7,
+        "exit_code": 3,
+        "message": "exited with code 3",
+        "stdout": b"\x00\xffout",
+        "stderr": b"err",
+        "stdout_truncated": True,
+        "stderr_truncated": False,
+        "outputs": ["/o/a", "/o/b"],
+        "wall_time_s": 0.5,
+    }
+    r = sample()
+    assert r.to_dict() == doc
+    assert r.to_dict(json_safe=True) == doc | {"stdout": "AP9vdXQ=", "stderr": "ZXJy"}
+    assert RunResult.from_dict({"state": "completed"}) == RunResult(state=TaskState.COMPLETED)
+
+
 def test_capped_buffer_keeps_the_head_and_counts_the_rest():
     buf = CappedBuffer(5)
     buf.write(b"abc")

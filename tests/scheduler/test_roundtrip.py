@@ -10,13 +10,12 @@ import pytest
 from hypothesis import given, settings
 from sched_helpers import cc, components, did, h, hints, profiles, registry
 
-from icn_node.errors import ResourceError
+from icn_node.errors import CodecError, ResourceError
 from icn_node.scheduler import (
     AvoidDid,
     BlobLocation,
     BlobRegistry,
     ColocateWith,
-    ComputeCapability,
     DataLocality,
     Decline,
     DeclineReason,
@@ -35,6 +34,8 @@ from icn_node.scheduler import (
     PreferHighBandwidth,
     PreferLowLatency,
     PreferRegion,
+    RankedOffer,
+    RejectedOffer,
     RequireRegion,
     Reservation,
     ResourceProfile,
@@ -68,7 +69,6 @@ def _capacity():
 
 
 SAMPLES = [
-    ComputeCapability(10, 0),
     GpuDevice("gpu-0", "NVIDIA H100", 80.0, cc("sm_90")),
     GpuSpec(24.0, cc("sm_75"), 2),
     ResourceProfile.minimal(),
@@ -118,6 +118,12 @@ SAMPLES = [
     Weights.named("phase16c"),
     NodeMetrics("a", 5.0, 0.25, 10, 100),
     Ewma(0.5, 0.25),
+    RankedOffer(
+        PlacementOffer(h("task"), did("A"), 0.7, ScoreComponents(1, 0, 0, 0, 0, 0), 1, 2.0, 1.0),
+        0.5,
+        0.75,
+    ),
+    RejectedOffer(None, "malformed: no executor"),
 ]
 
 
@@ -171,22 +177,42 @@ def test_components_round_trip(c):
     assert via_json(c) == c
 
 
+# A document of the wrong shape (wrong type, missing field, unknown kind) is the codec's
+# CodecError; a value the type itself refuses is its ResourceError. Both name the field.
 @pytest.mark.parametrize(
-    ("cls", "data", "field"),
+    ("cls", "data", "field", "error"),
     [
-        (ResourceProfile, {"cpu_cores": -1}, "resource_profile.cpu_cores"),
-        (ResourceProfile, {"gpu_spec": {"memory_gb": 8}}, "gpu_spec.compute_capability"),
-        (ResourceProfile, [1, 2], "resource_profile"),
+        (ResourceProfile, {"cpu_cores": -1}, "resource_profile.cpu_cores", ResourceError),
+        (
+            ResourceProfile,
+            {"gpu_spec": {"memory_gb": 8}},
+            "resource_profile.gpu_spec.compute_capability: missing",
+            CodecError,
+        ),
+        (ResourceProfile, [1, 2], "resource_profile", CodecError),
         (
             GpuDevice,
             {"device_id": "0", "memory_gb": 8, "compute_capability": "x"},
             "gpu_device.compute_capability",
+            CodecError,
         ),
-        (GpuSpec, {"memory_gb": "8", "compute_capability": "sm_80"}, "gpu_spec.memory_gb"),
+        (
+            GpuSpec,
+            {"memory_gb": "8", "compute_capability": "sm_80"},
+            "gpu_spec.memory_gb",
+            CodecError,
+        ),
+        (
+            GpuSpec,
+            {"memory_gb": 0, "compute_capability": "sm_80"},
+            "gpu_spec.memory_gb",
+            ResourceError,
+        ),
         (
             NodeCapacity,
             {"cpu_cores_total": 4, "memory_mb_total": 1, "storage_mb_total": 1},
             "node_capacity.network_mbps",
+            CodecError,
         ),
         (
             NodeCapacity,
@@ -198,26 +224,63 @@ def test_components_round_trip(c):
                 "gpu_devices": "nope",
             },
             "node_capacity.gpu_devices",
+            CodecError,
         ),
-        (LocalityHint, {"kind": "teleport"}, "locality_hint.kind"),
-        (LocalityHint, {"kind": "data_locality", "blobs": []}, "data_locality.blobs"),
-        (LocalityHint, {"kind": "data_locality", "blobs": ["abcd"]}, "data_locality.blobs[0]"),
+        (LocalityHint, {"kind": "teleport"}, "locality_hint.kind", CodecError),
+        (
+            LocalityHint,
+            {"kind": "data_locality", "blobs": []},
+            "data_locality.blobs",
+            ResourceError,
+        ),
+        (
+            LocalityHint,
+            {"kind": "data_locality", "blobs": ["abcd"]},
+            "data_locality.blobs[0]",
+            ResourceError,
+        ),
+        (
+            LocalityHint,
+            {"kind": "data_locality", "blobs": [h("x"), "zz"]},
+            "locality_hint.blobs[1]: not a hex string",
+            CodecError,
+        ),
         (
             LocalityHint,
             {"kind": "minimize_transfer", "blobs": [h("x")], "max_transfer_mb": -1},
             "minimize_transfer.max_transfer_mb",
+            ResourceError,
         ),
-        (PreferRegion, {"kind": "avoid_did", "did": "x"}, "locality_hint.kind"),
+        (PreferRegion, {"kind": "avoid_did", "did": "x"}, "prefer_region.kind", CodecError),
         (
             BlobRegistry,
             {"blobs": [{"blob_hash": h("x"), "size_bytes": 1, "holders": [""]}]},
             "blob_location.node_did",
+            ResourceError,
         ),
-        (LocalityContext, {"rtt_ms": {"did:key:a": -1}}, "locality_context.rtt_ms"),
+        (
+            LocalityContext,
+            {"rtt_ms": {"did:key:a": -1}},
+            "locality_context.rtt_ms",
+            ResourceError,
+        ),
+        (
+            LocalityContext,
+            {"task_locations": [[h("t")]]},
+            "locality_context.task_locations[0]",
+            CodecError,
+        ),
         (
             PlacementRequest,
             {"task_hash": b"short", "profile": {}, "submitter": "s"},
             "placement_request.task_hash",
+            ResourceError,
+        ),
+        (
+            PlacementRequest,
+            {"task_hash": h("t"), "profile": {}, "submitter": "s", "locality_hints": [{}]},
+            "placement_request.locality_hints[0].kind: missing",
+            CodecError,
         ),
         (
             PlacementOffer,
@@ -230,19 +293,27 @@ def test_components_round_trip(c):
                 "offered_at": 0,
                 "components": {"trust": 2},
             },
-            "components.",
+            "placement_offer.components.capacity: missing",
+            CodecError,
         ),
-        (Decline, {"reason": "bored"}, "decline.reason"),
+        (
+            ScoreComponents,
+            {"trust": 2, "capacity": 0, "queue": 0, "locality": 0, "network": 0, "jitter": 0},
+            "components.trust",
+            ResourceError,
+        ),
+        (Decline, {"reason": "bored"}, "decline.reason", CodecError),
         (
             NodeMetrics,
             {"address": "a", "timestamp": 0, "cpu_load": 0.5, "memory_used": 1},
             "node_metrics.memory_max",
+            CodecError,
         ),
-        (Weights, {"trust": -1}, "weights.trust"),
+        (Weights, {"trust": -1}, "weights.trust", ResourceError),
     ],
 )
-def test_from_dict_names_the_bad_field(cls, data, field):
-    with pytest.raises(ResourceError) as e:
+def test_from_dict_names_the_bad_field(cls, data, field, error):
+    with pytest.raises(error) as e:
         cls.from_dict(data)
     assert field in str(e.value)
 
