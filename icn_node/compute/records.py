@@ -2,14 +2,13 @@
 :class:`JobRecord` (with :class:`OfferSummary` and :class:`JobState`).
 
 They never travel between nodes (the wire carries the values of :mod:`icn_node.scheduler.tasks`);
-the driver stores their ``to_dict()`` form in SQLite and serves their ``to_dict(json_safe=True)``
-form over RPC. A bad field raises :class:`~icn_node.scheduler.tasks.TaskError` naming it.
+the driver stores their ``to_dict()`` document (derived by :mod:`icn_node.codec`) in SQLite.
+A bad field raises :class:`~icn_node.scheduler.tasks.TaskError` naming it.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,6 +16,7 @@ from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.resources import Reservation
 from icn_node.scheduler.tasks import (
     MAX_ATTEMPT,
+    TaskDocument,
     TaskError,
     TaskResult,
     TaskSpec,
@@ -24,7 +24,6 @@ from icn_node.scheduler.tasks import (
     _attempt,
     _did,
     _enum,
-    _hash_out,
     _opt_time,
     _task_errors,
     _time,
@@ -54,7 +53,7 @@ class JobState(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class OfferSummary:
+class OfferSummary(TaskDocument):
     """One ranked offer as ``icnctl compute status`` shows it: the executor, the score the
     submitter recomputed with its own trust, and the executor's cost."""
 
@@ -70,28 +69,6 @@ class OfferSummary:
             )
             chk.integer("offer_summary.cost", self.cost, lo=0, hi=2**53)
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {"executor": self.executor, "score": self.score, "cost": self.cost}
-
-    @classmethod
-    def from_dict(cls, d: Any) -> OfferSummary:
-        with _task_errors():
-            d = chk.mapping("offer_summary", d)
-            f = chk.field
-            return cls(
-                f("offer_summary", d, "executor"),
-                f("offer_summary", d, "score"),
-                f("offer_summary", d, "cost"),
-            )
-
-
-def _spec_of(name: str, d: Mapping[str, Any]) -> TaskSpec:
-    """``d["spec"]``; a ``task_hash`` key, when present, must match the spec's hash."""
-    spec = TaskSpec.from_dict(chk.field(name, d, "spec"))
-    if "task_hash" in d and chk.hash32(f"{name}.task_hash", d["task_hash"]) != spec.task_hash:
-        raise TaskError(f"{name}.task_hash: does not match the spec")
-    return spec
-
 
 def _dids(name: str, value: Any) -> tuple[str, ...]:
     items = chk.sequence(name, value, max_len=MAX_OFFERS)
@@ -102,7 +79,7 @@ def _dids(name: str, value: Any) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskRecord:
+class TaskRecord(TaskDocument):
     """The submitter's persisted view of one task. Replaced (never mutated) on every change.
 
     ``attempt``: the current placement round (1 at submission, +1 every time the task goes back
@@ -168,67 +145,12 @@ class TaskRecord:
         """A copy with ``changes`` applied (validated again)."""
         return replace(self, **changes)
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "task_hash": _hash_out(self.task_hash, json_safe),
-            "spec": self.spec.to_dict(json_safe=json_safe),
-            "state": self.state.value,
-            "attempt": self.attempt,
-            "executor": self.executor,
-            "excluded": list(self.excluded),
-            "claimed": list(self.claimed),
-            "retries": self.retries,
-            "offers": [o.to_dict() for o in self.offers],
-            "result": None if self.result is None else self.result.to_dict(json_safe=json_safe),
-            "reason": self.reason,
-            "cancel_requested": self.cancel_requested,
-            "submitted_at": self.submitted_at,
-            "negotiation_started_at": self.negotiation_started_at,
-            "claimed_at": self.claimed_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "updated_at": self.updated_at,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> TaskRecord:
-        """Parse; a ``task_hash`` key, when present, must match the spec's hash."""
-        with _task_errors():
-            d = chk.mapping("task_record", d)
-            f = chk.field
-            spec = _spec_of("task_record", d)
-            r = d.get("result")
-            offers = chk.sequence("task_record.offers", d.get("offers", []), max_len=MAX_OFFERS)
-            return cls(
-                spec=spec,
-                state=f("task_record", d, "state"),
-                attempt=d.get("attempt", 1),
-                executor=d.get("executor"),
-                excluded=tuple(
-                    chk.sequence("task_record.excluded", d.get("excluded", []), max_len=MAX_OFFERS)
-                ),
-                claimed=tuple(
-                    chk.sequence("task_record.claimed", d.get("claimed", []), max_len=MAX_OFFERS)
-                ),
-                retries=d.get("retries", 0),
-                offers=tuple(OfferSummary.from_dict(o) for o in offers),
-                result=None if r is None else TaskResult.from_dict(r),
-                reason=d.get("reason", ""),
-                cancel_requested=d.get("cancel_requested", False),
-                submitted_at=d.get("submitted_at", 0.0),
-                negotiation_started_at=d.get("negotiation_started_at"),
-                claimed_at=d.get("claimed_at"),
-                started_at=d.get("started_at"),
-                finished_at=d.get("finished_at"),
-                updated_at=d.get("updated_at", 0.0),
-            )
-
 
 # -- the executor's record -------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobRecord:
+class JobRecord(TaskDocument):
     """The executor's persisted view of a task it accepted. Replaced on every change.
 
     ``reservation`` is what the job holds (profile and pinned GPU devices), so a restarted
@@ -271,35 +193,3 @@ class JobRecord:
 
     def evolve(self, **changes: Any) -> JobRecord:
         return replace(self, **changes)
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "task_hash": _hash_out(self.task_hash, json_safe),
-            "spec": self.spec.to_dict(json_safe=json_safe),
-            "attempt": self.attempt,
-            "state": self.state.value,
-            "reservation": None if self.reservation is None else self.reservation.to_dict(),
-            "result": None if self.result is None else self.result.to_dict(json_safe=json_safe),
-            "result_acked": self.result_acked,
-            "accepted_at": self.accepted_at,
-            "updated_at": self.updated_at,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> JobRecord:
-        with _task_errors():
-            d = chk.mapping("job_record", d)
-            f = chk.field
-            spec = _spec_of("job_record", d)
-            res = d.get("reservation")
-            r = d.get("result")
-            return cls(
-                spec=spec,
-                attempt=f("job_record", d, "attempt"),
-                state=f("job_record", d, "state"),
-                reservation=None if res is None else Reservation.from_dict(res),
-                result=None if r is None else TaskResult.from_dict(r),
-                result_acked=d.get("result_acked", False),
-                accepted_at=d.get("accepted_at", 0.0),
-                updated_at=d.get("updated_at", 0.0),
-            )

@@ -112,12 +112,3 @@ def sequence(name: str, value: Any, *, max_len: int) -> list[Any]:
     if len(value) > max_len:
         raise ResourceError(f"{name}: more than {max_len} items")
     return list(value)
-
-
-def field(name: str, d: Mapping[str, Any], key: str, default: Any = ...) -> Any:
-    """``d[key]``; a missing key is an error naming ``name.key`` unless a default is given."""
-    if key in d:
-        return d[key]
-    if default is ...:
-        raise ResourceError(f"{name}.{key}: missing")
-    return default

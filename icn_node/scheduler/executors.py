@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.cluster_metrics import NodeMetrics
 from icn_node.scheduler.locality import MAX_DID_LEN, MAX_REGION_LEN
 from icn_node.scheduler.policy import MAX_QUEUE_DEPTH, RUNTIMES
 from icn_node.scheduler.resources import NodeCapacity, ResourceProfile
-from icn_node.scheduler.tasks import TaskError, _task_errors
+from icn_node.scheduler.tasks import TaskDocument, TaskError, _task_errors
 
 __all__ = ["ExecutorInfo"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class ExecutorInfo:
+class ExecutorInfo(TaskDocument):
     """One executor's announcement. ``capacity`` carries its current available figures (live
     capacity minus its reservations); the registry keeps its own snapshot of it."""
 
@@ -81,29 +80,3 @@ class ExecutorInfo:
         return self.to_dict() == other.to_dict()
 
     __hash__ = None  # type: ignore[assignment]
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "did": self.did,
-            "capacity": self.capacity.to_dict(),
-            "queue_depth": self.queue_depth,
-            "metrics": None if self.metrics is None else self.metrics.to_dict(),
-            "region": self.region,
-            "announced_at": self.announced_at,
-            "runtimes": list(self.runtimes),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> ExecutorInfo:
-        with _task_errors():
-            d = chk.mapping("executor_info", d)
-            m = d.get("metrics")
-            return cls(
-                did=chk.field("executor_info", d, "did"),
-                capacity=NodeCapacity.from_dict(chk.field("executor_info", d, "capacity")),
-                queue_depth=d.get("queue_depth", 0),
-                metrics=None if m is None else NodeMetrics.from_dict(m),
-                region=d.get("region"),
-                announced_at=d.get("announced_at", 0.0),
-                runtimes=tuple(d.get("runtimes", ("wasm",))),
-            )

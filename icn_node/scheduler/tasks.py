@@ -1,11 +1,12 @@
 """Task value types that travel between nodes: what a submitter asks for, what an executor reports.
 
-Every type is a frozen dataclass that validates itself on construction and round-trips through
-``to_dict(json_safe=False)`` / ``from_dict``. ``to_dict()`` keeps hashes and payloads as
-``bytes`` (the CBOR form the driver stores in SQLite and sends on the wire);
-``to_dict(json_safe=True)`` turns hashes into hex and stdout/stderr into base64 (for RPC and
-``icnctl --json``). ``from_dict`` accepts either form. A bad field raises :class:`TaskError`
-whose message starts with the field's dotted name.
+Every type is a frozen dataclass that validates itself on construction; its documents are
+derived from its annotations by :mod:`icn_node.codec` (``to_dict`` / ``from_dict``).
+``to_dict()`` keeps hashes and payloads as ``bytes`` (the CBOR form the driver stores in SQLite
+and sends on the wire); ``to_dict(json_safe=True)`` turns hashes into hex and stdout/stderr into
+base64 (for RPC and ``icnctl --json``). ``from_dict`` accepts either form. A bad value raises
+:class:`TaskError` and a document of the wrong shape :class:`~icn_node.errors.CodecError`, each
+message starting with the field's dotted name.
 
 :attr:`TaskSpec.task_hash` is the SHA-256 of ``cbor2.dumps(spec.to_dict(), canonical=True)``:
 two nodes that hold the same spec agree on its hash, and the driver-supplied ``nonce`` makes two
@@ -21,11 +22,12 @@ import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Self
 
 import cbor2
 
-from icn_node.errors import IcnError, ResourceError
+from icn_node.codec import BASE64, OMIT_DEFAULT, Document, from_doc, to_doc
+from icn_node.errors import CodecError, IcnError, ResourceError
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.locality import MAX_DID_LEN, LocalityHint
 from icn_node.scheduler.policy import RUNTIMES
@@ -61,13 +63,26 @@ class TaskError(IcnError):
 
 @contextmanager
 def _task_errors() -> Iterator[None]:
-    """Re-raise the scheduler's field errors (``ResourceError``) as :class:`TaskError`."""
+    """Re-raise the scheduler's field errors (``ResourceError``) and document shape errors
+    (``CodecError``) as :class:`TaskError`, keeping the message that names the field."""
     try:
         yield
     except TaskError:
         raise
-    except ResourceError as e:
+    except (ResourceError, CodecError) as e:
         raise TaskError(str(e)) from e
+
+
+class TaskDocument(Document):
+    """:class:`~icn_node.codec.Document` whose ``from_dict`` raises :class:`TaskError` for
+    any bad field, nested ones included (a task's profile, hints, result)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Self:
+        with _task_errors():
+            return from_doc(cls, d)
 
 
 class TaskState(enum.StrEnum):
@@ -179,18 +194,6 @@ def _named_blobs(name: str, value: Any, *, allow_dirs: bool) -> tuple[tuple[str,
     return tuple(out)
 
 
-def _blobs_out(blobs: tuple[tuple[str, bytes], ...], json_safe: bool) -> list[list[Any]]:
-    return [[n, h.hex() if json_safe else h] for n, h in blobs]
-
-
-def _hash_out(h: bytes, json_safe: bool) -> bytes | str:
-    return h.hex() if json_safe else h
-
-
-def _b64_out(b: bytes, json_safe: bool) -> bytes | str:
-    return base64.b64encode(b).decode("ascii") if json_safe else b
-
-
 def _attempt(name: str, value: Any) -> int:
     return chk.integer(name, value, lo=1, hi=MAX_ATTEMPT)
 
@@ -199,7 +202,7 @@ def _attempt(name: str, value: Any) -> int:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskSpec:
+class TaskSpec(TaskDocument):
     """What a submitter asks to have run. Immutable for the life of the task.
 
     ``code_blob``: SHA-256 of the module. ``fuel``: the fuel limit. ``args``: the task's argv.
@@ -221,7 +224,7 @@ class TaskSpec:
     max_cost: int | None = None
     timeout_s: float | None = None
     created_at: float = 0.0
-    runtime: str = "wasm"
+    runtime: Annotated[str, OMIT_DEFAULT] = "wasm"
     _hash: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -269,7 +272,7 @@ class TaskSpec:
                 )
             s(self, "nonce", _nonce("task_spec.nonce", self.nonce))
             s(self, "created_at", _time("task_spec.created_at", self.created_at))
-        s(self, "_hash", hashlib.sha256(cbor2.dumps(self.to_dict(), canonical=True)).digest())
+        s(self, "_hash", hashlib.sha256(cbor2.dumps(to_doc(self), canonical=True)).digest())
 
     @property
     def task_hash(self) -> bytes:
@@ -281,53 +284,12 @@ class TaskSpec:
         """``"placement"`` (with a resource profile) or ``"legacy"`` (first claim wins)."""
         return "legacy" if self.profile is None else "placement"
 
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "code_blob": None if self.code_blob is None else _hash_out(self.code_blob, json_safe),
-            "submitter": self.submitter,
-            "fuel": self.fuel,
-            "args": list(self.args),
-            "input_blobs": _blobs_out(self.input_blobs, json_safe),
-            "profile": None if self.profile is None else self.profile.to_dict(),
-            "hints": [h.to_dict(json_safe=json_safe) for h in self.hints],
-            "max_cost": self.max_cost,
-            "timeout_s": self.timeout_s,
-            "nonce": self.nonce.hex() if json_safe else self.nonce,
-            "created_at": self.created_at,
-            # only when not the default, so the hashes of sandbox tasks never changed
-            **({"runtime": self.runtime} if self.runtime != "wasm" else {}),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> TaskSpec:
-        with _task_errors():
-            d = chk.mapping("task_spec", d)
-            f = chk.field
-            p = d.get("profile")
-            hints = chk.sequence("task_spec.hints", d.get("hints", []), max_len=MAX_HINTS)
-            return cls(
-                code_blob=d.get("code_blob")
-                if d.get("runtime") == "exec"
-                else f("task_spec", d, "code_blob"),
-                submitter=f("task_spec", d, "submitter"),
-                fuel=f("task_spec", d, "fuel"),
-                args=tuple(chk.sequence("task_spec.args", d.get("args", []), max_len=MAX_ARGS)),
-                input_blobs=d.get("input_blobs", ()),
-                profile=None if p is None else ResourceProfile.from_dict(p),
-                hints=tuple(LocalityHint.from_dict(h) for h in hints),
-                max_cost=d.get("max_cost"),
-                timeout_s=d.get("timeout_s"),
-                nonce=f("task_spec", d, "nonce"),
-                created_at=d.get("created_at", 0.0),
-                runtime=d.get("runtime", "wasm"),
-            )
-
 
 # -- the result ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskResult:
+class TaskResult(TaskDocument):
     """How one run of a task ended, as the executor reports it.
 
     ``state`` is final. ``stdout``/``stderr`` hold at most :data:`MAX_OUTPUT_BYTES` each;
@@ -341,8 +303,8 @@ class TaskResult:
     fuel_used: int = 0
     exit_code: int | None = None
     message: str = ""
-    stdout: bytes = b""
-    stderr: bytes = b""
+    stdout: Annotated[bytes, BASE64] = b""
+    stderr: Annotated[bytes, BASE64] = b""
     output_blobs: tuple[tuple[str, bytes], ...] = ()
     started_at: float = 0.0
     finished_at: float = 0.0
@@ -376,41 +338,3 @@ class TaskResult:
             _attempt("task_result.attempt", self.attempt)
             chk.boolean("task_result.stdout_truncated", self.stdout_truncated)
             chk.boolean("task_result.stderr_truncated", self.stderr_truncated)
-
-    def to_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
-        return {
-            "state": self.state.value,
-            "executor": self.executor,
-            "fuel_used": self.fuel_used,
-            "exit_code": self.exit_code,
-            "message": self.message,
-            "stdout": _b64_out(self.stdout, json_safe),
-            "stderr": _b64_out(self.stderr, json_safe),
-            "output_blobs": _blobs_out(self.output_blobs, json_safe),
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "attempt": self.attempt,
-            "stdout_truncated": self.stdout_truncated,
-            "stderr_truncated": self.stderr_truncated,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> TaskResult:
-        with _task_errors():
-            d = chk.mapping("task_result", d)
-            f = chk.field
-            return cls(
-                state=f("task_result", d, "state"),
-                executor=f("task_result", d, "executor"),
-                fuel_used=d.get("fuel_used", 0),
-                exit_code=d.get("exit_code"),
-                message=d.get("message", ""),
-                stdout=d.get("stdout", b""),
-                stderr=d.get("stderr", b""),
-                output_blobs=d.get("output_blobs", ()),
-                started_at=d.get("started_at", 0.0),
-                finished_at=d.get("finished_at", 0.0),
-                attempt=f("task_result", d, "attempt"),
-                stdout_truncated=d.get("stdout_truncated", False),
-                stderr_truncated=d.get("stderr_truncated", False),
-            )
