@@ -1,7 +1,8 @@
 """The pure cores are sans-IO: no trio, no clock, no global randomness, no I/O modules.
 
-One rule set for every pure module (scheduler, the compute protocol cores, the mesh core and
-the wire codec); the drivers beside them (``compute/service.py``, ``mesh/driver.py``) may do I/O.
+One rule set for every pure module (scheduler, the compute protocol cores, the blob and mesh
+cores and the wire codec); the drivers beside them (``compute/service.py``, ``blobs/driver.py``,
+``mesh/driver.py``) may do I/O.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ PURE = sorted(
                 "tasks.py",
             )
         ),
+        ROOT / "blobs" / "core.py",
         ROOT / "mesh" / "core.py",
         ROOT / "mesh" / "states.py",
         ROOT / "wire.py",
