@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from . import __version__
+from .blobs.rpc import register as register_blob_rpc
 from .capacity import MB, HostSample, advertised_capacity, load_nvml, read_gpus, sample_host
 from .config import Config, format_hostport, parse_hostport
 from .identity import NodeIdentity
@@ -145,6 +146,7 @@ class Node:
         await nursery.start(compute.serve)
         self.compute = compute
         compute.register_rpc(self.rpc)
+        register_blob_rpc(self.rpc, compute.blobnet)
 
     async def shutdown(self) -> None:
         """Tell services to wind down (say goodbye to peers, persist); bounded by the caller."""

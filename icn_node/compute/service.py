@@ -32,8 +32,8 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ..blobnet import BlobNet
 from ..blobs import BlobError, BlobStore, parse_blob_id
+from ..blobs.driver import BlobService
 from ..errors import CodecError, IcnError, RpcError
 from ..logs import get_logger
 from ..rpc.protocol import INVALID_PARAMS, InvalidParams
@@ -50,7 +50,6 @@ from ..wire import (
     COMPUTE_DIRECT_TOPIC,
     COMPUTE_TOPIC,
     AbandonMsg,
-    BlobAnnounceMsg,
     ClaimMsg,
     ClaimReplyMsg,
     ClaimRequestMsg,
@@ -182,7 +181,7 @@ class ComputeService:
         self.store = NodeStore(data / "node.db")
         self.blobs = BlobStore(data / "blobs")
         self.runs_dir = data / "runs"
-        self.blobnet = BlobNet(self.did, self.blobs, self.mesh, self.now)
+        self.blobnet = BlobService(self.did, self.blobs, self.mesh, self.now)
         self.metrics = ComputeMetrics(node.metrics.registry)
         self.rng = random.Random(int.from_bytes(os.urandom(8), "big"))
         c = cfg.compute
@@ -332,8 +331,6 @@ class ComputeService:
                 if info.did != sender:
                     raise IcnError("executor announcement for another DID")
                 self.registry.announce(info, now)
-            case BlobAnnounceMsg():
-                self.blobnet.on_announce(sender, msg)
             case PlacementOfferMsg():
                 offer = msg.parsed
                 acts = self.submitter.on_offer(offer, sender, msg.attempt, now)
@@ -744,9 +741,6 @@ class ComputeService:
         rpc.register("compute.cancel", self.rpc_cancel)
         rpc.register("compute.watch", self.rpc_watch)
         rpc.register("compute.executors", self.rpc_executors)
-        rpc.register("blob.put", self.rpc_blob_put)
-        rpc.register("blob.get", self.rpc_blob_get)
-        rpc.register("blob.list", self.rpc_blob_list)
 
     def _record(self, params: dict[str, Any]) -> TaskRecord:
         text = params.get("task")
@@ -957,27 +951,6 @@ class ComputeService:
     async def rpc_executors(self, params: dict[str, Any]) -> dict[str, Any]:
         now = self.now()
         return {"executors": [info.to_dict(json_safe=True) for info in self.registry.live(now)]}
-
-    async def rpc_blob_put(self, params: dict[str, Any]) -> dict[str, Any]:
-        try:
-            data = base64.b64decode(params.get("data") or "", validate=True)
-        except (binascii.Error, TypeError):
-            raise InvalidParams("data: expected base64") from None
-        h = await trio.to_thread.run_sync(self.blobs.put, data)
-        self.blobnet.added(h, len(data))
-        return {"blob": h.hex(), "size": len(data)}
-
-    async def rpc_blob_get(self, params: dict[str, Any]) -> dict[str, Any]:
-        try:
-            h = parse_blob_id(str(params.get("blob", "")))
-        except BlobError as e:
-            raise InvalidParams(str(e)) from None
-        await self.blobnet.ensure(h, [])
-        data = await trio.to_thread.run_sync(self.blobs.get, h)
-        return {"blob": h.hex(), "size": len(data), "data": base64.b64encode(data).decode()}
-
-    async def rpc_blob_list(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"blobs": [{"blob": h.hex(), "size": s} for h, s in self.blobs.items()]}
 
 
 __all__ = ["FINAL", "ComputeMetrics", "ComputeService"]
