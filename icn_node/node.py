@@ -8,16 +8,16 @@ service is listening. The RPC socket opens last: a socket that answers means a n
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
 from . import __version__
-from .blobnet import BlobNet
-from .blobs import BlobError, BlobStore, parse_blob_id
+from .blobs import BlobStore
+from .blobs.driver import BlobService
+from .blobs.rpc import register as register_blob_rpc
 from .capacity import MB, HostSample, advertised_capacity, load_nvml, read_gpus, sample_host
 from .compute.driver import ComputeDriver
 from .compute.rpc import ComputeRpc
@@ -28,7 +28,6 @@ from .mesh.driver import MeshService
 from .mesh.rpc import register as register_mesh_rpc
 from .metrics import Metrics, serve_metrics
 from .rpc import RpcRegistry
-from .rpc.protocol import InvalidParams
 from .rpc.server import serve_rpc
 from .scheduler import Ewma, NodeCapacity, NodeMetrics
 
@@ -54,7 +53,7 @@ class Node:
         self._started_at: float | None = None
         self._gpus: list | None = None
         self.mesh: MeshService | None = None  # the mesh service, when running
-        self.blobnet: BlobNet | None = None  # the blob service, when running
+        self.blobs: BlobService | None = None  # the blob service, when running
         self.compute: ComputeDriver | None = None  # the compute driver, when running
         self.rpc.register("node.status", self._rpc_status)
         self.rpc.register("node.capacity", self._rpc_capacity)
@@ -152,12 +151,12 @@ class Node:
 
     async def _start_compute(self, nursery: trio.Nursery) -> None:
         assert self.mesh is not None
-        blobnet = BlobNet(self.did, BlobStore(self.config.data_dir / "blobs"), self.mesh, _now())
-        await nursery.start(blobnet.serve)
-        self.blobnet = blobnet
-        _register_blob_rpc(self.rpc, blobnet)
+        blobs = BlobService(self.did, BlobStore(self.config.data_dir / "blobs"), self.mesh, _now())
+        await nursery.start(blobs.serve)
+        self.blobs = blobs
+        register_blob_rpc(self.rpc, blobs)
         compute = ComputeDriver(
-            self.config, self.did, self.mesh, blobnet, self, self.metrics.registry, self.trust
+            self.config, self.did, self.mesh, blobs, self, self.metrics.registry, self.trust
         )
         await nursery.start(compute.serve)
         self.compute = compute
@@ -169,33 +168,7 @@ class Node:
             await self.mesh.shutdown()
 
 
-def _now():
+def _now() -> Callable[[], float]:
+    """Trio's clock shifted to wall-clock seconds, as the services persist and compare times."""
     offset = time.time() - trio.current_time()
     return lambda: trio.current_time() + offset
-
-
-def _register_blob_rpc(rpc: RpcRegistry, blobnet: BlobNet) -> None:
-    async def put(params: dict[str, Any]) -> dict[str, Any]:
-        try:
-            data = base64.b64decode(params.get("data") or "", validate=True)
-        except (binascii.Error, TypeError):
-            raise InvalidParams("data: expected base64") from None
-        h = await trio.to_thread.run_sync(blobnet.store.put, data)
-        blobnet.added(h, len(data))
-        return {"blob": h.hex(), "size": len(data)}
-
-    async def get(params: dict[str, Any]) -> dict[str, Any]:
-        try:
-            h = parse_blob_id(str(params.get("blob", "")))
-        except BlobError as e:
-            raise InvalidParams(str(e)) from None
-        await blobnet.ensure(h, [])
-        data = await trio.to_thread.run_sync(blobnet.store.get, h)
-        return {"blob": h.hex(), "size": len(data), "data": base64.b64encode(data).decode()}
-
-    async def list_(params: dict[str, Any]) -> dict[str, Any]:
-        return {"blobs": [{"blob": h.hex(), "size": s} for h, s in blobnet.store.items()]}
-
-    rpc.register("blob.put", put)
-    rpc.register("blob.get", get)
-    rpc.register("blob.list", list_)

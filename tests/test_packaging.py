@@ -27,7 +27,8 @@ def test_no_bare_cli_package_is_installed():
 def test_pure_cores_do_not_import_trio():
     code = (
         "import sys, importlib\n"
-        "for m in ['icn_node.scheduler', 'icn_node.config', 'icn_node.identity']:\n"
+        "for m in ['icn_node.scheduler', 'icn_node.config', 'icn_node.identity',\n"
+        "          'icn_node.blobs', 'icn_node.blobs.core']:\n"
         "    importlib.import_module(m)\n"
         "assert 'trio' not in sys.modules, 'a pure core imported trio'\n"
     )

@@ -3,7 +3,7 @@
 Which modules are pure is read off the tree, not kept by hand, so a new module is checked the day
 it appears. Under ``icn_node/`` a module is pure unless
 
-- its file name is a driver room (:data:`DRIVER_ROOMS`: ``driver.py``, ``rpc.py``, …),
+- its file name is a driver or storage room (:data:`DRIVER_ROOMS`: ``driver.py``, ``store.py``, …),
 - it sits in a package that is all I/O (:data:`IO_PACKAGES`: ``rpc/``, ``runner/``), or
 - it is a top-level module other than the wire layer (:data:`PURE_TOP_LEVEL`).
 
@@ -18,7 +18,7 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "icn_node"
-DRIVER_ROOMS = {"driver.py", "rpc.py", "runs.py", "service.py", "tls.py"}
+DRIVER_ROOMS = {"driver.py", "rpc.py", "runs.py", "service.py", "store.py", "tls.py"}
 IO_PACKAGES = {"rpc", "runner"}
 PURE_TOP_LEVEL = {"wire.py", "codec.py"}
 ALWAYS_PURE = {"core.py", "states.py"}
@@ -94,6 +94,7 @@ def test_the_derivation_finds_the_cores_and_leaves_the_drivers():
         "compute/core.py",
         "compute/effects.py",
         "compute/records.py",
+        "blobs/core.py",
         "scheduler/tasks.py",
         "scheduler/policy.py",
         "scheduler/resources.py",
@@ -106,6 +107,8 @@ def test_the_derivation_finds_the_cores_and_leaves_the_drivers():
         "compute/driver.py",
         "compute/runs.py",
         "compute/rpc.py",
+        "blobs/driver.py",
+        "blobs/store.py",
         "rpc/server.py",
         "runner/wasm.py",
         "node.py",

@@ -17,6 +17,7 @@ drives it. Core calls are synchronous, so two events never interleave inside the
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -39,7 +40,6 @@ from ..store import NodeStore
 from ..wire import (
     COMPUTE_DIRECT_TOPIC,
     COMPUTE_TOPIC,
-    BlobAnnounceMsg,
     decode_message,
     encode_message,
 )
@@ -86,7 +86,9 @@ class BlobService(BlobFetcher, Protocol):
     """What the compute wing needs of the blob service."""
 
     store: BlobStore
-    locations: BlobLocations
+
+    @property
+    def locations(self) -> BlobLocations: ...
 
 
 class ComputeMetrics:
@@ -230,6 +232,7 @@ class ComputeDriver:
             self.metrics.running,
         )
         self._wakeup = trio.Event()
+        self._armed_for = math.inf  # the deadline the timer loop sleeps until
         self._nursery: trio.Nursery | None = None
 
     def now(self) -> float:
@@ -276,9 +279,6 @@ class ComputeDriver:
                 log.warning("compute_message_dropped", origin=delivery.origin, reason=str(e))
                 continue
             origin = delivery.origin
-            if isinstance(msg, BlobAnnounceMsg):  # until the blob wing has its own topic
-                self.blobs.on_announce(origin, msg)
-                continue
             try:
                 await self._execute(self.core.receive(origin, msg, self.now()))
             except IcnError as e:
@@ -292,8 +292,10 @@ class ComputeDriver:
     async def _execute(self, effects: list[E.Effect]) -> None:
         for effect in effects:
             await self._do(effect)
-        # Any event may move the core's next deadline (an early announcement, say).
-        self._wakeup.set()
+        # Any event may bring the core's next deadline forward (an early announcement, say).
+        deadline = self.core.next_deadline()
+        if deadline is not None and deadline < self._armed_for:
+            self._wakeup.set()
 
     async def _do(self, effect: E.Effect) -> None:
         match effect:
@@ -336,6 +338,7 @@ class ComputeDriver:
     async def _timer_loop(self) -> None:
         while True:
             deadline = self.core.next_deadline()
+            self._armed_for = math.inf if deadline is None else deadline
             at = trio.current_time() + 3600 if deadline is None else deadline - self._offset
             with trio.move_on_at(at):
                 await self._wakeup.wait()

@@ -16,8 +16,8 @@ import pytest
 import trio
 import trio.testing
 
-from icn_node.blobnet import BlobNet
 from icn_node.blobs import BlobStore
+from icn_node.blobs.driver import BlobService
 from icn_node.compute.driver import ComputeDriver
 from icn_node.compute.records import TaskRecord
 from icn_node.compute.rpc import ComputeRpc
@@ -53,13 +53,13 @@ class Member:
         self.did = identity.did
         self.mesh = mesh
         self.registry = Metrics(identity.did, "").registry
-        self.blobnet = BlobNet(self.did, BlobStore(config.data_dir / "blobs"), mesh, self.now)
+        self.blobs = BlobService(self.did, BlobStore(config.data_dir / "blobs"), mesh, self.now)
         trust = config.trust_in
         self.driver = ComputeDriver(
             config,
             self.did,
             mesh,
-            self.blobnet,
+            self.blobs,
             Host(gpus),
             self.registry,
             lambda d: 1.0 if d == self.did else trust(d),
@@ -73,7 +73,7 @@ class Member:
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED):
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.blobnet.serve)
+            await nursery.start(self.blobs.serve)
             await nursery.start(self.driver.serve)
             task_status.started()
 
@@ -155,8 +155,8 @@ async def test_placement_runs_and_reports_through_the_real_mesh(clock, tmp_path)
         assert counter(winner, "icn_compute_placement_requests_received_total") == 1
         # the executor fetched the code blob from the submitter over the mesh, verified
         code = stored(sub, out["task"]).spec.code_blob
-        assert winner.blobnet.store.has(code) and not loser.blobnet.store.has(code)
-        assert winner.blobnet.fetched_bytes == (EXAMPLES / "sum.wat").stat().st_size
+        assert winner.blobs.store.has(code) and not loser.blobs.store.has(code)
+        assert winner.blobs.fetched_bytes == (EXAMPLES / "sum.wat").stat().st_size
         nursery.cancel_scope.cancel()
 
 
@@ -197,7 +197,7 @@ async def test_an_unfetchable_input_is_given_back_not_failed(clock, tmp_path):
         # The submitter believes a member that never answers holds the input blob.
         ghost = NodeIdentity.generate().did
         blob = bytes(range(32))
-        sub.blobnet.locations.add(blob, ghost, 10, sub.now())
+        sub.blobs.locations.add(blob, ghost, 10, sub.now())
         params = submit_params("wordcount.wat", "data")
         params["inputs"] = [{"name": "data", "blob": blob.hex()}]
         out = await sub.rpc.submit(params)

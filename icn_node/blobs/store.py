@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import IcnError
+from ..errors import IcnError
 
 HASH_BYTES = 32
 COPY_CHUNK = 1 << 20
