@@ -12,7 +12,7 @@ help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
 	@echo "make test          install (if needed) and run the whole test suite"
 	@echo "make run           one development node in the foreground (state in ./run/dev)"
-	@echo "make lint          ruff lint and format check"
+	@echo "make lint          ruff lint and format check, mypy (strict for the pure cores and the wire)"
 	@echo "make bench         every benchmark (score, sandbox, gossip, placement)"
 
 $(STAMP): pyproject.toml
@@ -40,6 +40,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -288,11 +288,15 @@ def submit(
         raise typer.BadParameter("give a MODULE or --exec COMMAND (one of them)")
     if exec_ is not None and not exec_.startswith("/"):
         raise _bad("--exec", f"expected an absolute command path, got {exec_!r}")
-    code: dict[str, Any] = (
-        {"exec": [exec_]}
-        if exec_ is not None
-        else {"module": base64.b64encode(module.read_bytes()).decode(), "module_name": module.name}
-    )
+    code: dict[str, Any]
+    if exec_ is not None:
+        code = {"exec": [exec_]}
+    else:
+        assert module is not None  # exactly one of them, checked above
+        code = {
+            "module": base64.b64encode(module.read_bytes()).decode(),
+            "module_name": module.name,
+        }
     params = {
         **code,
         "fuel": fuel,

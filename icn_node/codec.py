@@ -110,7 +110,8 @@ class Document:
 
     @classmethod
     def from_dict(cls, d: Any) -> Self:
-        return from_doc(cls, d)
+        value: Self = from_doc(cls, d)
+        return value
 
 
 def to_doc(value: Any, *, json: bool = False) -> Any:
@@ -214,7 +215,7 @@ def _tag(cls: type) -> tuple[str, str] | None:
     """``(key, value)`` of a variant subclass's tag, or None for a plain record."""
     if not hasattr(cls, "__codec_variants__"):
         return None
-    key = cls.__codec_tag__
+    key: str = getattr(cls, "__codec_tag__")  # noqa: B009 (a class attribute by convention)
     return key, getattr(cls, key)
 
 
@@ -237,10 +238,11 @@ def _fields(cls: type) -> list[_Field]:
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             out.append(_Field(f.name, hints[f.name], _strip(hints[f.name])[1], required, f.default))
         return out
-    hints = get_type_hints(cls.__init__, include_extras=True)
-    params = inspect.signature(cls.__init__).parameters
+    init = cls.__dict__.get("__init__") or getattr(cls, "__init__")  # noqa: B009
+    hints = get_type_hints(init, include_extras=True)
+    params = inspect.signature(init).parameters
     out = []
-    for name in cls.__codec_fields__:
+    for name in getattr(cls, "__codec_fields__"):  # noqa: B009
         p = params[name]
         out.append(
             _Field(name, hints[name], _strip(hints[name])[1], p.default is p.empty, p.default)
@@ -250,8 +252,8 @@ def _fields(cls: type) -> list[_Field]:
 
 def _hook_types(cls: type) -> tuple[Any, Any]:
     """The representation a hooked class encodes to, and the one it decodes from."""
-    enc = get_type_hints(cls.__codec_encode__).get("return", Any)
-    fn = cls.__codec_decode__
+    enc = get_type_hints(getattr(cls, "__codec_encode__")).get("return", Any)  # noqa: B009
+    fn = getattr(cls, "__codec_decode__")  # noqa: B009
     (param,) = inspect.signature(fn).parameters
     dec = get_type_hints(fn.__func__).get(param, Any)
     return enc, dec
@@ -310,7 +312,7 @@ class _Source:
 
     def build(self, lines: list[str], qualname: str) -> Callable[[Any], Any]:
         exec("\n".join(lines), self.ns)  # generated from annotations, as dataclasses does
-        fn = self.ns["_fn"]
+        fn: Callable[[Any], Any] = self.ns["_fn"]
         fn.__qualname__ = fn.__name__ = qualname
         return fn
 
@@ -517,11 +519,14 @@ def _compile_decoder(tp: Any, json: bool) -> Callable[[Any], Any]:
 
 
 def _bytes_decoder(b64: bool, json: bool) -> Callable[[Any], bytes]:
+    text: Callable[[str], bytes]
     if b64:
         what = "base64"
 
-        def text(s: str) -> bytes:
+        def b64text(s: str) -> bytes:
             return base64.b64decode(s, validate=True)
+
+        text = b64text
     else:
         what, text = "hex", bytes.fromhex
     wanted = f"{what} text" if json else f"bytes or {what} text"
@@ -541,7 +546,12 @@ def _bytes_decoder(b64: bool, json: bool) -> Callable[[Any], bytes]:
     return dec
 
 
-def _seq_decoder(elem: Callable[[Any], Any], make: Callable[[list], Any]) -> Callable[[Any], Any]:
+_Dec = Callable[[Any], Any]
+
+
+def _seq_decoder(
+    elem: Callable[[Any], Any], make: Callable[[list[Any]], Any]
+) -> Callable[[Any], Any]:
     def dec(v: Any) -> Any:
         if not isinstance(v, list | tuple):
             raise _Bad(f"expected a list, got {_tname(v)}")
@@ -556,10 +566,10 @@ def _seq_decoder(elem: Callable[[Any], Any], make: Callable[[list], Any]) -> Cal
     return dec
 
 
-def _fixed_decoder(elems: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], tuple]:
+def _fixed_decoder(elems: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], tuple[Any, ...]]:
     n = len(elems)
 
-    def dec(v: Any) -> tuple:
+    def dec(v: Any) -> tuple[Any, ...]:
         if not isinstance(v, list | tuple) or len(v) != n:
             raise _Bad(f"expected a list of {n} items, got {_tname(v)}")
         out = []
@@ -573,8 +583,10 @@ def _fixed_decoder(elems: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], t
     return dec
 
 
-def _map_decoder(kdec: Callable[[Any], Any], vdec: Callable[[Any], Any]) -> Callable[[Any], dict]:
-    def dec(v: Any) -> dict:
+def _map_decoder(
+    kdec: Callable[[Any], Any], vdec: Callable[[Any], Any]
+) -> Callable[[Any], dict[Any, Any]]:
+    def dec(v: Any) -> dict[Any, Any]:
         if not isinstance(v, abc.Mapping):
             raise _Bad(f"expected a map, got {_tname(v)}")
         out = {}
@@ -588,8 +600,10 @@ def _map_decoder(kdec: Callable[[Any], Any], vdec: Callable[[Any], Any]) -> Call
     return dec
 
 
-def _pairs_decoder(kdec: Callable[[Any], Any], vdec: Callable[[Any], Any]) -> Callable[[Any], dict]:
-    def dec(v: Any) -> dict:
+def _pairs_decoder(
+    kdec: Callable[[Any], Any], vdec: Callable[[Any], Any]
+) -> Callable[[Any], dict[Any, Any]]:
+    def dec(v: Any) -> dict[Any, Any]:
         if not isinstance(v, list | tuple):
             raise _Bad(f"expected a list of [key, value] pairs, got {_tname(v)}")
         out = {}
@@ -620,7 +634,7 @@ def _enum_decoder(cls: type[enum.Enum]) -> Callable[[Any], enum.Enum]:
 def _hook_decoder(cls: type, json: bool) -> Callable[[Any], Any]:
     _, rep = _hook_types(cls)
     rep_dec = _decoder(rep, json)
-    hook = cls.__codec_decode__
+    hook = getattr(cls, "__codec_decode__")  # noqa: B009
 
     def dec(v: Any) -> Any:
         r = rep_dec(v)
@@ -633,8 +647,8 @@ def _hook_decoder(cls: type, json: bool) -> Callable[[Any], Any]:
 
 
 def _variants_decoder(base: type, json: bool) -> Callable[[Any], Any]:
-    key = base.__codec_tag__
-    variants = base.__codec_variants__
+    key = getattr(base, "__codec_tag__")  # noqa: B009
+    variants = getattr(base, "__codec_variants__")  # noqa: B009
 
     def dec(v: Any) -> Any:
         if not isinstance(v, abc.Mapping):

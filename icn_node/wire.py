@@ -213,7 +213,7 @@ def message(tag: str) -> Callable[[type[M]], type[M]]:
     """Class decorator registering a frozen dataclass as the wire message ``tag``."""
 
     def register(cls: type[M]) -> type[M]:
-        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:
             raise TypeError(f"{cls.__name__} must be a frozen dataclass")
         if tag in REGISTRY:
             raise TypeError(f"wire tag {tag!r} already used by {REGISTRY[tag].__name__}")

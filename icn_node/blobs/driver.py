@@ -175,9 +175,9 @@ class BlobService:
         finally:
             del self._waiters[fid]
             self.core.cancel(fid)
-            writer = self._writers.pop(fid, None)
-            if writer is not None:
-                writer.abort()
+            left = self._writers.pop(fid, None)
+            if left is not None:
+                left.abort()
 
     def added(self, h: bytes, size: int) -> None:
         """A blob was stored here: announce it soon."""

@@ -29,7 +29,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LocalProtocolError
 from ..identity import NodeIdentity
@@ -57,6 +57,9 @@ from .states import (
     next_dial_state,
     next_link_state,
 )
+
+if TYPE_CHECKING:
+    from ..config import MeshSection
 
 PEX_EVERY_HEARTBEATS = 10
 PEX_MAX_PEERS = 64
@@ -92,7 +95,7 @@ class CoreConfig:
             raise ValueError("need 1 <= degree_low <= degree <= degree_high")
 
     @classmethod
-    def from_section(cls, mesh, region: str = "") -> CoreConfig:
+    def from_section(cls, mesh: MeshSection, region: str = "") -> CoreConfig:
         return cls(
             members=frozenset(mesh.members),
             open=mesh.open,
@@ -814,7 +817,7 @@ class MeshCore:
     def peer_count(self) -> int:
         return len(self.active)
 
-    def peers(self, now: float) -> list[dict]:
+    def peers(self, now: float) -> list[dict[str, Any]]:
         rows = []
         for link in sorted(self.links.values(), key=lambda lk: lk.opened_at):
             since = link.active_since if link.active_since is not None else link.opened_at

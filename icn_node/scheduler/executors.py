@@ -77,6 +77,6 @@ class ExecutorInfo(TaskDocument):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExecutorInfo):
             return NotImplemented
-        return self.to_dict() == other.to_dict()
+        return bool(self.to_dict() == other.to_dict())
 
     __hash__ = None  # type: ignore[assignment]

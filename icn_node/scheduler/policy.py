@@ -438,22 +438,22 @@ class DefaultPlacementPolicy:
             raise ConfigError("expected a Weights or a weight set name", key="scheduler.weights")
         self.weights = weights.normalised()
         self._w = self.weights.as_tuple()
-        self.min_trust = conf("min_trust", lambda: _unit("min_trust", min_trust))
-        self.base_cost = conf(
+        self.min_trust: float = conf("min_trust", lambda: _unit("min_trust", min_trust))
+        self.base_cost: int = conf(
             "base_cost", lambda: chk.integer("base_cost", base_cost, lo=0, hi=MAX_COST // 16)
         )
-        self.max_cost_multiplier = conf(
+        self.max_cost_multiplier: float = conf(
             "max_cost_multiplier",
             lambda: chk.number("max_cost_multiplier", max_cost_multiplier, lo=1.0, hi=16.0),
         )
-        self.queue_saturation = conf(
+        self.queue_saturation: int = conf(
             "queue_saturation",
             lambda: chk.integer("queue_saturation", queue_saturation, lo=1, hi=MAX_QUEUE_DEPTH),
         )
-        self.mean_task_s = conf(
+        self.mean_task_s: float = conf(
             "mean_task_s", lambda: chk.number("mean_task_s", mean_task_s, lo=0.0, hi=1e9)
         )
-        self.default_rtt_ms = conf(
+        self.default_rtt_ms: float = conf(
             "default_rtt_ms", lambda: chk.number("default_rtt_ms", default_rtt_ms, lo=0.0, hi=3.6e6)
         )
         if jitter is None:
@@ -469,7 +469,7 @@ class DefaultPlacementPolicy:
 
     def queue_component(self, queue_depth: int) -> float:
         """1.0 for an empty queue, falling linearly to 0.0 at ``queue_saturation``."""
-        return 1.0 - min(queue_depth / self.queue_saturation, 1.0)
+        return 1.0 - min(queue_depth / float(self.queue_saturation), 1.0)
 
     def cost(self, queue_depth: int) -> int:
         """Credits per 1,000 fuel: ``base_cost`` rising linearly with the queue to
@@ -595,12 +595,12 @@ class DefaultPlacementPolicy:
             for blobs, limit in plan.transfer_limits:
                 need = 0
                 for b in blobs:
-                    size, here = here_map[b]
+                    known, here = here_map[b]
                     if here:
                         continue
-                    if size is None:
+                    if known is None:
                         return 0.0, f"blob {b.hex()} is not held here and its size is unknown"
-                    need += size
+                    need += known
                 if need > limit:
                     return 0.0, (
                         f"would transfer {need} bytes, limit is {limit // BYTES_PER_MB} MiB"

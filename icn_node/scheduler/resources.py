@@ -285,10 +285,10 @@ class Reservation(codec.Document):
         chk.integer("reservation.reservation_id", self.reservation_id, lo=0, hi=2**63 - 1)
         if not isinstance(self.profile, ResourceProfile):
             raise ResourceError("reservation.profile: expected a ResourceProfile")
-        ids = chk.sequence(
+        listed = chk.sequence(
             "reservation.gpu_device_ids", self.gpu_device_ids, max_len=MAX_GPU_DEVICES
         )
-        ids = tuple(chk.text("reservation.gpu_device_ids[]", i, max_len=128) for i in ids)
+        ids = tuple(chk.text("reservation.gpu_device_ids[]", i, max_len=128) for i in listed)
         if len(set(ids)) != len(ids):
             raise ResourceError("reservation.gpu_device_ids: devices must be distinct")
         object.__setattr__(self, "gpu_device_ids", ids)
@@ -599,7 +599,7 @@ class NodeCapacity(codec.Document):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, NodeCapacity):
             return NotImplemented
-        return self.to_dict() == other.to_dict()
+        return bool(self.to_dict() == other.to_dict())
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 

@@ -82,7 +82,8 @@ class TaskDocument(Document):
     @classmethod
     def from_dict(cls, d: Any) -> Self:
         with _task_errors():
-            return from_doc(cls, d)
+            value: Self = from_doc(cls, d)
+        return value
 
 
 class TaskState(enum.StrEnum):
