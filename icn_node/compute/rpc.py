@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -18,6 +19,7 @@ from ..blobs import BlobError, parse_blob_id
 from ..errors import IcnError, RpcError
 from ..logs import get_logger
 from ..rpc import RpcRegistry
+from ..rpc.params import parse
 from ..rpc.protocol import INVALID_PARAMS, InvalidParams
 from ..scheduler.locality import LocalityHint
 from ..scheduler.resources import ResourceProfile
@@ -42,46 +44,85 @@ NO_RESULT = -32007
 # --- parameters --------------------------------------------------------------------------------
 
 
-def _positive_int(params: dict[str, Any], name: str) -> int:
-    v = params.get(name)
-    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-        raise InvalidParams(f"{name}: expected a positive integer")
-    return v
+@dataclass(frozen=True, slots=True)
+class InputParam:
+    """One task input: a blob (hex hash) and the file name it is mounted as."""
+
+    blob: str
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            parse_blob_id(self.blob)
+        except BlobError as e:
+            raise InvalidParams(f"inputs.blob: {e}") from None
+
+    @property
+    def blob_hash(self) -> bytes:
+        return parse_blob_id(self.blob)
 
 
-def _strings(params: dict[str, Any], name: str) -> list[str]:
-    v = params.get(name) or []
-    if not isinstance(v, list) or not all(isinstance(a, str) for a in v):
-        raise InvalidParams(f"{name}: expected a list of strings")
-    return v
+@dataclass(frozen=True, slots=True)
+class SubmitParams:
+    """``compute.submit``: a wasm module (base64) or an exec command line, and the task."""
+
+    fuel: int
+    module: str | None = None
+    module_name: str | None = None
+    exec: tuple[str, ...] | None = None
+    args: tuple[str, ...] = ()
+    inputs: tuple[InputParam, ...] = ()
+    profile: ResourceProfile | None = None
+    hints: tuple[LocalityHint, ...] = ()
+    max_cost: int | None = None
+    timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.fuel <= 0:
+            raise InvalidParams("fuel: expected a positive integer")
+        if self.exec is not None:
+            if self.module:
+                raise InvalidParams("give either module or exec, not both")
+            if not self.exec or not self.exec[0].startswith("/"):
+                raise InvalidParams("exec: expected [absolute command path, args...]")
+        elif not self.module:
+            raise InvalidParams("module: empty (or give exec)")
+
+    def module_bytes(self) -> bytes:
+        try:
+            module = base64.b64decode(self.module or "", validate=True)
+        except binascii.Error:
+            raise InvalidParams("module: expected base64") from None
+        if len(module) > MAX_MODULE_BYTES:
+            raise InvalidParams(f"module: larger than {MAX_MODULE_BYTES} bytes")
+        return module
 
 
-def _module(params: dict[str, Any]) -> bytes:
-    try:
-        module = base64.b64decode(params.get("module") or "", validate=True)
-    except (binascii.Error, TypeError):
-        raise InvalidParams("module: expected base64") from None
-    if not module:
-        raise InvalidParams("module: empty (or give exec)")
-    if len(module) > MAX_MODULE_BYTES:
-        raise InvalidParams(f"module: larger than {MAX_MODULE_BYTES} bytes")
-    return module
+@dataclass(frozen=True, slots=True)
+class ListParams:
+    """``compute.list``: the newest ``limit`` tasks, optionally in one state."""
+
+    limit: int = 50
+    state: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_LIST:
+            raise InvalidParams(f"limit: expected 1-{MAX_LIST}")
 
 
-def _exec_argv(params: dict[str, Any]) -> list[str] | None:
-    argv = params.get("exec")
-    if argv is None:
-        return None
-    if params.get("module"):
-        raise InvalidParams("give either module or exec, not both")
-    if (
-        not isinstance(argv, list)
-        or not argv
-        or not all(isinstance(a, str) for a in argv)
-        or not argv[0].startswith("/")
-    ):
-        raise InvalidParams("exec: expected [absolute command path, args...]")
-    return argv
+@dataclass(frozen=True, slots=True)
+class WatchParams:
+    """``compute.watch``: state changes after sequence number ``after`` (of one task)."""
+
+    task: str | None = None
+    after: int = 0
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.after < 0:
+            raise InvalidParams("after: expected a sequence number (integer >= 0)")
+        if self.timeout_s < 0:
+            raise InvalidParams("timeout_s: expected seconds (number >= 0)")
 
 
 # --- views -------------------------------------------------------------------------------------
@@ -166,45 +207,32 @@ class ComputeRpc:
 
     async def submit(self, params: dict[str, Any]) -> dict[str, Any]:
         d = self.driver
-        exec_argv = _exec_argv(params)
-        module = _module(params) if exec_argv is None else b""
-        fuel = _positive_int(params, "fuel")
-        args = _strings(params, "args")
+        p = parse(SubmitParams, params)
+        module = p.module_bytes() if p.exec is None else b""
         inputs = []
-        for i, item in enumerate(params.get("inputs") or []):
-            if not isinstance(item, dict):
-                raise InvalidParams(f"inputs[{i}]: expected {{name, blob}}")
-            try:
-                h = parse_blob_id(str(item.get("blob", "")))
-            except BlobError as e:
-                raise InvalidParams(f"inputs[{i}].blob: {e}") from None
+        for i, item in enumerate(p.inputs):
+            h = item.blob_hash
             if not d.blobs.store.has(h) and not d.blobs.locations.holders(h):
                 why = f"inputs[{i}]: no node is known to hold blob {h.hex()}"
                 raise RpcError(UNKNOWN_BLOB, why)
-            inputs.append((str(item.get("name") or h.hex()[:16]), h))
+            inputs.append((item.name or h.hex()[:16], h))
+        code = None
+        if p.exec is None:
+            code = await trio.to_thread.run_sync(d.blobs.store.put, module)
+            d.blobs.added(code, len(module))
         try:
-            profile = (
-                ResourceProfile.from_dict(params["profile"])
-                if params.get("profile") is not None
-                else None
-            )
-            hints = tuple(LocalityHint.from_dict(h) for h in params.get("hints") or [])
-            code = None
-            if exec_argv is None:
-                code = d.blobs.store.put(module)
-                d.blobs.added(code, len(module))
             spec = TaskSpec(
                 code_blob=code,
-                runtime="exec" if exec_argv is not None else "wasm",
+                runtime="exec" if p.exec is not None else "wasm",
                 submitter=d.did,
-                fuel=fuel,
+                fuel=p.fuel,
                 nonce=os.urandom(16),
-                args=tuple(exec_argv + args if exec_argv is not None else args),
+                args=(*p.exec, *p.args) if p.exec is not None else p.args,
                 input_blobs=tuple(inputs),
-                profile=profile,
-                hints=hints,
-                max_cost=params.get("max_cost"),
-                timeout_s=params.get("timeout_s"),
+                profile=p.profile,
+                hints=p.hints,
+                max_cost=p.max_cost,
+                timeout_s=p.timeout_s,
                 created_at=d.now(),
             )
         except IcnError as e:
@@ -217,15 +245,11 @@ class ComputeRpc:
         return task_view(self._record(params))
 
     async def list(self, params: dict[str, Any]) -> dict[str, Any]:
-        limit = params.get("limit") or 50
-        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
-            raise InvalidParams(f"limit: expected 1-{MAX_LIST}")
-        state = params.get("state")
-        states = [state] if state else None
+        p = parse(ListParams, params)
         store = self.driver.store
         rows = [
             task_view(TaskRecord.from_dict(doc))
-            for _, doc in store.scan("tasks", states=states, limit=limit)
+            for _, doc in store.scan("tasks", states=[p.state] if p.state else None, limit=p.limit)
         ]
         return {"tasks": rows, "counts": store.count("tasks")}
 
@@ -246,17 +270,9 @@ class ComputeRpc:
         return {"task": th.hex(), "state": rec.state.value}
 
     async def watch(self, params: dict[str, Any]) -> dict[str, Any]:
-        task = params.get("task")
-        after = params.get("after") or 0
-        timeout = params.get("timeout_s") or 10
-        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-            raise InvalidParams("after: expected a sequence number (integer >= 0)")
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
-            raise InvalidParams("timeout_s: expected seconds (number >= 0)")
-        timeout = min(float(timeout), MAX_WATCH_WAIT_S)
-        if task is not None and not isinstance(task, str):
-            raise InvalidParams("task: expected a hex task hash")
-        full = self._record(params).task_hash.hex() if task else None
+        p = parse(WatchParams, params)
+        after, timeout = p.after, min(p.timeout_s, MAX_WATCH_WAIT_S)
+        full = self._record(params).task_hash.hex() if p.task else None
         log_ = self.driver.watch
 
         def pick() -> list[dict[str, Any]]:
