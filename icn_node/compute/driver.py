@@ -46,7 +46,7 @@ from ..wire import (
 from . import effects as E
 from .core import ComputeCore
 from .records import JobRecord, TaskRecord
-from .runs import BlobFetcher, Event, Runs
+from .runs import Abandoned, BlobFetcher, Runs
 
 log = get_logger("icn.compute")
 
@@ -228,7 +228,6 @@ class ComputeDriver:
             blobs.store,
             blobs,
             self.now,
-            self.report,
             self.metrics.running,
         )
         self._wakeup = trio.Event()
@@ -264,9 +263,19 @@ class ComputeDriver:
             log.info("compute_restored", tasks=len(tasks))
         await self.report(lambda core, now: core.restore(tasks, jobs, now))
 
-    async def report(self, event: Event) -> None:
+    async def report(self, event: Callable[[ComputeCore, float], list[E.Effect]]) -> None:
         """Run one core event now and execute its effects."""
         await self._execute(event(self.core, self.now()))
+
+    async def _run(self, start: E.StartRun) -> None:
+        """One run, reported to the core as it starts and as it ends (exactly once)."""
+        th = start.spec.task_hash
+        await self.report(lambda core, now: core.run_started(th, now))
+        outcome = await self.runs.run(start.spec, start.attempt, start.reservation)
+        if isinstance(outcome, Abandoned):
+            await self.report(lambda core, now: core.run_abandoned(th, outcome.reason, now))
+        else:
+            await self.report(lambda core, now: core.run_finished(th, outcome, now))
 
     # --- incoming ----------------------------------------------------------------------------
 
@@ -313,9 +322,9 @@ class ComputeDriver:
                 )
             case E.StateChanged():
                 self.watch.add(effect, self.now())
-            case E.StartRun(spec, attempt, reservation):
+            case E.StartRun():
                 assert self._nursery is not None
-                self._nursery.start_soon(self.runs.run, spec, attempt, reservation)
+                self._nursery.start_soon(self._run, effect)
             case E.StopRun(task_hash):
                 self.runs.stop(task_hash)
             case E.Count(metric, label, n):

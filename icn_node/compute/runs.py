@@ -1,10 +1,10 @@
 """Running tasks on this executor: fetch the blobs, run the sandbox, store the outputs.
 
-:class:`Runs` answers each :class:`~icn_node.compute.effects.StartRun` with exactly one event
-for the compute core, through ``report``: ``run_started`` once the blobs are here, then
-``run_finished`` with the :class:`~icn_node.scheduler.tasks.TaskResult` (or ``run_abandoned``
-when the blobs cannot be fetched, which is not the task's fault). The decisions stay in the
-core; this module only moves bytes and waits.
+:meth:`Runs.run` does one run and returns how it ended: a
+:class:`~icn_node.scheduler.tasks.TaskResult` (also for a run that could not start), or
+:class:`Abandoned` when the task's blobs cannot be fetched from anyone, which is not the task's
+fault. It never calls back into the driver or the core; the driver turns the outcome into one
+core event (``run_finished`` or ``run_abandoned``), so every ``StartRun`` is answered once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -26,15 +27,17 @@ from ..logs import get_logger
 from ..runner import ExecJob, ExecRun, RunResult, WasmJob, WasmRun, list_outputs
 from ..scheduler.resources import Reservation
 from ..scheduler.tasks import MAX_OUTPUT_BYTES, TaskResult, TaskSpec, TaskState
-from .core import ComputeCore
-from .effects import Effect
 
 log = get_logger("icn.compute")
 
 MB = 1024 * 1024
 
-Event = Callable[[ComputeCore, float], list[Effect]]
-"""A core event to run at ``now`` (the driver supplies the core and the time)."""
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """The run could not start for a reason outside the task (its blobs are unreachable)."""
+
+    reason: str
 
 
 class BlobFetcher(Protocol):
@@ -69,7 +72,6 @@ class Runs:
         blobs: BlobStore,
         fetcher: BlobFetcher,
         now: Callable[[], float],
-        report: Callable[[Event], Awaitable[None]],
         running: Gauge,
     ) -> None:
         self.did = did
@@ -78,7 +80,6 @@ class Runs:
         self.blobs = blobs
         self.fetcher = fetcher
         self.now = now
-        self.report = report
         self.running = running
         self._runs: dict[bytes, WasmRun | ExecRun] = {}
 
@@ -92,13 +93,14 @@ class Runs:
         if run is not None:
             run.cancel()
 
-    async def run(self, spec: TaskSpec, attempt: int, reservation: Reservation | None) -> None:
+    async def run(
+        self, spec: TaskSpec, attempt: int, reservation: Reservation | None
+    ) -> TaskResult | Abandoned:
         th = spec.task_hash
         started = self.now()
         run_dir = self.runs_dir / f"{th.hex()}-{attempt}"
         result: TaskResult
         try:
-            await self.report(lambda core, now: core.run_started(th, now))
             holders = [spec.submitter]
             try:
                 if spec.code_blob is not None:
@@ -109,9 +111,7 @@ class Runs:
                 # Not the task's fault: give it back so it is placed elsewhere (or here again
                 # once its blobs can be reached), instead of failing it.
                 log.warning("task_blobs_unavailable", task=th.hex(), error=str(e))
-                reason = f"blobs unavailable: {e}"[:200]
-                await self.report(lambda core, now: core.run_abandoned(th, reason, now))
-                return
+                return Abandoned(f"blobs unavailable: {e}"[:200])
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             run_dir.mkdir(parents=True)
@@ -161,7 +161,7 @@ class Runs:
         log.info(
             "task_run_finished", task=th.hex(), state=result.state.value, fuel=result.fuel_used
         )
-        await self.report(lambda core, now: core.run_finished(th, result, now))
+        return result
 
     def _stage_exec(
         self, run_dir: Path, out_dir: Path, input_blobs: tuple[tuple[str, bytes], ...]
