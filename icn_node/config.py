@@ -272,6 +272,20 @@ class CapacitySection:
     sample_interval_s: float = key(5.0, "How often capacity and load are re-measured.", _positive)
 
 
+@dataclass(frozen=True)
+class BlobsSection:
+    quota_mb: int = key(
+        0,
+        "Most blob storage this node keeps (MB); a put beyond it is refused; 0: no quota.",
+        _non_negative,
+    )
+    announce_interval_s: float = key(
+        600.0,
+        "Every blob held is re-announced this often; locations expire after three missed.",
+        _between(1.0, 86_400),
+    )
+
+
 SECTIONS: dict[str, type] = {
     "node": NodeSection,
     "log": LogSection,
@@ -281,6 +295,7 @@ SECTIONS: dict[str, type] = {
     "trust": TrustSection,
     "compute": ComputeSection,
     "capacity": CapacitySection,
+    "blobs": BlobsSection,
 }
 
 
@@ -296,6 +311,7 @@ class Config:
     trust: TrustSection = field(default_factory=TrustSection)
     compute: ComputeSection = field(default_factory=ComputeSection)
     capacity: CapacitySection = field(default_factory=CapacitySection)
+    blobs: BlobsSection = field(default_factory=BlobsSection)
     source: str = "defaults"
 
     @property
