@@ -38,6 +38,7 @@ from icn_node.compute.effects import (
     StartRun,
     StopRun,
 )
+from icn_node.compute.ledger import Hold, Ledger
 from icn_node.compute.records import JobRecord, JobState
 from icn_node.errors import ConfigError, LocalProtocolError, ResourceError
 from icn_node.scheduler import _checks as chk
@@ -52,7 +53,7 @@ from icn_node.scheduler.policy import (
     PlacementPolicy,
     PlacementRequest,
 )
-from icn_node.scheduler.resources import NodeCapacity, Reservation, ResourceProfile
+from icn_node.scheduler.resources import NodeCapacity, ResourceProfile
 from icn_node.scheduler.tasks import TaskResult, TaskSpec
 from icn_node.wire import (
     AbandonMsg,
@@ -81,16 +82,6 @@ def _conf(
 
 
 @dataclass(slots=True, eq=False)
-class _Hold:
-    """One reservation this core holds. ``reservation`` is None while the host's capacity has
-    shrunk below it (see :meth:`ExecutorCore.update_capacity`)."""
-
-    profile: ResourceProfile
-    gpu_ids: tuple[str, ...]
-    reservation: Reservation | None
-
-
-@dataclass(slots=True, eq=False)
 class _Tentative:
     """An offer (placement) or claim request (legacy) in flight, with its reservation."""
 
@@ -98,7 +89,7 @@ class _Tentative:
     attempt: int
     submitter: str
     protocol: str
-    hold: _Hold
+    hold: Hold
     expires_at: float
     offer: PlacementOffer | None = None
     send_at: float | None = None
@@ -108,7 +99,7 @@ class _Tentative:
 @dataclass(slots=True, eq=False)
 class _Job:
     record: JobRecord
-    hold: _Hold | None
+    hold: Hold | None
     next_heartbeat: float | None = None
     resend_at: float | None = None
     forget_at: float | None = None
@@ -166,8 +157,7 @@ class ExecutorCore:
         self.result_resend_s = _conf("compute.result_resend_s", result_resend_s, lo_open=True)
         self.forget_after_s = _conf("compute.forget_after_s", forget_after_s)
         self.change_threshold = _conf("compute.change_threshold", change_threshold, hi=1.0)
-        self._capacity = capacity.snapshot()
-        self._holds: list[_Hold] = []
+        self._ledger = Ledger(capacity)
         self._tentative: dict[bytes, _Tentative] = {}
         self._jobs: dict[bytes, _Job] = {}
         # Jobs with live timers (heartbeats, result re-sends), and retired jobs (acknowledged or
@@ -189,7 +179,7 @@ class ExecutorCore:
     @property
     def capacity(self) -> NodeCapacity:
         """A snapshot of the live capacity minus every reservation held."""
-        return self._capacity.snapshot()
+        return self._ledger.capacity.snapshot()
 
     @property
     def queue_depth(self) -> int:
@@ -199,7 +189,7 @@ class ExecutorCore:
     @property
     def overcommitted(self) -> bool:
         """True while the host's capacity is below what running jobs hold (new work declined)."""
-        return any(h.reservation is None for h in self._holds)
+        return self._ledger.overcommitted
 
     def jobs(self) -> dict[bytes, JobRecord]:
         """The jobs this core remembers, by task hash."""
@@ -211,38 +201,9 @@ class ExecutorCore:
 
     def held_profiles(self) -> list[ResourceProfile]:
         """The profile of every reservation held (tentative and firm)."""
-        return [h.profile for h in self._holds]
+        return self._ledger.profiles()
 
-    # -- capacity ledger -------------------------------------------------------------------
-
-    def _reserve(self, profile: ResourceProfile) -> _Hold | None:
-        if self.overcommitted:
-            return None
-        try:
-            r = self._capacity.reserve(profile)
-        except ResourceError:
-            return None
-        hold = _Hold(profile, r.gpu_device_ids, r)
-        self._holds.append(hold)
-        return hold
-
-    def _release(self, hold: _Hold | None) -> None:
-        if hold is None or hold not in self._holds:
-            return
-        self._holds.remove(hold)
-        if hold.reservation is not None:
-            self._capacity.release(hold.reservation)
-            hold.reservation = None
-        self._refit()
-
-    def _refit(self) -> None:
-        """Give over-committed holds their reservation back once they fit, oldest first."""
-        for h in self._holds:
-            if h.reservation is None:
-                try:
-                    h.reservation = self._capacity.reserve(h.profile, h.gpu_ids or None)
-                except ResourceError:
-                    return
+    # -- capacity --------------------------------------------------------------------------
 
     def update_capacity(self, capacity: NodeCapacity, now: float) -> list[Effect]:
         """The driver re-measured the host. ``capacity`` is what icnd may use (its available
@@ -253,16 +214,10 @@ class ExecutorCore:
         sent, is re-checked when a claim comes)."""
         if not isinstance(capacity, NodeCapacity):
             raise LocalProtocolError("update_capacity: expected a NodeCapacity")
-        self._capacity = capacity.snapshot()
-        firm = [j.hold for j in self._jobs.values() if j.hold is not None]
         tentative = list(self._tentative.values())
-        self._holds = []
-        for h in firm:
-            h.reservation = None
-            self._holds.append(h)
-        self._refit()
+        self._ledger.rebase(capacity, (j.hold for j in self._jobs.values() if j.hold is not None))
         for t in sorted(tentative, key=lambda t: t.task_hash):
-            hold = self._reserve(t.hold.profile)
+            hold = self._ledger.reserve(t.hold.profile)
             if hold is None:
                 del self._tentative[t.task_hash]
             else:
@@ -272,7 +227,7 @@ class ExecutorCore:
     # -- announcements ---------------------------------------------------------------------
 
     def _free(self) -> tuple[float, int]:
-        c = self._capacity
+        c = self._ledger.capacity
         return c.available_ratio(), sum(1 for d in c.gpu_devices if d.available)
 
     def announce_info(
@@ -283,7 +238,7 @@ class ExecutorCore:
         self._announced = self._free()
         return ExecutorInfo(
             did=self.did,
-            capacity=self._capacity,
+            capacity=self._ledger.capacity,
             queue_depth=self.queue_depth,
             metrics=metrics,
             region=region,
@@ -326,7 +281,7 @@ class ExecutorCore:
         t = self._tentative.get(task_hash)
         if t is not None and t.attempt < attempt:
             del self._tentative[task_hash]
-            self._release(t.hold)
+            self._ledger.release(t.hold)
 
     def on_request(
         self,
@@ -367,11 +322,11 @@ class ExecutorCore:
             )
         if self.overcommitted:
             return decline("no_capacity", "the host's capacity is below what running tasks hold")
-        node = NodeState(self.did, self._capacity.snapshot(), self.queue_depth, load)
+        node = NodeState(self.did, self._ledger.capacity.snapshot(), self.queue_depth, load)
         res = self.policy.score(request, node, trust, context or LocalityContext.empty(), now)
         if isinstance(res, Decline):
             return decline(res.reason.value, res.detail)
-        hold = self._reserve(request.profile)
+        hold = self._ledger.reserve(request.profile)
         if hold is None:
             return decline("no_capacity", "capacity was taken while scoring")
         window = self.offer_window_s if window_s is None else max(0.0, float(window_s))
@@ -413,7 +368,7 @@ class ExecutorCore:
             t.expires_at = max(t.expires_at, now + self.reservation_grace_s)
         else:
             del self._tentative[task_hash]
-            self._release(t.hold)
+            self._ledger.release(t.hold)
         return acts
 
     def on_claim(
@@ -434,7 +389,7 @@ class ExecutorCore:
         t = self._tentative.get(task_hash)
         if t is not None and t.submitter == sender and attempt in (None, t.attempt):
             del self._tentative[task_hash]
-            self._release(t.hold)
+            self._ledger.release(t.hold)
             self._offered.discard((task_hash, t.attempt))
             return acts
         j = self._jobs.get(task_hash)
@@ -478,7 +433,7 @@ class ExecutorCore:
             return [Ignored(f"this executor does not run {spec.runtime} tasks", th, sub)]
         if self.trust(sub) < self.min_trust:
             return [Ignored("submitter below min_trust", th, sub)]
-        hold = self._reserve(ResourceProfile.minimal())
+        hold = self._ledger.reserve(ResourceProfile.minimal())
         if hold is None:
             return [Ignored("no spare capacity", th, sub)]
         window = self.offer_window_s if window_s is None else max(0.0, float(window_s))
@@ -499,7 +454,7 @@ class ExecutorCore:
         if t is None or t.submitter != sender or t.attempt != attempt:
             return [Ignored("refusal for nothing this node asked for", task_hash, sender)]
         del self._tentative[task_hash]
-        self._release(t.hold)
+        self._ledger.release(t.hold)
         return []
 
     # -- claim, shared by both protocols ---------------------------------------------------
@@ -537,9 +492,9 @@ class ExecutorCore:
             ):
                 hold = t.hold
             else:
-                self._release(t.hold)
+                self._ledger.release(t.hold)
         if hold is None:
-            hold = self._reserve(profile)
+            hold = self._ledger.reserve(profile)
         if hold is None:
             acts = [Send(sender, ClaimReplyMsg(th, attempt, False, "no_capacity"))]
             return acts + [Count(LOSSES)] if offered else acts
@@ -592,7 +547,7 @@ class ExecutorCore:
                 f"on_run_finished: result names executor {result.executor} round "
                 f"{result.attempt}, the job is {self.did} round {j.record.attempt}"
             )
-        self._release(j.hold)
+        self._ledger.release(j.hold)
         j.hold = None
         j.record = j.record.evolve(state=JobState.FINISHED, result=result, updated_at=now)
         j.next_heartbeat = None
@@ -612,7 +567,7 @@ class ExecutorCore:
             raise LocalProtocolError(
                 f"abandon: job {task_hash.hex()} is {j.record.state.value}, not running"
             )
-        self._release(j.hold)
+        self._ledger.release(j.hold)
         j.hold = None
         j.record = j.record.evolve(state=JobState.ABANDONED, updated_at=now)
         j.next_heartbeat = None
@@ -709,7 +664,7 @@ class ExecutorCore:
                 acts += [Send(t.submitter, PlacementOfferMsg(offer, t.attempt)), Count(OFFERS_SENT)]
             if t.expires_at <= now:
                 del self._tentative[th]
-                self._release(t.hold)
+                self._ledger.release(t.hold)
         for th in sorted(self._in_flight):
             j = self._jobs[th]
             r = j.record
