@@ -21,6 +21,7 @@ from icn_node.scheduler import (
     ComputeCapability,
     DataLocality,
     GpuSpec,
+    MinimizeTransfer,
     PreferDid,
     PreferHighBandwidth,
     PreferLowLatency,
@@ -115,6 +116,7 @@ def build_hints(
     colocate: str | None,
     max_rtt: float | None,
     min_bandwidth: float | None,
+    max_transfer: int | None = None,
 ) -> list[dict[str, Any]]:
     hints: list[Any] = []
     try:
@@ -124,8 +126,12 @@ def build_hints(
             hints.append(PreferRegion(region))
         if require_region:
             hints.append(RequireRegion(require_region))
-        if data:
-            hints.append(DataLocality(tuple(bytes.fromhex(resolve_blob(ctx, d)[1]) for d in data)))
+        blobs = tuple(bytes.fromhex(resolve_blob(ctx, d)[1]) for d in data)
+        if blobs:
+            hints.append(DataLocality(blobs))
+        if max_transfer is not None:
+            # Covers the task's module and inputs too (the request carries them as its data).
+            hints.append(MinimizeTransfer(blobs, max_transfer))
         if colocate:
             hints.append(ColocateWith(bytes.fromhex(_hash_arg(colocate, "--colocate").zfill(64))))
         if max_rtt is not None:
@@ -246,7 +252,18 @@ def submit(
     region: Annotated[Optional[str], typer.Option(help="Prefer this region.")] = None,  # noqa: UP045
     require_region: Annotated[Optional[str], typer.Option(help="Only this region.")] = None,  # noqa: UP045
     data: Annotated[
-        list[str] | None, typer.Option(help="Run near this blob (HASH or FILE).")
+        list[str] | None,
+        typer.Option(
+            help="Also run near this blob the task fetches itself (HASH or FILE); "
+            "its module and --input blobs count already."
+        ),
+    ] = None,  # noqa: UP045
+    max_transfer: Annotated[
+        int | None,
+        typer.Option(
+            help="Never place where more than this many MiB of the task's data must be fetched.",
+            min=0,
+        ),
     ] = None,  # noqa: UP045
     colocate: Annotated[Optional[str], typer.Option(help="Run beside this task.")] = None,  # noqa: UP045
     max_rtt: Annotated[
@@ -275,6 +292,7 @@ def submit(
         colocate,
         max_rtt,
         min_bandwidth,
+        max_transfer,
     )
     if hints and prof is None:
         raise typer.BadParameter(

@@ -249,6 +249,12 @@ class ComputeSection:
         "Host commands (absolute paths) tasks may run with the exec runtime; empty: exec off.",
         _absolute_paths,
     )
+    placement_weights: str = key(
+        "phase16c",
+        "Score weights: phase16c (trust, capacity, queue, data locality, network) or "
+        "phase16a (no locality: the locality-blind baseline).",
+        _one_of("phase16a", "phase16c"),
+    )
     max_negotiating: int = key(
         32,
         "Tasks this submitter places at once; more wait, queued in order, as pending.",

@@ -146,13 +146,15 @@ class ComputeCore:
             lease_timeout_s=compute.lease_timeout_s,
             claim_timeout_s=compute.claim_timeout_s,
             rng=rng,
+            weights=compute.placement_weights,
+            blobs=blob_registry,
         )
         executor = None
         if compute.executor:
             executor = ExecutorCore(
                 did,
                 capacity or NodeCapacity.from_totals(0.0, 0, 0, 0.0),
-                DefaultPlacementPolicy(jitter=rng),
+                DefaultPlacementPolicy(weights=compute.placement_weights, jitter=rng),
                 trust,
                 min_trust=compute.min_trust_execute,
                 runtimes=("wasm", "exec") if compute.exec_allowlist else ("wasm",),

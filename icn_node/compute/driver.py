@@ -133,6 +133,28 @@ class ComputeMetrics:
                 "Fuel used by finished tasks submitted here.",
                 registry=registry,
             ),
+            E.DATA_TRANSFER_SAVED: Counter(
+                p + "data_transfer_saved_bytes_total",
+                "Bytes of task data a locality-blind choice (16A weights) would have moved "
+                "beyond what the chosen executors had to fetch.",
+                registry=registry,
+            ),
+            E.DATA_TRANSFER_NEEDED: Counter(
+                p + "data_transfer_needed_bytes_total",
+                "Bytes of task modules and inputs the chosen executors lacked.",
+                registry=registry,
+            ),
+            E.PLACEMENTS_WITH_DATA: Counter(
+                p + "with_data_total",
+                "Placements of tasks whose data (module, inputs) this node knew.",
+                registry=registry,
+            ),
+            E.PLACEMENTS_DATA_LOCAL: Counter(
+                p + "data_local_total",
+                "Placements on an executor holding all the task's data (data-local fraction: "
+                "this over ..._with_data_total).",
+                registry=registry,
+            ),
             E.MESSAGES_DROPPED: Counter(
                 "icn_compute_messages_dropped_total",
                 "Compute messages refused at decode or by the core.",
@@ -143,6 +165,18 @@ class ComputeMetrics:
             E.SCORE: Histogram(
                 p + "score",
                 "Scores this executor offered with.",
+                buckets=[i / 10 for i in range(1, 11)],
+                registry=registry,
+            ),
+            E.LOCALITY_SCORE: Histogram(
+                p + "locality_score",
+                "Locality components of this executor's offers.",
+                buckets=[i / 10 for i in range(1, 11)],
+                registry=registry,
+            ),
+            E.NETWORK_SCORE: Histogram(
+                p + "network_score",
+                "Network components of this executor's offers.",
                 buckets=[i / 10 for i in range(1, 11)],
                 registry=registry,
             ),

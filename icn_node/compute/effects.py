@@ -27,6 +27,12 @@ from icn_node.scheduler.tasks import TaskSpec, TaskState
 from icn_node.wire import Message
 
 __all__ = [
+    "DATA_TRANSFER_NEEDED",
+    "DATA_TRANSFER_SAVED",
+    "LOCALITY_SCORE",
+    "NETWORK_SCORE",
+    "PLACEMENTS_DATA_LOCAL",
+    "PLACEMENTS_WITH_DATA",
     "FUEL_USED",
     "LOSSES",
     "MESSAGES_DROPPED",
@@ -72,6 +78,18 @@ TASKS_FINISHED = "tasks_finished"
 """Submitter: a task reached its final state; label: the state."""
 FUEL_USED = "fuel_used"
 """Submitter: fuel used by a finished task (``n`` is the fuel)."""
+DATA_TRANSFER_NEEDED = "data_transfer_needed"
+"""Submitter: bytes of a placed task's module and inputs its executor lacks (``n``)."""
+DATA_TRANSFER_SAVED = "data_transfer_saved"
+"""Submitter: bytes a locality-blind pick (16A weights) would have moved beyond this one's."""
+PLACEMENTS_WITH_DATA = "placements_with_data"
+"""Submitter: a task with known data placed (claim accepted)."""
+PLACEMENTS_DATA_LOCAL = "placements_data_local"
+"""Submitter: ... on an executor that holds all of it."""
+LOCALITY_SCORE = "locality_score"
+"""Executor (observed): the locality component of each offer."""
+NETWORK_SCORE = "network_score"
+"""Executor (observed): the network component of each offer."""
 MESSAGES_DROPPED = "messages_dropped"
 """A message refused (see :class:`Rejected`)."""
 

@@ -24,7 +24,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from icn_node.compute.effects import (
+    LOCALITY_SCORE,
     LOSSES,
+    NETWORK_SCORE,
     OFFERS_SENT,
     REQUESTS_RECEIVED,
     SCORE,
@@ -340,7 +342,12 @@ class ExecutorCore:
             offer=res,
         )
         self._tentative[th] = t
-        acts.append(Observe(SCORE, res.score))
+        c = res.components
+        acts += [
+            Observe(SCORE, res.score),
+            Observe(LOCALITY_SCORE, c.locality),
+            Observe(NETWORK_SCORE, c.network),
+        ]
         if self.deliberation_s > 0.0:
             t.send_at = now + self.deliberation_s
         else:

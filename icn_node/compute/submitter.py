@@ -25,9 +25,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from icn_node.compute.effects import (
+    DATA_TRANSFER_NEEDED,
+    DATA_TRANSFER_SAVED,
     FUEL_USED,
     OFFERS_RECEIVED,
     PLACEMENT_DURATION,
+    PLACEMENTS_DATA_LOCAL,
+    PLACEMENTS_WITH_DATA,
     TASKS_FINISHED,
     TASKS_SUBMITTED,
     Count,
@@ -43,6 +47,7 @@ from icn_node.compute.records import OfferSummary, TaskRecord
 from icn_node.compute.registry import ExecutorRegistry
 from icn_node.errors import ConfigError, LocalProtocolError, ResourceError
 from icn_node.scheduler import _checks as chk
+from icn_node.scheduler.locality import BlobRegistry
 from icn_node.scheduler.policy import MIN_TRUST_EXECUTE, PlacementOffer, PlacementRequest, Weights
 from icn_node.scheduler.ranking import RankedOffer, rank_offers
 from icn_node.scheduler.tasks import TaskResult, TaskSpec, TaskState
@@ -60,6 +65,8 @@ from icn_node.wire import (
 __all__ = ["NO_EXECUTOR", "MAX_ATTEMPTS", "CANCELLED_BY_USER", "SubmitterCore"]
 
 NO_EXECUTOR = "no_executor"
+BLIND_WEIGHTS = "phase16a"
+"""The locality-blind choice that ``data_transfer_saved`` is measured against."""
 MAX_ATTEMPTS = "max_attempts"
 CANCELLED_BY_USER = "cancelled by user"
 
@@ -84,6 +91,10 @@ class _Task:
     declined: set[str] = field(default_factory=set)
     backlog: list[RankedOffer] = field(default_factory=list)
     queued: bool = False
+    data: tuple[tuple[bytes, int], ...] = ()
+    """The task's blobs (module, inputs) and their sizes, as sent in its requests."""
+    blind_need: int | None = None
+    """Bytes the locality-blind choice of the last window would have had to fetch."""
 
 
 class SubmitterCore:
@@ -118,6 +129,7 @@ class SubmitterCore:
         weights: Weights | str = "phase16c",
         min_trust: float = MIN_TRUST_EXECUTE,
         max_negotiating: int | None = None,
+        blobs: Callable[[], BlobRegistry] | None = None,
     ) -> None:
         chk.text("submitter.did", did, max_len=512)
         self.did = did
@@ -136,6 +148,9 @@ class SubmitterCore:
         )
         self.rng = rng
         self.weights = Weights.named(weights) if isinstance(weights, str) else weights
+        self.blobs = blobs
+        """Where blobs are and their sizes (this node's blob locations), for the data a
+        request carries and the bytes a placement saves; None: tasks carry no data."""
         self.min_trust = chk.number("compute.min_trust", min_trust, lo=0.0, hi=1.0)
         self._tasks: dict[bytes, _Task] = {}
         if max_negotiating is not None:
@@ -292,6 +307,8 @@ class SubmitterCore:
         if spec.profile is None:
             acts.append(Publish(TaskSubmittedMsg(spec, attempt, self.offer_window_s, excluded)))
         else:
+            if not t.data:
+                t.data = self._data(spec)
             req = PlacementRequest(
                 spec.task_hash,
                 spec.profile,
@@ -300,6 +317,7 @@ class SubmitterCore:
                 spec.max_cost,
                 requested_at=now,
                 runtime=spec.runtime,
+                data=t.data,
             )
             msg = PlacementRequestMsg(req, attempt, self.offer_window_s, excluded)
             # Straight to the executors expected to answer (announced, live, could fit) rather
@@ -410,6 +428,17 @@ class SubmitterCore:
             task_hash=spec.task_hash,
             max_cost=spec.max_cost,
         )
+        if t.data and ranking.ranked:
+            # What a locality-blind pick (the seed's 16A weights) would have moved.
+            blind = rank_offers(
+                [r.offer for r in ranking.ranked],
+                trust,
+                weights=BLIND_WEIGHTS,
+                min_trust=self.min_trust,
+                task_hash=spec.task_hash,
+                max_cost=spec.max_cost,
+            )
+            t.blind_need = self._need(t.data, blind.ranked[0].offer.executor)
         t.offers.clear()
         t.declined.clear()
         t.backlog = list(ranking.ranked)
@@ -464,6 +493,43 @@ class SubmitterCore:
         self._set(t, now, acts, state=S.RUNNING, started_at=now, retries=0, reason="")
         if started is not None:
             acts.append(Observe(PLACEMENT_DURATION, max(0.0, now - started)))
+        if t.data and t.rec.executor is not None:
+            need = self._need(t.data, t.rec.executor)
+            acts.append(Count(PLACEMENTS_WITH_DATA))
+            if need == 0:
+                acts.append(Count(PLACEMENTS_DATA_LOCAL))
+            if need:
+                acts.append(Count(DATA_TRANSFER_NEEDED, n=need))
+            if t.blind_need is not None and t.blind_need > need:
+                acts.append(Count(DATA_TRANSFER_SAVED, n=t.blind_need - need))
+
+    # -- data ------------------------------------------------------------------------------
+
+    def _data(self, spec: TaskSpec) -> tuple[tuple[bytes, int], ...]:
+        """The task's module and inputs with the sizes this node knows (unknown ones left out:
+        executors then weigh what they know)."""
+        if self.blobs is None:
+            return ()
+        registry = self.blobs()
+        hashes = [spec.code_blob] if spec.code_blob is not None else []
+        hashes += [h for _, h in spec.input_blobs]
+        out: dict[bytes, int] = {}
+        for h in hashes:
+            e = registry.lookup(h)
+            if e is not None:
+                out[h] = e[0]
+        return tuple(out.items())
+
+    def _need(self, data: tuple[tuple[bytes, int], ...], executor: str) -> int:
+        """Bytes of ``data`` that ``executor`` does not hold, as far as this node knows."""
+        assert self.blobs is not None
+        lookup = self.blobs().lookup
+        need = 0
+        for h, size in data:
+            e = lookup(h)
+            if e is None or executor not in e[1]:
+                need += size
+        return need
 
     # -- legacy first-claim ----------------------------------------------------------------
 

@@ -61,9 +61,9 @@ def _region(name: str, value: Any) -> str:
     return chk.text(name, value, max_len=MAX_REGION_LEN)
 
 
-def _blobs(name: str, value: Any) -> tuple[bytes, ...]:
+def _blobs(name: str, value: Any, *, allow_empty: bool = False) -> tuple[bytes, ...]:
     items = chk.sequence(name, value, max_len=MAX_HINT_BLOBS)
-    if not items:
+    if not items and not allow_empty:
         raise ResourceError(f"{name}: must name at least one blob")
     return tuple(chk.hash32(f"{name}[{i}]", b) for i, b in enumerate(items))
 
@@ -198,7 +198,9 @@ class PreferHighBandwidth(LocalityHint):
 @dataclass(frozen=True, slots=True)
 class MinimizeTransfer(LocalityHint):
     """Compute goes to data: these blobs count for locality, and an executor that would have
-    to fetch more than ``max_transfer_mb`` MiB of them is excluded (hard limit)."""
+    to fetch more than ``max_transfer_mb`` MiB of them and of the task's own data (its module
+    and inputs, which a request carries) is excluded (hard limit). ``blobs`` may be empty: the
+    limit then covers the task's own data."""
 
     blobs: tuple[bytes, ...]
     max_transfer_mb: int
@@ -206,7 +208,8 @@ class MinimizeTransfer(LocalityHint):
     hard: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "blobs", _blobs("minimize_transfer.blobs", self.blobs))
+        blobs = _blobs("minimize_transfer.blobs", self.blobs, allow_empty=True)
+        object.__setattr__(self, "blobs", blobs)
         chk.integer(
             "minimize_transfer.max_transfer_mb", self.max_transfer_mb, lo=0, hi=MAX_TRANSFER_MB
         )

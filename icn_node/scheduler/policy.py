@@ -25,6 +25,7 @@ from icn_node.errors import ConfigError, ResourceError
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.locality import (
     BYTES_PER_MB,
+    MAX_BLOB_BYTES,
     MAX_DID_LEN,
     MAX_HINT_BLOBS,
     AvoidDid,
@@ -182,6 +183,8 @@ class _HintPlan:
     avoid: frozenset[str]
     require_regions: frozenset[str]
     data_blobs: tuple[bytes, ...]
+    sizes: Mapping[bytes, int]
+    """Sizes the request states (the task's own data); others come from the blob registry."""
     transfer_limits: tuple[tuple[tuple[bytes, ...], int], ...]
     prefer_dids: frozenset[str]
     prefer_regions: frozenset[str]
@@ -190,9 +193,15 @@ class _HintPlan:
     min_mbps: tuple[float, ...]
 
     @classmethod
-    def of(cls, hints: tuple[LocalityHint, ...]) -> _HintPlan:
+    def of(
+        cls, hints: tuple[LocalityHint, ...], data: tuple[tuple[bytes, int], ...] = ()
+    ) -> _HintPlan:
+        """``data``: the task's own blobs (module, inputs) with their sizes. They count for
+        locality like a :class:`DataLocality` hint, and a :class:`MinimizeTransfer` limit
+        covers them as well as its own blobs."""
         avoid, req, prefer_d, prefer_r = set(), set(), set(), set()
-        blobs: dict[bytes, None] = {}
+        blobs: dict[bytes, None] = dict.fromkeys(h for h, _ in data)
+        own = tuple(blobs)
         limits, colocate, rtt, mbps = [], [], [], []
         for h in hints:
             if isinstance(h, AvoidDid):
@@ -203,7 +212,8 @@ class _HintPlan:
                 blobs.update(dict.fromkeys(h.blobs))
             elif isinstance(h, MinimizeTransfer):
                 blobs.update(dict.fromkeys(h.blobs))
-                limits.append((tuple(dict.fromkeys(h.blobs)), h.max_transfer_mb * BYTES_PER_MB))
+                limited = tuple(dict.fromkeys((*own, *h.blobs)))
+                limits.append((limited, h.max_transfer_mb * BYTES_PER_MB))
             elif isinstance(h, PreferDid):
                 prefer_d.add(h.did)
             elif isinstance(h, PreferRegion):
@@ -218,6 +228,7 @@ class _HintPlan:
             frozenset(avoid),
             frozenset(req),
             tuple(blobs),
+            dict(data),
             tuple(limits),
             frozenset(prefer_d),
             frozenset(prefer_r),
@@ -245,6 +256,9 @@ class PlacementRequest(codec.Document):
     runtime: Annotated[str, codec.OMIT_DEFAULT] = "wasm"
     """How the task runs: ``wasm`` (the sandbox) or ``exec`` (an operator-allowed host command);
     an executor that does not offer the runtime declines."""
+    data: Annotated[tuple[tuple[bytes, int], ...], codec.OMIT_DEFAULT] = ()
+    """The blobs the task reads — its module and inputs — with their sizes in bytes: data
+    locality without any hint (compute goes to data), weighted by bytes."""
     _plan: _HintPlan = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -270,7 +284,12 @@ class PlacementRequest(codec.Document):
         if self.max_cost is not None:
             chk.integer("placement_request.max_cost", self.max_cost, lo=0, hi=MAX_COST)
         s(self, "requested_at", _time("placement_request.requested_at", self.requested_at))
-        plan = _HintPlan.of(hints)
+        data = tuple(chk.sequence("placement_request.data", self.data, max_len=MAX_HINT_BLOBS))
+        for i, (h, size) in enumerate(data):
+            chk.hash32(f"placement_request.data[{i}]", h)
+            chk.integer(f"placement_request.data[{i}].size", size, lo=0, hi=MAX_BLOB_BYTES)
+        s(self, "data", data)
+        plan = _HintPlan.of(hints, data)
         if len(plan.data_blobs) > MAX_HINT_BLOBS:
             raise ResourceError(
                 f"placement_request.locality_hints: more than {MAX_HINT_BLOBS} distinct blobs"
@@ -571,22 +590,30 @@ class DefaultPlacementPolicy:
     ) -> tuple[float, str | None]:
         """The locality component, and why a transfer limit excludes this node (or None).
 
-        Parts, averaged: the fraction of the required blobs' *bytes* held here (by count when
-        no size is known), 1/0 per :class:`ColocateWith` task running here, 1/0 for a
-        :class:`PreferDid` naming this node. No applicable hint: 0.5.
+        Parts, averaged: the fraction of the required blobs' *bytes* held here (the task's own
+        data and :class:`DataLocality`/:class:`MinimizeTransfer` blobs; sizes from the request,
+        else the blob registry; by count when no size is known), 1/0 per
+        :class:`ColocateWith` task running here, 1/0 for a :class:`PreferDid` naming this node.
+        No applicable part: 0.5.
         """
         parts: list[float] = []
         if plan.data_blobs:
             lookup = ctx.blobs.lookup
+            sizes = plan.sizes
             total = local = n_local = 0
             here_map: dict[bytes, tuple[int | None, bool]] = {}
             for b in plan.data_blobs:
                 e = lookup(b)
-                if e is None:
+                stated = sizes.get(b)
+                if e is None and stated is None:
                     here_map[b] = (None, False)
                     continue
-                size, holders = e
-                here = did in holders
+                if stated is not None:
+                    size = stated
+                else:
+                    assert e is not None
+                    size = e[0]
+                here = e is not None and did in e[1]
                 here_map[b] = (size, here)
                 total += size
                 if here:

@@ -45,7 +45,7 @@ from icn_node.compute import (
     SubmitterCore,
     TaskRecord,
 )
-from icn_node.scheduler import DefaultPlacementPolicy, NodeCapacity
+from icn_node.scheduler import BlobRegistry, DefaultPlacementPolicy, NodeCapacity
 from icn_node.scheduler.executors import ExecutorInfo
 from icn_node.scheduler.tasks import TaskResult, TaskSpec, TaskState
 from icn_node.wire import ExecutorAnnounceMsg, Message
@@ -63,6 +63,7 @@ class Node:
     jobs: dict[bytes, JobRecord] = field(default_factory=dict)
     up: bool = True
     epoch: int = 0
+    blobs: Callable[[], BlobRegistry] = BlobRegistry
 
     def build(self, registry: ExecutorRegistry | None = None) -> ComputeCore:
         registry = registry or ExecutorRegistry(self.interval_s)
@@ -76,9 +77,12 @@ class Node:
             executor = ExecutorCore(self.did, cap, pol, trust, **kw)
         self.core = ComputeCore(
             self.did,
-            submitter=SubmitterCore(self.did, self.trust, registry, **self.sub_kw),
+            submitter=SubmitterCore(
+                self.did, self.trust, registry, blobs=self.blobs, **self.sub_kw
+            ),
             registry=registry,
             executor=executor,
+            blob_registry=self.blobs,
         )
         return self.core
 
@@ -112,6 +116,8 @@ class Network:
         self._seq = itertools.count()
         self._runs: dict[tuple[str, bytes], int] = {}
         self._submitter: str | None = None
+        self.blobs = BlobRegistry()
+        """Where blobs are, as every node knows it (assign a new registry to change it)."""
 
     # -- building ---------------------------------------------------------------------------
 
@@ -124,7 +130,7 @@ class Network:
         seed: int | None = None,
         **kw: Any,
     ) -> ExecutorCore:
-        n = self.nodes.setdefault(name_or_did, Node(name_or_did))
+        n = self.nodes.setdefault(name_or_did, Node(name_or_did, blobs=lambda: self.blobs))
         n.exec_kw = {"cap": cap, "seed": seed, "trust": _trust(trust), **kw}
         core = n.build(n.core.registry if n.core else None)
         assert core.executor is not None
@@ -138,7 +144,7 @@ class Network:
         interval_s: float = 10.0,
         **kw: Any,
     ) -> SubmitterCore:
-        n = self.nodes.setdefault(d, Node(d))
+        n = self.nodes.setdefault(d, Node(d, blobs=lambda: self.blobs))
         n.trust, n.interval_s, n.sub_kw = _trust(trust), interval_s, kw
         self._submitter = d
         return n.build().submitter

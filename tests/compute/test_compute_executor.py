@@ -90,6 +90,8 @@ def test_request_offers_at_once_and_reserves():
     assert kinds(acts) == [
         "Count:requests_received",
         "Observe:score",
+        "Observe:locality_score",
+        "Observe:network_score",
         "Send:placement_offer",
         "Count:offers_sent",
     ]
