@@ -24,14 +24,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from icn_node.compute.data import BLIND_WEIGHTS, Data, bytes_needed, placement_effects, task_data
 from icn_node.compute.effects import (
-    DATA_TRANSFER_NEEDED,
-    DATA_TRANSFER_SAVED,
     FUEL_USED,
     OFFERS_RECEIVED,
     PLACEMENT_DURATION,
-    PLACEMENTS_DATA_LOCAL,
-    PLACEMENTS_WITH_DATA,
     TASKS_FINISHED,
     TASKS_SUBMITTED,
     Count,
@@ -65,8 +62,6 @@ from icn_node.wire import (
 __all__ = ["NO_EXECUTOR", "MAX_ATTEMPTS", "CANCELLED_BY_USER", "SubmitterCore"]
 
 NO_EXECUTOR = "no_executor"
-BLIND_WEIGHTS = "phase16a"
-"""The locality-blind choice that ``data_transfer_saved`` is measured against."""
 MAX_ATTEMPTS = "max_attempts"
 CANCELLED_BY_USER = "cancelled by user"
 
@@ -91,7 +86,7 @@ class _Task:
     declined: set[str] = field(default_factory=set)
     backlog: list[RankedOffer] = field(default_factory=list)
     queued: bool = False
-    data: tuple[tuple[bytes, int], ...] = ()
+    data: Data = ()
     """The task's blobs (module, inputs) and their sizes, as sent in its requests."""
     blind_need: int | None = None
     """Bytes the locality-blind choice of the last window would have had to fetch."""
@@ -307,8 +302,8 @@ class SubmitterCore:
         if spec.profile is None:
             acts.append(Publish(TaskSubmittedMsg(spec, attempt, self.offer_window_s, excluded)))
         else:
-            if not t.data:
-                t.data = self._data(spec)
+            if not t.data and self.blobs is not None:
+                t.data = task_data(spec, self.blobs())
             req = PlacementRequest(
                 spec.task_hash,
                 spec.profile,
@@ -438,7 +433,8 @@ class SubmitterCore:
                 task_hash=spec.task_hash,
                 max_cost=spec.max_cost,
             )
-            t.blind_need = self._need(t.data, blind.ranked[0].offer.executor)
+            assert self.blobs is not None
+            t.blind_need = bytes_needed(t.data, blind.ranked[0].offer.executor, self.blobs())
         t.offers.clear()
         t.declined.clear()
         t.backlog = list(ranking.ranked)
@@ -493,43 +489,8 @@ class SubmitterCore:
         self._set(t, now, acts, state=S.RUNNING, started_at=now, retries=0, reason="")
         if started is not None:
             acts.append(Observe(PLACEMENT_DURATION, max(0.0, now - started)))
-        if t.data and t.rec.executor is not None:
-            need = self._need(t.data, t.rec.executor)
-            acts.append(Count(PLACEMENTS_WITH_DATA))
-            if need == 0:
-                acts.append(Count(PLACEMENTS_DATA_LOCAL))
-            if need:
-                acts.append(Count(DATA_TRANSFER_NEEDED, n=need))
-            if t.blind_need is not None and t.blind_need > need:
-                acts.append(Count(DATA_TRANSFER_SAVED, n=t.blind_need - need))
-
-    # -- data ------------------------------------------------------------------------------
-
-    def _data(self, spec: TaskSpec) -> tuple[tuple[bytes, int], ...]:
-        """The task's module and inputs with the sizes this node knows (unknown ones left out:
-        executors then weigh what they know)."""
-        if self.blobs is None:
-            return ()
-        registry = self.blobs()
-        hashes = [spec.code_blob] if spec.code_blob is not None else []
-        hashes += [h for _, h in spec.input_blobs]
-        out: dict[bytes, int] = {}
-        for h in hashes:
-            e = registry.lookup(h)
-            if e is not None:
-                out[h] = e[0]
-        return tuple(out.items())
-
-    def _need(self, data: tuple[tuple[bytes, int], ...], executor: str) -> int:
-        """Bytes of ``data`` that ``executor`` does not hold, as far as this node knows."""
-        assert self.blobs is not None
-        lookup = self.blobs().lookup
-        need = 0
-        for h, size in data:
-            e = lookup(h)
-            if e is None or executor not in e[1]:
-                need += size
-        return need
+        if t.data and t.rec.executor is not None and self.blobs is not None:
+            acts += placement_effects(t.data, t.rec.executor, t.blind_need, self.blobs())
 
     # -- legacy first-claim ----------------------------------------------------------------
 
