@@ -30,7 +30,7 @@ from icn_node.scheduler import (
 )
 from icn_node.scheduler.tasks import FINAL_STATES
 
-from .blob import resolve_blob
+from .blob import put_file, resolve_blob
 from .common import call, emit, short_did
 
 app = typer.Typer(
@@ -293,10 +293,9 @@ def submit(
         code = {"exec": [exec_]}
     else:
         assert module is not None  # exactly one of them, checked above
-        code = {
-            "module": base64.b64encode(module.read_bytes()).decode(),
-            "module_name": module.name,
-        }
+        # Put as a blob first (streamed through a file descriptor, no line limit), then
+        # submitted by hash: modules up to the daemon's 16 MiB limit pass.
+        code = {"module_blob": put_file(ctx, module), "module_name": module.name}
     params = {
         **code,
         "fuel": fuel,
