@@ -240,11 +240,20 @@ async def test_malformed_fd_requests_get_clear_errors_and_leak_nothing(short_tmp
         fds = [f.fileno() for f in files]
 
         def call(method, params, sent):
-            with RpcClient(path) as c:
-                try:
-                    return c.call(method, params, fds=sent)
-                except RpcError as e:
-                    return e.code, str(e)
+            # One request, then half-close and read to the end: when the server's side closes,
+            # it has closed its connection and every descriptor it received.
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(path))
+                req = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+                socket.send_fds(s, [json.dumps(req).encode() + b"\n"], sent)
+                s.shutdown(socket.SHUT_WR)
+                buf = b""
+                while chunk := s.recv(65536):
+                    buf += chunk
+            out = json.loads(buf.splitlines()[-1])
+            return (
+                (out["error"]["code"], out["error"]["message"]) if "error" in out else out["result"]
+            )
 
         async def run(method, params, sent):
             return await trio.to_thread.run_sync(call, method, params, sent)

@@ -23,11 +23,15 @@ from icn_node.rpc.streams import (
 
 
 class Recorder:
-    def __init__(self) -> None:
+    def __init__(self, gone_after: int | None = None) -> None:
         self.sent: list[tuple[float, str, dict]] = []
+        self.gone_after = gone_after  # the client leaves after this many notifications
 
-    async def send(self, method: str, params: dict) -> None:
+    async def send(self, method: str, params: dict) -> bool:
+        if self.gone_after is not None and len(self.sent) >= self.gone_after:
+            return False
         self.sent.append((trio.current_time(), method, params))
+        return True
 
 
 async def test_progress_is_reported_while_it_changes_and_kept_alive_while_it_does_not(
@@ -64,6 +68,19 @@ async def test_progress_disabled_sends_nothing_and_body_errors_pass_through(auto
     with pytest.raises(RpcError, match="refused"):
         async with reporting(Call(send=rec.send), True, "read"):
             raise RpcError(-32000, "refused")  # not wrapped in an exception group
+
+
+async def test_a_client_that_went_away_stops_the_transfer(autojump_clock):
+    rec = Recorder(gone_after=2)
+    reached = []
+    with pytest.raises(RpcError, match="the client went away; the transfer was stopped"):
+        async with reporting(Call(send=rec.send), True, "read") as prog:
+            for i in range(100):
+                prog.done = i
+                await trio.sleep(0.1)
+                reached.append(i)
+    assert len(rec.sent) == 2
+    assert reached[-1] < 10  # cancelled at the third notification (0.75 s), not after 10 s
 
 
 def test_check_fd_names_what_is_wrong(tmp_path):

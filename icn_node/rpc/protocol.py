@@ -33,7 +33,7 @@ INTERNAL_ERROR = -32603
 DOMAIN_ERROR = -32000
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
+Notify = Callable[[str, dict[str, Any]], Awaitable[bool]]
 
 
 class InvalidParams(RpcError):
@@ -41,8 +41,8 @@ class InvalidParams(RpcError):
         super().__init__(INVALID_PARAMS, message)
 
 
-async def _no_notify(method: str, params: dict[str, Any]) -> None:
-    return None
+async def _no_notify(method: str, params: dict[str, Any]) -> bool:
+    return True
 
 
 @dataclass
@@ -53,7 +53,8 @@ class Call:
     index (``{"fd": 0}``). They belong to the server, which closes them after the handler
     returns: a handler never closes or keeps them. ``fds_dropped``: the client sent more than
     the server takes (the kernel closed the rest). ``send``: writes one notification line to
-    the client before the response (the server's; a no-op off a socket). ``io_timeout_s``: how
+    the client before the response, False when the client is gone (the server's; a no-op off
+    a socket). ``io_timeout_s``: how
     long a handler waits on a client's file descriptor that gives or takes no bytes.
     """
 
@@ -81,9 +82,10 @@ class Call:
             )
         return self.fds[index]
 
-    async def notify(self, method: str, params: dict[str, Any]) -> None:
-        """A notification about this request; ``params`` gains ``request`` (the request's id)."""
-        await self.send(method, {"request": self.request_id, **params})
+    async def notify(self, method: str, params: dict[str, Any]) -> bool:
+        """A notification about this request (``params`` gains ``request``, the request's id);
+        False when it could not be delivered: the client went away or does not read."""
+        return await self.send(method, {"request": self.request_id, **params})
 
 
 def _fds(n: int) -> str:

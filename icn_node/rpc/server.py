@@ -134,8 +134,9 @@ class _LineReader:
 
 
 class _Sender:
-    """Writes responses and notifications; a notification cut short (a client that does not
-    read, or cancellation mid-line) marks the stream broken: nothing may follow on it."""
+    """Writes responses and notifications; a send cut short (a client that went away or does
+    not read, or cancellation mid-line) marks the stream broken: nothing may follow on it, and
+    :meth:`send`/:meth:`notify` return False."""
 
     def __init__(self, stream: trio.abc.SendStream) -> None:
         self._stream = stream
@@ -156,8 +157,8 @@ class _Sender:
                 self.broken = True
         return sent
 
-    async def notify(self, method: str, params: dict[str, Any]) -> None:
-        await self.send(encode({"jsonrpc": "2.0", "method": method, "params": params}))
+    async def notify(self, method: str, params: dict[str, Any]) -> bool:
+        return await self.send(encode({"jsonrpc": "2.0", "method": method, "params": params}))
 
 
 def _remove_stale_socket(path: Path) -> None:

@@ -137,37 +137,45 @@ class Progress:
 async def reporting(
     call: Call, enabled: bool, phase: str, total: int | None = None
 ) -> AsyncIterator[Progress]:
-    """A :class:`Progress` for the body; with ``enabled``, reported as notifications."""
+    """A :class:`Progress` for the body; with ``enabled``, reported as notifications. A
+    notification that cannot be delivered means the client is gone (Ctrl-C on a 2 GB put):
+    the body is cancelled and the call ends with an error nobody will read, so a transfer
+    nobody waits for stops, and the handler's cleanup (nothing stored) runs."""
     progress = Progress(phase, total=total)
     if not enabled:
         yield progress
         return
     stop = trio.Event()
+    with trio.CancelScope() as body:
 
-    async def report() -> None:
-        last: dict[str, object] | None = None
-        last_at = trio.current_time()
-        while True:
-            with trio.move_on_after(PROGRESS_INTERVAL_S):
-                await stop.wait()
-            if stop.is_set():
-                return
-            doc = progress.doc()
-            now = trio.current_time()
-            if doc != last or now - last_at >= KEEPALIVE_S:
-                await call.notify("progress", doc)
-                last, last_at = doc, now
+        async def report() -> None:
+            last: dict[str, object] | None = None
+            last_at = trio.current_time()
+            while True:
+                with trio.move_on_after(PROGRESS_INTERVAL_S):
+                    await stop.wait()
+                if stop.is_set():
+                    return
+                doc = progress.doc()
+                now = trio.current_time()
+                if doc != last or now - last_at >= KEEPALIVE_S:
+                    if not await call.notify("progress", doc):
+                        body.cancel()
+                        return
+                    last, last_at = doc, now
 
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(report)
-            try:
-                yield progress
-            finally:
-                stop.set()
-    except BaseExceptionGroup as group:
-        # The reporter raises nothing of its own: the group wraps the body's exception, which
-        # the handler's caller must see as it is (an RpcError is a reply, not a bug).
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(report)
+                try:
+                    yield progress
+                finally:
+                    stop.set()
+        except BaseExceptionGroup as group:
+            # The reporter raises nothing of its own: the group wraps the body's exception,
+            # which the handler's caller must see as it is (an RpcError is a reply, not a bug).
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+    if body.cancelled_caught:
+        raise RpcError(DOMAIN_ERROR, "the client went away; the transfer was stopped")

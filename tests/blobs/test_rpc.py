@@ -239,3 +239,23 @@ async def test_rm_of_a_blob_a_task_here_uses_is_refused(tmp_path):
     del users[h]
     result, _ = await call(reg, "blob.rm", {"blob": h.hex()})
     assert result["size"] == 6
+
+
+async def test_a_put_whose_client_went_away_stops_and_stores_nothing(tmp_path):
+    reg, svc = node(tmp_path)
+    rd, wr = os.pipe()
+    os.write(wr, b"partial" * 1000)  # and never closed: the client was interrupted
+
+    async def gone(method, params):
+        return False  # the notification could not be delivered
+
+    line = json.dumps(
+        {"jsonrpc": "2.0", "id": 3, "method": "blob.put", "params": {"fd": 0, "progress": True}}
+    )
+    try:
+        out = json.loads(await reg.handle_line(line.encode(), Call(fds=(rd,), send=gone)))
+    finally:
+        os.close(wr)
+        os.close(rd)
+    assert out["error"]["message"] == "the client went away; the transfer was stopped"
+    assert svc.store.stored_bytes == 0 and list(svc.store.tmp_dir.iterdir()) == []

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 import threading
@@ -66,6 +67,15 @@ def padded_module(wat: Path, dest: Path, pad: int) -> Path:
     return dest
 
 
+def join_feeder(feeder: threading.Thread, fifo: Path) -> None:
+    """Join a thread writing into ``fifo``, even if no reader ever opened it (the test failed
+    before icnctl did): a reader opened and closed here lets its open() return."""
+    feeder.join(timeout=5)
+    if feeder.is_alive():
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        feeder.join(timeout=5)
+
+
 @pytest.fixture
 def one(short_tmp):
     with LocalCluster(short_tmp, 1, topology="none") as cluster:
@@ -111,11 +121,14 @@ def test_a_progress_bar_reaches_a_terminal_for_a_put_over_a_second(one, short_tm
     chunks = [os.urandom(MiB) for _ in range(6)]
 
     def dribble() -> None:  # 6 MiB over about 1.8 s
-        with open(fifo, "wb") as w:
-            for c in chunks:
-                w.write(c)
-                w.flush()
-                time.sleep(0.3)
+        try:
+            with open(fifo, "wb") as w:
+                for c in chunks:
+                    w.write(c)
+                    w.flush()
+                    time.sleep(0.3)
+        except BrokenPipeError:  # the reader went away: the test fails on its own
+            pass
 
     feeder = threading.Thread(target=dribble)
     feeder.start()
@@ -139,12 +152,47 @@ def test_a_progress_bar_reaches_a_terminal_for_a_put_over_a_second(one, short_tm
             drawn += piece
     finally:
         os.close(leader)
-        feeder.join()
+        join_feeder(feeder, fifo)
     assert r.returncode == 0
     assert r.stdout.decode().strip() == hashlib.sha256(b"".join(chunks)).hexdigest()
     text = drawn.decode()
     assert "put slow.fifo: " in text and "MiB/s" in text  # a pipe: bytes and rate, no total
     assert text.endswith("\r\x1b[K")  # cleared before the hash was printed
+
+
+def test_an_interrupted_put_stops_in_the_daemon_and_stores_nothing(one, short_tmp):
+    fifo = short_tmp / "endless.fifo"
+    os.mkfifo(fifo)
+    stop = threading.Event()
+
+    def feed() -> None:  # a source that would go on for a long time
+        try:
+            with open(fifo, "wb") as w:
+                while not stop.is_set():
+                    w.write(os.urandom(64 * 1024))
+                    time.sleep(0.05)
+        except BrokenPipeError:  # the daemon let go of it
+            pass
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        proc = subprocess.Popen(
+            icnctl_argv(one, "blob", "put", str(fifo)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        tmp = one.nodes[0].data_dir / "blobs" / "tmp"
+        wait_until("the put under way", lambda: any(tmp.iterdir()), timeout=20)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert proc.wait(timeout=20) != 0
+        # The daemon notices at its next progress notification and drops the partial blob.
+        wait_until("the partial blob dropped", lambda: not any(tmp.iterdir()), timeout=20)
+    finally:
+        stop.set()
+        join_feeder(feeder, fifo)
+    assert one.rpc(0, "blob.list")["blobs"] == []
+    assert "rpc_handler_failed" not in (one.nodes[0].log_path.read_text())
 
 
 def test_compute_submit_of_a_module_over_the_line_limit_runs(short_tmp):
