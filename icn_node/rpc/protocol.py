@@ -54,8 +54,8 @@ class Call:
     returns: a handler never closes or keeps them. ``fds_dropped``: the client sent more than
     the server takes (the kernel closed the rest). ``send``: writes one notification line to
     the client before the response, False when the client is gone (the server's; a no-op off
-    a socket). ``io_timeout_s``: how
-    long a handler waits on a client's file descriptor that gives or takes no bytes.
+    a socket). ``io_timeout_s``: how long a handler waits on a client's file descriptor that
+    gives or takes no bytes. ``request_id``: set by the registry.
     """
 
     fds: tuple[int, ...] = ()
