@@ -6,7 +6,6 @@ types, so a bad value is a usage error (exit 2) naming the option before anythin
 
 from __future__ import annotations
 
-import base64
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from icn_node.scheduler import (
 )
 from icn_node.scheduler.tasks import FINAL_STATES
 
-from .blob import put_file, resolve_blob
+from .blob import get_to_file, put_file, resolve_blob
 from .common import call, emit, short_did
 
 app = typer.Typer(
@@ -377,9 +376,8 @@ def result(
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         for out in res.get("outputs") or []:
-            name = Path(out["name"]).name
-            blob = call(ctx, "blob.get", {"blob": out["blob"]})
-            (output / name).write_bytes(base64.b64decode(blob["data"]))
+            # Streamed into the file like `blob get -o` (a base64 reply stops at 16 MiB).
+            get_to_file(ctx, out["blob"], output / Path(out["name"]).name)
     emit(ctx, res, _render_result(res))
 
 
