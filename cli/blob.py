@@ -1,16 +1,25 @@
-"""``icnctl blob …``: put files into the node's blob store, get them back, list them."""
+"""``icnctl blob …``: put files into the node's blob store, get them back, list, remove them.
+
+Files travel as open file descriptors sent with the request (SCM_RIGHTS): icnctl opens the file
+(so icnd touches only what the caller could open) and icnd reads or writes it a chunk at a time,
+so any size passes. A progress bar shows on a terminal for transfers over a second.
+"""
 
 from __future__ import annotations
 
 import base64
+import io
+import os
+import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import call, emit
+from .common import call, emit, fail
+from .progress import progress_bar
 
-app = typer.Typer(help="Content-addressed blobs: put, get, list.", no_args_is_help=True)
+app = typer.Typer(help="Content-addressed blobs: put, get, list, rm.", no_args_is_help=True)
 
 
 def _is_hash(text: str) -> bool:
@@ -18,10 +27,39 @@ def _is_hash(text: str) -> bool:
     return len(t) == 64 and all(c in "0123456789abcdef" for c in t)
 
 
+def put_path(ctx: typer.Context, path: Path) -> dict[str, Any]:
+    """Put a file: icnd reads it through the descriptor opened here; returns blob and size."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise fail(f"cannot read {path}: {e.strerror}") from None
+    with f, progress_bar(ctx, f"put {path.name}") as bar:
+        params = {"fd": 0, "progress": True}
+        out: dict[str, Any] = call(ctx, "blob.put", params, fds=[f.fileno()], on_notify=bar)
+    return out
+
+
 def put_file(ctx: typer.Context, path: Path) -> str:
-    data = path.read_bytes()
-    out = call(ctx, "blob.put", {"data": base64.b64encode(data).decode()})
-    return out["blob"]
+    return str(put_path(ctx, path)["blob"])
+
+
+def get_to_file(ctx: typer.Context, blob: str, path: Path) -> dict[str, Any]:
+    """Get a blob into ``path``: icnd writes it through the descriptor opened here. A failed
+    get leaves no file behind."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    except OSError as e:
+        raise fail(f"cannot write {path}: {e.strerror}") from None
+    try:
+        with progress_bar(ctx, f"get {path.name}") as bar:
+            params = {"blob": blob, "fd": 0, "progress": True}
+            out: dict[str, Any] = call(ctx, "blob.get", params, fds=[fd], on_notify=bar)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
+    return out
 
 
 def resolve_blob(ctx: typer.Context, spec: str) -> tuple[str, str]:
@@ -43,9 +81,9 @@ def resolve_blob(ctx: typer.Context, spec: str) -> tuple[str, str]:
 def put(
     ctx: typer.Context, file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
 ) -> None:
-    """Store a file; prints its blob hash."""
-    blob = put_file(ctx, file)
-    emit(ctx, {"blob": blob, "size": file.stat().st_size}, blob)
+    """Store a file (any size); prints its blob hash."""
+    out = put_path(ctx, file)
+    emit(ctx, {"blob": out["blob"], "size": out["size"]}, out["blob"])
 
 
 @app.command()
@@ -54,16 +92,35 @@ def get(
     blob: str,
     output: Annotated[Optional[Path], typer.Option("--output", "-o")] = None,  # noqa: UP045
 ) -> None:
-    """Fetch a blob (from this node, or from a peer that announced it)."""
+    """Fetch a blob (from this node, or from a peer that announced it) into a file, or to
+    standard output."""
     if not _is_hash(blob):
         raise typer.BadParameter(f"expected a 64-hex blob hash, got {blob!r}", param_hint="BLOB")
-    out = call(ctx, "blob.get", {"blob": blob.lower()})
-    data = base64.b64decode(out["data"])
-    if output is None:
+    blob = blob.lower()
+    if output is not None:
+        out = get_to_file(ctx, blob, output)
+        emit(ctx, {"blob": blob, "size": out["size"], "path": str(output)}, str(output))
+        return
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, io.UnsupportedOperation):  # stdout is not a file (a test runner)
+        data = base64.b64decode(call(ctx, "blob.get", {"blob": blob})["data"])
         typer.echo(data.decode(errors="replace"), nl=False)
-    else:
-        output.write_bytes(data)
-        emit(ctx, {"blob": blob, "size": len(data), "path": str(output)}, str(output))
+        return
+    sys.stdout.flush()
+    # The daemon writes straight into our standard output; no bar when that is the terminal.
+    with progress_bar(ctx, f"get {blob[:12]}", allowed=not os.isatty(fd)) as bar:
+        params = {"blob": blob, "fd": 0, "progress": True}
+        call(ctx, "blob.get", params, fds=[fd], on_notify=bar)
+
+
+@app.command()
+def rm(ctx: typer.Context, blob: str) -> None:
+    """Remove a blob from this node (refused while a task here needs it)."""
+    if not _is_hash(blob):
+        raise typer.BadParameter(f"expected a 64-hex blob hash, got {blob!r}", param_hint="BLOB")
+    out = call(ctx, "blob.rm", {"blob": blob.lower()})
+    emit(ctx, out, f"removed {out['blob']} ({out['size']} bytes)")
 
 
 @app.command("list")

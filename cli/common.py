@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,20 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def call(ctx: typer.Context, method: str, params: dict[str, Any] | None = None) -> Any:
-    """Call the daemon; any failure becomes ``Error: …`` and exit 1."""
+def call(
+    ctx: typer.Context,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    fds: Sequence[int] = (),
+    on_notify: Callable[[str, Any], None] | None = None,
+) -> Any:
+    """Call the daemon (``fds`` travel with the request, notifications go to ``on_notify``);
+    any failure becomes ``Error: …`` and exit 1."""
     obj: Ctx = ctx.obj
     try:
         with RpcClient(obj.socket, timeout=obj.timeout) as client:
-            return client.call(method, params)
+            return client.call(method, params, fds=fds, on_notify=on_notify)
     except DaemonUnavailable as e:
         raise fail(str(e)) from None
     except RpcError as e:

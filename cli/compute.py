@@ -6,7 +6,6 @@ types, so a bad value is a usage error (exit 2) naming the option before anythin
 
 from __future__ import annotations
 
-import base64
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from icn_node.scheduler import (
 )
 from icn_node.scheduler.tasks import FINAL_STATES
 
-from .blob import resolve_blob
+from .blob import get_to_file, put_file, resolve_blob
 from .common import call, emit, short_did
 
 app = typer.Typer(
@@ -311,10 +310,9 @@ def submit(
         code = {"exec": [exec_]}
     else:
         assert module is not None  # exactly one of them, checked above
-        code = {
-            "module": base64.b64encode(module.read_bytes()).decode(),
-            "module_name": module.name,
-        }
+        # Put as a blob first (streamed through a file descriptor, no line limit), then
+        # submitted by hash: modules up to the daemon's 16 MiB limit pass.
+        code = {"module_blob": put_file(ctx, module), "module_name": module.name}
     params = {
         **code,
         "fuel": fuel,
@@ -396,9 +394,8 @@ def result(
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         for out in res.get("outputs") or []:
-            name = Path(out["name"]).name
-            blob = call(ctx, "blob.get", {"blob": out["blob"]})
-            (output / name).write_bytes(base64.b64decode(blob["data"]))
+            # Streamed into the file like `blob get -o` (a base64 reply stops at 16 MiB).
+            get_to_file(ctx, out["blob"], output / Path(out["name"]).name)
     emit(ctx, res, _render_result(res))
 
 

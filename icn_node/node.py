@@ -20,6 +20,7 @@ from .blobs.driver import BlobService
 from .blobs.rpc import register as register_blob_rpc
 from .capacity import MB, HostSample, advertised_capacity, load_nvml, read_gpus, sample_host
 from .compute.driver import ComputeDriver
+from .compute.records import JobRecord, JobState, TaskRecord
 from .compute.rpc import ComputeRpc
 from .config import Config, format_hostport, parse_hostport
 from .identity import NodeIdentity
@@ -30,6 +31,7 @@ from .metrics import Metrics, serve_metrics
 from .rpc import RpcRegistry
 from .rpc.server import serve_rpc
 from .scheduler import Ewma, NodeCapacity, NodeMetrics
+from .scheduler.tasks import TaskSpec, TaskState
 
 log = get_logger("icn.node")
 
@@ -151,10 +153,13 @@ class Node:
 
     async def _start_compute(self, nursery: trio.Nursery) -> None:
         assert self.mesh is not None
-        blobs = BlobService(self.did, BlobStore(self.config.data_dir / "blobs"), self.mesh, _now())
+        store = BlobStore(
+            self.config.data_dir / "blobs", quota_bytes=self.config.blobs.quota_mb * MB
+        )
+        blobs = BlobService(self.did, store, self.mesh, _now())
         await nursery.start(blobs.serve)
         self.blobs = blobs
-        register_blob_rpc(self.rpc, blobs)
+        register_blob_rpc(self.rpc, blobs, in_use=self.blob_in_use)
         compute = ComputeDriver(
             self.config, self.did, self.mesh, blobs, self, self.metrics.registry, self.trust
         )
@@ -162,10 +167,41 @@ class Node:
         self.compute = compute
         ComputeRpc(compute).register(self.rpc)
 
+    def blob_in_use(self, h: bytes) -> str | None:
+        """Why blob ``h`` must stay (``blob.rm`` refuses): it is the code or an input of a job
+        this executor has reserved or is running, or of a task submitted here that has not
+        ended (its executor fetches the blob from here). None when nothing here needs it."""
+        if self.compute is None:
+            return None
+        store = self.compute.store
+        active = [JobState.RESERVED.value, JobState.RUNNING.value]
+        for _, doc in store.scan("jobs", states=active):
+            job = JobRecord.from_dict(doc)
+            role = _role(job.spec, h)
+            if role:
+                return f"{role} of task {job.task_hash.hex()} ({job.state.value} on this executor)"
+        unfinished = [s.value for s in TaskState if not s.is_final]
+        for _, doc in store.scan("tasks", states=unfinished):
+            rec = TaskRecord.from_dict(doc)
+            role = _role(rec.spec, h)
+            if role:
+                return f"{role} of task {rec.task_hash.hex()} (submitted here, {rec.state.value})"
+        return None
+
     async def shutdown(self) -> None:
         """Tell services to wind down (say goodbye to peers, persist); bounded by the caller."""
         if self.mesh is not None and hasattr(self.mesh, "shutdown"):
             await self.mesh.shutdown()
+
+
+def _role(spec: TaskSpec, h: bytes) -> str | None:
+    """What blob ``h`` is to the task: its code, one of its inputs, or nothing."""
+    if spec.code_blob == h:
+        return "the code"
+    for name, blob in spec.input_blobs:
+        if blob == h:
+            return f"input {name!r}"
+    return None
 
 
 def _now() -> Callable[[], float]:

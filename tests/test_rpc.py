@@ -1,6 +1,8 @@
 import json
+import os
 import socket
 import stat
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -166,3 +168,157 @@ async def test_refuses_to_replace_a_regular_file(short_tmp):
 def test_client_without_daemon_says_so(short_tmp):
     with pytest.raises(DaemonUnavailable, match="no icnd is listening"):
         RpcClient(short_tmp / "absent.sock").call("node.status")
+
+
+# --- file descriptors sent with a request (SCM_RIGHTS) ------------------------------------------
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def fd_registry(seen: list[bytes]) -> RpcRegistry:
+    reg = make_registry()
+
+    async def read(params, call):
+        # The handler gets a readable descriptor: read it as a file object, through a dup
+        # (the server owns the descriptor it received and closes it after the reply).
+        fd = call.fd(params.get("fd"))
+        assert not os.get_inheritable(fd)  # received close-on-exec: task processes never get it
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read()
+        seen.append(data)
+        await call.notify("progress", {"done": len(data)})
+        return {"data": data.decode()}
+
+    reg.register_streaming("read", read)
+    return reg
+
+
+def source(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return open(path, "rb")
+
+
+@asynccontextmanager
+async def fd_server(tmp):
+    """A server on a real Unix socket with the ``read`` method; yields (socket path, what the
+    handler read)."""
+    path = tmp / "s.sock"
+    seen: list[bytes] = []
+    async with trio.open_nursery() as n:
+        await n.start(serve_rpc, fd_registry(seen), path)
+        yield path, seen
+        n.cancel_scope.cancel()
+
+
+async def test_a_client_passes_an_open_file_and_the_handler_reads_it(short_tmp):
+    notes: list[tuple[str, dict]] = []
+    async with fd_server(short_tmp) as (path, seen):
+        with source(short_tmp, "in.txt", "hello through SCM_RIGHTS") as f:
+
+            def go():
+                with RpcClient(path) as c:
+                    return c.call(
+                        "read",
+                        {"fd": 0},
+                        fds=[f.fileno()],
+                        on_notify=lambda m, p: notes.append((m, p)),
+                    )
+
+            out = await trio.to_thread.run_sync(go)
+        assert out == {"data": "hello through SCM_RIGHTS"}
+        assert seen == [b"hello through SCM_RIGHTS"]
+        # The notification came before the reply and names the request it is about.
+        assert notes == [("progress", {"request": 1, "done": 24})]
+
+
+async def test_malformed_fd_requests_get_clear_errors_and_leak_nothing(short_tmp):
+    async with fd_server(short_tmp) as (path, seen):
+        files = [source(short_tmp, f"f{i}", str(i)) for i in range(6)]
+        fds = [f.fileno() for f in files]
+
+        def call(method, params, sent):
+            # One request, then half-close and read to the end: when the server's side closes,
+            # it has closed its connection and every descriptor it received.
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(path))
+                req = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+                socket.send_fds(s, [json.dumps(req).encode() + b"\n"], sent)
+                s.shutdown(socket.SHUT_WR)
+                buf = b""
+                while chunk := s.recv(65536):
+                    buf += chunk
+            out = json.loads(buf.splitlines()[-1])
+            return (
+                (out["error"]["code"], out["error"]["message"]) if "error" in out else out["result"]
+            )
+
+        async def run(method, params, sent):
+            return await trio.to_thread.run_sync(call, method, params, sent)
+
+        await run("read", {"fd": 0}, fds[:1])  # warm up: worker threads, lazy imports
+        before = open_fds()
+        assert await run("read", {"fd": 0}, []) == (
+            -32602,
+            "fd: no file descriptor came with this request (send it with SCM_RIGHTS in the "
+            "same message as the request line)",
+        )
+        assert await run("read", {"fd": 1}, fds[:1]) == (
+            -32602,
+            "fd: index 1 out of range (1 file descriptor came with the request)",
+        )
+        assert await run("read", {"fd": "0"}, fds[:1]) == (
+            -32602,
+            "fd: expected the index of a file descriptor sent with the request, got '0'",
+        )
+        assert await run("read", {"fd": 0}, fds[:2]) == (
+            -32600,
+            "read takes at most 1 file descriptor (2 came with the request)",
+        )
+        assert await run("echo", {}, fds[:1]) == (
+            -32600,
+            "echo takes no file descriptors (1 came with the request)",
+        )
+        code, message = await run("read", {"fd": 0}, fds)  # 6: more than the server takes
+        assert code == -32600
+        assert message.startswith("too many file descriptors came with the request")
+        # Every descriptor the server received was closed after its reply.
+        assert open_fds() == before
+        assert seen == [b"0"]  # only the warm-up reached the handler
+        # The node keeps serving.
+        assert await run("read", {"fd": 0}, fds[3:4]) == {"data": "3"}
+        for f in files:
+            f.close()
+
+
+async def test_pipelined_requests_each_get_their_own_descriptor(short_tmp):
+    async with fd_server(short_tmp) as (path, seen):
+        a, b = source(short_tmp, "a", "first"), source(short_tmp, "b", "second")
+
+        def raw():
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(path))
+                for i, f in enumerate((a, b)):
+                    req = {"jsonrpc": "2.0", "id": i, "method": "read", "params": {"fd": 0}}
+                    socket.send_fds(s, [json.dumps(req).encode() + b"\n"], [f.fileno()])
+                # A blank line with a descriptor, then a request cut off by the close: both
+                # descriptors must be closed by the server, not leaked.
+                socket.send_fds(s, [b"\n"], [a.fileno()])
+                socket.send_fds(s, [b'{"jsonrpc": "2.0", "id": 9, '], [b.fileno()])
+                s.shutdown(socket.SHUT_WR)
+                buf = b""
+                while chunk := s.recv(65536):  # until the server has closed its side
+                    buf += chunk
+                return [json.loads(line) for line in buf.splitlines()]
+
+        before = open_fds()
+        lines = await trio.to_thread.run_sync(raw)
+        replies = {m["id"]: m["result"]["data"] for m in lines if "id" in m}
+        assert replies == {0: "first", 1: "second"}
+        assert len(lines) == 4  # and a notification before each reply
+        # The server closed with one descriptor pending on an unfinished line: closed too.
+        assert open_fds() == before
+        a.close()
+        b.close()

@@ -48,9 +48,17 @@ def test_a_good_submit_is_read_into_values():
         ({"module": MODULE, "fuel": 1, "hints": [{"kind": "nope"}]}, "hints[0].kind"),
         ({"module": MODULE, "fuel": 1, "inputs": [{"blob": "xyz"}]}, "inputs.blob"),
         ({"module": MODULE, "fuel": 1, "inputs": [{}]}, "inputs[0].blob: missing"),
-        ({"fuel": 1}, "module: empty"),
+        ({"fuel": 1}, "module: empty (or give module_blob or exec)"),
         ({"exec": ["bin/echo"], "fuel": 1}, "exec: expected [absolute"),
-        ({"exec": ["/bin/echo"], "module": MODULE, "fuel": 1}, "give either module or exec"),
+        (
+            {"exec": ["/bin/echo"], "module": MODULE, "fuel": 1},
+            "give one of module, module_blob or exec, not module and exec",
+        ),
+        (
+            {"module_blob": "ab" * 32, "module": MODULE, "fuel": 1},
+            "give one of module, module_blob or exec, not module and module_blob",
+        ),
+        ({"module_blob": "xyz", "fuel": 1}, "module_blob: a blob id is 64 hex characters"),
         ({"module": MODULE, "fuel": 1, "timeout_s": "soon"}, "timeout_s: expected a number"),
     ],
 )
@@ -59,6 +67,11 @@ def test_bad_submit_params_are_named(params, starts):
         parse(SubmitParams, params)
     assert e.value.code == INVALID_PARAMS
     assert str(e.value).startswith(starts), e.value.message
+
+
+def test_a_module_can_be_named_by_its_blob():
+    p = parse(SubmitParams, {"module_blob": "CD" * 32, "fuel": 10})
+    assert p.module_blob == "CD" * 32 and p.module is None and p.exec is None
 
 
 def test_bad_module_bytes_are_named():

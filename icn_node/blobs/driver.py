@@ -186,6 +186,9 @@ class BlobService:
             _log_conflict(act)
         self._rearm()
 
+    def removed(self, h: bytes) -> None:
+        """withdrawal: see issue 9"""
+
     # --- actions ---------------------------------------------------------------------------
 
     async def _run(self, acts: list[Action]) -> None:

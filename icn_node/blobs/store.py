@@ -3,9 +3,16 @@
 A blob lives at ``<data_dir>/blobs/<hh>/<hash hex>``. Writes go to a temporary file in the same
 directory tree, are fsynced and renamed into place, so a crash leaves either the whole blob or
 nothing; the hash is checked before the rename, so a stored blob is always the bytes its name
-says. A chunked writer (:meth:`BlobStore.writer`) receives blobs from peers piece by piece and
-verifies the whole before it becomes visible. Blocking; drivers call it from a worker thread for
-large blobs.
+says. Two writers take blobs in pieces, never whole in memory: :class:`BlobWriter` (a blob of
+known name and size, from a peer) verifies the whole before it becomes visible, and
+:class:`BlobSink` (bytes of a name not yet known, from a local client) names the blob by the
+hash of what it was given. :class:`BlobReader` reads a blob back in pieces and checks its hash
+at the end.
+
+Quota: the store keeps a running total of the bytes it holds (counted once at start, then
+kept up to date by every publish and delete) and of the bytes transfers in progress have
+reserved; a write that would take both past ``quota_bytes`` raises :class:`QuotaExceeded`
+naming the quota and the sizes. Blocking and thread-safe; drivers call it from worker threads.
 """
 
 from __future__ import annotations
@@ -14,17 +21,24 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import IcnError
 
 HASH_BYTES = 32
 COPY_CHUNK = 1 << 20
+MB = 1 << 20
 
 
 class BlobError(IcnError):
     """A blob is missing, malformed or does not match its hash."""
+
+
+class QuotaExceeded(BlobError):
+    """Storing a blob would take the store past ``blobs.quota_mb``."""
 
 
 def blob_hash(data: bytes) -> bytes:
@@ -48,42 +62,45 @@ def _check(h: bytes) -> bytes:
     return bytes(h)
 
 
-class BlobWriter:
-    """Receives one blob in pieces; :meth:`commit` verifies size and hash, then publishes it."""
+class _Spool:
+    """A temporary file in the store, hashed as it is written, with the quota room it holds."""
 
-    def __init__(self, store: BlobStore, expected: bytes, size: int) -> None:
+    def __init__(self, store: BlobStore, prefix: str, reserve: int = 0) -> None:
         self.store = store
-        self.expected = _check(expected)
-        self.size = size
         self.received = 0
+        self._reserved = 0
+        self._reserve(reserve)
         self._hasher = hashlib.sha256()
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="in-")
+        try:
+            fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix=prefix)
+        except BaseException:
+            self._release()
+            raise
         self._file = os.fdopen(fd, "wb")
         self._tmp = Path(name)
 
-    def write(self, offset: int, data: bytes) -> None:
-        if offset != self.received:
-            raise BlobError(f"chunk at offset {offset}, expected {self.received}")
-        if self.received + len(data) > self.size:
-            raise BlobError(f"chunks exceed the announced size {self.size}")
+    def _reserve(self, n: int) -> None:
+        self.store._reserve(n, self.received)
+        self._reserved += n
+
+    def _release(self) -> None:
+        self.store._release(self._reserved)
+        self._reserved = 0
+
+    def _append(self, data: bytes) -> None:
         self._file.write(data)
         self._hasher.update(data)
         self.received += len(data)
 
-    @property
-    def complete(self) -> bool:
-        return self.received == self.size
-
-    def commit(self) -> Path:
+    def _publish(self, h: bytes) -> Path:
+        """fsync, then rename into place as blob ``h`` (dropped if the store has it already)."""
         try:
-            if self.received != self.size:
-                raise BlobError(f"blob incomplete: {self.received} of {self.size} bytes")
-            if self._hasher.digest() != self.expected:
-                raise BlobError(f"blob {self.expected.hex()} failed verification")
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            return self.store._publish(self._tmp, self.expected)
+            dest = self.store._publish(self._tmp, h, self.received, self._reserved)
+            self._reserved = 0
+            return dest
         except BaseException:
             self.abort()
             raise
@@ -92,16 +109,99 @@ class BlobWriter:
         if not self._file.closed:
             self._file.close()
         self._tmp.unlink(missing_ok=True)
+        self._release()
+
+
+class BlobWriter(_Spool):
+    """Receives one blob in pieces; :meth:`commit` verifies size and hash, then publishes it.
+    The whole ``size`` counts against the quota from the start."""
+
+    def __init__(self, store: BlobStore, expected: bytes, size: int) -> None:
+        self.expected = _check(expected)
+        self.size = size
+        super().__init__(store, "in-", reserve=size)
+
+    def write(self, offset: int, data: bytes) -> None:
+        if offset != self.received:
+            raise BlobError(f"chunk at offset {offset}, expected {self.received}")
+        if self.received + len(data) > self.size:
+            raise BlobError(f"chunks exceed the announced size {self.size}")
+        self._append(data)
+
+    @property
+    def complete(self) -> bool:
+        return self.received == self.size
+
+    def commit(self) -> Path:
+        if self.received != self.size:
+            self.abort()
+            raise BlobError(f"blob incomplete: {self.received} of {self.size} bytes")
+        if self._hasher.digest() != self.expected:
+            self.abort()
+            raise BlobError(f"blob {self.expected.hex()} failed verification")
+        return self._publish(self.expected)
+
+
+class BlobSink(_Spool):
+    """Takes a blob of unknown name in order; :meth:`commit` names it by its hash. Each piece
+    counts against the quota as it comes."""
+
+    def __init__(self, store: BlobStore) -> None:
+        super().__init__(store, "put-")
+
+    def write(self, data: bytes) -> None:
+        self._reserve(len(data))
+        self._append(data)
+
+    def commit(self) -> tuple[bytes, int]:
+        h = self._hasher.digest()
+        self._publish(h)
+        return h, self.received
+
+
+class BlobReader:
+    """A stored blob read in order; :meth:`verify` after the last piece checks its hash (the
+    bytes on disk may have rotted since they were stored)."""
+
+    def __init__(self, store: BlobStore, h: bytes) -> None:
+        self.blob = _check(h)
+        try:
+            self._file = open(store.path(h), "rb")
+        except FileNotFoundError:
+            raise BlobError(f"no blob {self.blob.hex()}") from None
+        self.size = os.fstat(self._file.fileno()).st_size
+        self._hasher = hashlib.sha256()
+
+    def read(self, n: int = COPY_CHUNK) -> bytes:
+        data = self._file.read(n)
+        self._hasher.update(data)
+        return data
+
+    def verify(self) -> None:
+        if self._hasher.digest() != self.blob:
+            raise BlobError(f"blob {self.blob.hex()} is corrupt on disk")
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, quota_bytes: int = 0) -> None:
         self.root = Path(root)
         self.tmp_dir = self.root / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         # Leftovers of writes a crash interrupted.
         for stale in self.tmp_dir.iterdir():
             stale.unlink(missing_ok=True)
+        self.quota_bytes = quota_bytes
+        self._lock = threading.Lock()
+        self._reserved = 0  # bytes transfers in progress hold against the quota
+        self._stored = sum(size for _, size in self.items())
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of every blob held (kept as a running total, not measured on each call)."""
+        return self._stored
 
     def path(self, h: bytes) -> Path:
         hx = _check(h).hex()
@@ -116,12 +216,52 @@ class BlobStore:
         except FileNotFoundError:
             return None
 
-    def _publish(self, tmp: Path, h: bytes) -> Path:
+    # --- quota --------------------------------------------------------------------------------
+
+    def check_room(self, n: int) -> None:
+        """QuotaExceeded if a blob of ``n`` more bytes would not fit now (nothing is reserved)."""
+        with self._lock:
+            self._refuse_over(n, 0)
+
+    def _reserve(self, n: int, so_far: int) -> None:
+        with self._lock:
+            self._refuse_over(n, so_far)
+            self._reserved += n
+
+    def _refuse_over(self, n: int, so_far: int) -> None:
+        """QuotaExceeded unless ``n`` more bytes fit; ``so_far``: what the asking transfer has
+        already reserved (so the message can tell its share from others')."""
+        quota = self.quota_bytes
+        if quota and self._stored + self._reserved + n > quota:
+            others = self._reserved - so_far
+            raise QuotaExceeded(
+                f"blob store quota exceeded: blobs.quota_mb is {quota / MB:g} MB ({quota} "
+                f"bytes); {self._stored} bytes are stored"
+                + (f", {others} reserved by other transfers" if others > 0 else "")
+                + f", and this blob needs {so_far + n}"
+                + (" bytes and more (it is still arriving)" if so_far else " bytes")
+            )
+
+    def _release(self, n: int) -> None:
+        with self._lock:
+            self._reserved -= n
+
+    def _publish(self, tmp: Path, h: bytes, size: int, reserved: int) -> Path:
+        """Rename ``tmp`` into place as blob ``h`` (or drop it: the store has ``h`` already),
+        moving its ``reserved`` room into the stored total in one step."""
         dest = self.path(h)
         dest.parent.mkdir(exist_ok=True)
         os.chmod(tmp, 0o444)
-        os.replace(tmp, dest)
+        with self._lock:
+            if dest.is_file():
+                tmp.unlink()
+            else:
+                os.replace(tmp, dest)
+                self._stored += size
+            self._reserved -= reserved
         return dest
+
+    # --- writing ------------------------------------------------------------------------------
 
     def put(self, data: bytes) -> bytes:
         """Store ``data``; returns its hash (idempotent)."""
@@ -133,29 +273,32 @@ class BlobStore:
         w.commit()
         return h
 
+    def put_stream(self, readable: BinaryIO, chunk: int = COPY_CHUNK) -> tuple[bytes, int]:
+        """Store what ``readable`` gives until its end, ``chunk`` bytes at a time; (hash, size)."""
+        sink = self.sink()
+        try:
+            while piece := readable.read(chunk):
+                sink.write(piece)
+        except BaseException:
+            sink.abort()
+            raise
+        return sink.commit()
+
     def put_file(self, src: Path) -> tuple[bytes, int]:
         """Copy a file in, hashing as it streams; returns (hash, size)."""
-        hasher = hashlib.sha256()
-        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="file-")
-        tmp = Path(name)
-        size = 0
-        try:
-            with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-                while chunk := fin.read(COPY_CHUNK):
-                    hasher.update(chunk)
-                    fout.write(chunk)
-                    size += len(chunk)
-                fout.flush()
-                os.fsync(fout.fileno())
-            h = hasher.digest()
-            if self.has(h):
-                tmp.unlink()
-            else:
-                self._publish(tmp, h)
-            return h, size
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with open(src, "rb") as fin:
+            return self.put_stream(fin)
+
+    def sink(self) -> BlobSink:
+        return BlobSink(self)
+
+    def writer(self, h: bytes, size: int) -> BlobWriter:
+        return BlobWriter(self, h, size)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def reader(self, h: bytes) -> BlobReader:
+        return BlobReader(self, h)
 
     def get(self, h: bytes) -> bytes:
         """The blob's bytes, verified against its name."""
@@ -175,9 +318,6 @@ class BlobStore:
         except FileNotFoundError:
             raise BlobError(f"no blob {bytes(h).hex()}") from None
 
-    def writer(self, h: bytes, size: int) -> BlobWriter:
-        return BlobWriter(self, h, size)
-
     def copy_to(self, h: bytes, dest: Path) -> None:
         src = self.path(h)
         if not src.is_file():
@@ -195,5 +335,14 @@ class BlobStore:
                 except (ValueError, FileNotFoundError):
                     continue
 
-    def delete(self, h: bytes) -> None:
-        self.path(h).unlink(missing_ok=True)
+    def delete(self, h: bytes) -> int | None:
+        """Remove blob ``h``; its size, or None when it was not here."""
+        path = self.path(h)
+        with self._lock:
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                return None
+            self._stored -= size
+        return size

@@ -64,11 +64,13 @@ class InputParam:
 
 @dataclass(frozen=True, slots=True)
 class SubmitParams:
-    """``compute.submit``: a wasm module (base64) or an exec command line, and the task."""
+    """``compute.submit``: a wasm module (base64 ``module``, or ``module_blob``: the hex hash of
+    a blob held on this node, as ``blob.put`` stores it) or an exec command line, and the task."""
 
     fuel: int
     module: str | None = None
     module_name: str | None = None
+    module_blob: str | None = None
     exec: tuple[str, ...] | None = None
     args: tuple[str, ...] = ()
     inputs: tuple[InputParam, ...] = ()
@@ -80,13 +82,20 @@ class SubmitParams:
     def __post_init__(self) -> None:
         if self.fuel <= 0:
             raise InvalidParams("fuel: expected a positive integer")
+        if self.module_blob is not None:
+            try:
+                parse_blob_id(self.module_blob)
+            except BlobError as e:
+                raise InvalidParams(f"module_blob: {e}") from None
+        given = [k for k in ("module", "module_blob", "exec") if getattr(self, k)]
+        if len(given) > 1:
+            both = " and ".join(given)
+            raise InvalidParams(f"give one of module, module_blob or exec, not {both}")
         if self.exec is not None:
-            if self.module:
-                raise InvalidParams("give either module or exec, not both")
             if not self.exec or not self.exec[0].startswith("/"):
                 raise InvalidParams("exec: expected [absolute command path, args...]")
-        elif not self.module:
-            raise InvalidParams("module: empty (or give exec)")
+        elif not self.module and not self.module_blob:
+            raise InvalidParams("module: empty (or give module_blob or exec)")
 
     def module_bytes(self) -> bytes:
         try:
@@ -208,7 +217,7 @@ class ComputeRpc:
     async def submit(self, params: dict[str, Any]) -> dict[str, Any]:
         d = self.driver
         p = parse(SubmitParams, params)
-        module = p.module_bytes() if p.exec is None else b""
+        module = p.module_bytes() if p.module else b""
         inputs = []
         for i, item in enumerate(p.inputs):
             h = item.blob_hash
@@ -217,7 +226,21 @@ class ComputeRpc:
                 raise RpcError(UNKNOWN_BLOB, why)
             inputs.append((item.name or h.hex()[:16], h))
         code = None
-        if p.exec is None:
+        if p.module_blob is not None:
+            code = parse_blob_id(p.module_blob)
+            size = d.blobs.store.size(code)
+            if size is None:
+                raise RpcError(
+                    UNKNOWN_BLOB,
+                    f"module_blob: blob {code.hex()} is not held on this node (put it here "
+                    "first: icnctl blob put FILE)",
+                )
+            if size > MAX_MODULE_BYTES:
+                raise InvalidParams(
+                    f"module_blob: {size} bytes, larger than the {MAX_MODULE_BYTES}-byte module "
+                    "limit"
+                )
+        elif p.exec is None:
             code = await trio.to_thread.run_sync(d.blobs.store.put, module)
             d.blobs.added(code, len(module))
         try:

@@ -1,14 +1,23 @@
-"""A small blocking JSON-RPC client for icnctl and tests (no event loop needed)."""
+"""A small blocking JSON-RPC client for icnctl and tests (no event loop needed).
+
+:meth:`RpcClient.call` can send open file descriptors with a request (SCM_RIGHTS, in the same
+``sendmsg`` as the start of the request line, as the server expects) and hands notifications
+that arrive before the response to ``on_notify``. The socket timeout applies to each wait, so a
+long call stays alive as long as the daemon keeps sending progress notifications.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
 import socket
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import IcnError, RpcError
+
+RECEIVE_BYTES = 1 << 20
 
 
 class DaemonUnavailable(IcnError):
@@ -21,7 +30,7 @@ class RpcClient:
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._sock: socket.socket | None = None
-        self._buf = b""
+        self._buf = bytearray()
 
     def __enter__(self) -> RpcClient:
         return self
@@ -54,16 +63,32 @@ class RpcClient:
             self._sock = sock
         return self._sock
 
-    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        fds: Sequence[int] = (),
+        on_notify: Callable[[str, Any], None] | None = None,
+    ) -> Any:
+        """Call ``method``; ``fds`` travel with the request (the request names them by index,
+        ``{"fd": 0}``); notifications before the response go to ``on_notify(method, params)``."""
         sock = self._connect()
         req = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or {}}
+        data = json.dumps(req).encode() + b"\n"
         try:
-            sock.sendall(json.dumps(req).encode() + b"\n")
-            while b"\n" not in self._buf:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise DaemonUnavailable(f"icnd closed the connection on {self.path}")
-                self._buf += chunk
+            if fds:
+                sent = socket.send_fds(sock, [data], list(fds))
+                sock.sendall(data[sent:])
+            else:
+                sock.sendall(data)
+            while True:
+                resp = json.loads(self._read_line(sock))
+                if isinstance(resp, dict) and "id" not in resp and "method" in resp:
+                    if on_notify is not None:
+                        on_notify(resp["method"], resp.get("params"))
+                    continue
+                break
         except TimeoutError:
             self.close()
             raise DaemonUnavailable(
@@ -72,9 +97,19 @@ class RpcClient:
         except OSError as e:
             self.close()
             raise DaemonUnavailable(f"connection to icnd on {self.path} failed: {e}") from None
-        line, _, self._buf = self._buf.partition(b"\n")
-        resp = json.loads(line)
         if "error" in resp:
             err = resp["error"]
             raise RpcError(err.get("code", -32603), err.get("message", "error"), err.get("data"))
         return resp.get("result")
+
+    def _read_line(self, sock: socket.socket) -> bytes:
+        scanned = 0
+        while (nl := self._buf.find(b"\n", scanned)) < 0:
+            scanned = len(self._buf)
+            chunk = sock.recv(RECEIVE_BYTES)
+            if not chunk:
+                raise DaemonUnavailable(f"icnd closed the connection on {self.path}")
+            self._buf += chunk
+        line = bytes(self._buf[:nl])
+        del self._buf[: nl + 1]
+        return line

@@ -4,26 +4,161 @@ Each connection gets its own task, reads newline-terminated requests, and answer
 order. A request line longer than ``max_request_bytes`` gets an error and the connection is
 closed; a client that takes longer than ``idle_timeout_s`` to complete a request, or that does
 not read its responses, is disconnected. None of this affects other clients.
+
+A request may carry open file descriptors (SCM_RIGHTS) in the same ``sendmsg`` as its line, so
+that a streaming method reads or writes what the client itself could open. The kernel hands
+them over with the bytes of the message they came with, and a receive returns at most one
+message's descriptors, ending with that message's bytes: so the descriptors of a receive belong
+to the request line holding the last byte received. They are taken close-on-exec (task
+processes never inherit them), at most :data:`MAX_FDS` per receive (more: the kernel closes the
+rest and the request is refused), and the server closes every one of them after its request was
+answered, or when the connection ends.
 """
 
 from __future__ import annotations
 
+import array
 import errno
 import os
 import socket as stdlib_socket
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from ..errors import IcnError
 from ..logs import get_logger
-from .protocol import INVALID_REQUEST, RpcRegistry, _error, encode
+from .protocol import INVALID_REQUEST, Call, RpcRegistry, _error, encode
 
 log = get_logger("icn.rpc")
 
 MAX_CONNECTIONS = 128
 SEND_TIMEOUT_S = 10.0
+RECEIVE_BYTES = 65536
+MAX_FDS = 4  # file descriptors one request may carry
+_FD_BYTES = array.array("i").itemsize
+_ANCILLARY_BYTES = stdlib_socket.CMSG_SPACE(MAX_FDS * _FD_BYTES)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+@dataclass
+class _Line:
+    """One request line and the file descriptors that came with it."""
+
+    data: bytes
+    fds: list[int] = field(default_factory=list)
+    fds_dropped: bool = False
+
+
+def close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class _LineReader:
+    """Request lines from a stream; on a Unix socket, with the file descriptors sent with them.
+
+    ``_held`` keeps each receive's descriptors with the stream offset of the last byte that
+    receive returned, until the line holding that byte is taken.
+    """
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        sock = getattr(stream, "socket", None)
+        self._sock = sock if sock is not None and sock.family == stdlib_socket.AF_UNIX else None
+        self._buf = bytearray()
+        self._offset = 0  # stream offset of _buf[0]
+        self._held: list[tuple[int, list[int], bool]] = []
+
+    async def _receive(self) -> bytes:
+        if self._sock is None:
+            return bytes(await self._stream.receive_some(RECEIVE_BYTES))
+        data, ancillary, flags, _ = await self._sock.recvmsg(
+            RECEIVE_BYTES, _ANCILLARY_BYTES, stdlib_socket.MSG_CMSG_CLOEXEC
+        )
+        fds: list[int] = []
+        for level, kind, payload in ancillary:
+            if level == stdlib_socket.SOL_SOCKET and kind == stdlib_socket.SCM_RIGHTS:
+                got = array.array("i")
+                got.frombytes(payload[: len(payload) - len(payload) % _FD_BYTES])
+                fds.extend(got)
+        dropped = bool(flags & stdlib_socket.MSG_CTRUNC)
+        if fds or dropped:
+            if data:
+                self._held.append((self._offset + len(self._buf) + len(data) - 1, fds, dropped))
+            else:  # never on a stream socket (descriptors travel with at least one byte)
+                close_fds(fds)
+        return data
+
+    async def next_line(self, limit: int) -> _Line | None:
+        """The next line without its newline; None at the end of the stream; _TooLarge when
+        more than ``limit`` bytes come without a newline."""
+        scanned = 0
+        while (nl := self._buf.find(b"\n", scanned)) < 0:
+            if len(self._buf) > limit:
+                raise _TooLarge
+            scanned = len(self._buf)
+            chunk = await self._receive()
+            if not chunk:
+                return None
+            self._buf += chunk
+        if nl > limit:
+            raise _TooLarge
+        line = _Line(bytes(self._buf[:nl]))
+        end = self._offset + nl
+        keep = []
+        for last, fds, dropped in self._held:
+            if last <= end:
+                line.fds.extend(fds)
+                line.fds_dropped |= dropped
+            else:
+                keep.append((last, fds, dropped))
+        self._held = keep
+        del self._buf[: nl + 1]
+        self._offset = end + 1
+        return line
+
+    def close(self) -> None:
+        """Close the descriptors of lines never taken."""
+        for _, fds, _ in self._held:
+            close_fds(fds)
+        self._held = []
+
+
+class _Sender:
+    """Writes responses and notifications; a send cut short (a client that went away or does
+    not read, or cancellation mid-line) marks the stream broken: nothing may follow on it, and
+    :meth:`send`/:meth:`notify` return False."""
+
+    def __init__(self, stream: trio.abc.SendStream) -> None:
+        self._stream = stream
+        self.broken = False
+
+    async def send(self, data: bytes) -> bool:
+        if self.broken:
+            return False
+        sent = False
+        try:
+            with trio.move_on_after(SEND_TIMEOUT_S):
+                await self._stream.send_all(data)
+                sent = True
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            if not sent:
+                self.broken = True
+        return sent
+
+    async def notify(self, method: str, params: dict[str, Any]) -> bool:
+        return await self.send(encode({"jsonrpc": "2.0", "method": method, "params": params}))
 
 
 def _remove_stale_socket(path: Path) -> None:
@@ -49,53 +184,49 @@ def _remove_stale_socket(path: Path) -> None:
 
 
 async def _serve_connection(
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     registry: RpcRegistry,
     max_request_bytes: int,
     idle_timeout_s: float,
 ) -> None:
-    buf = bytearray()
+    reader = _LineReader(stream)
+    sender = _Sender(stream)
     try:
         while True:
-            # A whole request must arrive within idle_timeout_s.
-            with trio.move_on_after(idle_timeout_s) as scope:
-                while b"\n" not in buf:
-                    if len(buf) > max_request_bytes:
-                        break
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-            if scope.cancelled_caught:
-                return
-            nl = buf.find(b"\n")
-            if nl < 0 or nl > max_request_bytes:
-                with trio.move_on_after(SEND_TIMEOUT_S):
-                    await stream.send_all(
-                        encode(
-                            _error(
-                                None,
-                                INVALID_REQUEST,
-                                f"request larger than {max_request_bytes} bytes",
-                            )
-                        )
-                    )
+            line = None
+            try:
+                # A whole request must arrive within idle_timeout_s.
+                with trio.move_on_after(idle_timeout_s):
+                    line = await reader.next_line(max_request_bytes)
+            except _TooLarge:
+                too_large = f"request larger than {max_request_bytes} bytes"
+                await sender.send(encode(_error(None, INVALID_REQUEST, too_large)))
                 log.warning("rpc_request_too_large", limit=max_request_bytes)
                 return
-            line = bytes(buf[:nl])
-            del buf[: nl + 1]
-            if not line.strip():
-                continue
-            response = await registry.handle_line(line)
-            if response is not None:
-                with trio.move_on_after(SEND_TIMEOUT_S) as send_scope:
-                    await stream.send_all(response)
-                if send_scope.cancelled_caught:
-                    log.warning("rpc_client_not_reading")
-                    return
+            if line is None:  # idle too long, or the client closed
+                return
+            try:
+                if not line.data.strip():
+                    continue
+                call = Call(
+                    fds=tuple(line.fds),
+                    fds_dropped=line.fds_dropped,
+                    send=sender.notify,
+                    io_timeout_s=idle_timeout_s,
+                )
+                response = await registry.handle_line(line.data, call)
+            finally:
+                close_fds(line.fds)
+            if sender.broken:
+                log.warning("rpc_client_not_reading")
+                return
+            if response is not None and not await sender.send(response):
+                log.warning("rpc_client_not_reading")
+                return
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     finally:
+        reader.close()
         await trio.aclose_forcefully(stream)
 
 

@@ -10,7 +10,7 @@ import pytest
 import trio
 from structlog.testing import capture_logs
 
-from icn_node.blobs import BlobError, BlobStore, blob_hash
+from icn_node.blobs import BlobError, BlobStore, QuotaExceeded, blob_hash
 from icn_node.blobs.core import ANNOUNCE_DELAY_S, FETCH_TIMEOUT_S
 from icn_node.blobs.driver import BlobService
 from icn_node.identity import NodeIdentity
@@ -139,4 +139,21 @@ async def test_a_size_conflict_is_logged_by_the_driver(autojump_clock, tmp_path)
         (entry,) = [e for e in logs if e["event"] == "blob_size_conflict"]
         assert entry["blob"] == h.hex() and entry["holder"] == c.did and entry["size"] == 99
         assert b.locations.holders(h) == [a.did]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_fetch_that_would_pass_the_quota_is_refused_with_the_sizes(
+    autojump_clock, tmp_path
+):
+    async with trio.open_nursery() as nursery:
+        net, (a, b, c) = await blob_nodes(nursery, tmp_path)
+        data = payload(2 * MAX_BLOB_CHUNK)
+        h = put(a, data)
+        b.store.quota_bytes = MAX_BLOB_CHUNK  # room for half of it
+        with pytest.raises(QuotaExceeded) as err:
+            await b.ensure(h, [a.did])
+        assert f"({MAX_BLOB_CHUNK} bytes)" in str(err.value)
+        assert f"this blob needs {len(data)} bytes" in str(err.value)
+        assert not b.store.has(h) and list(b.store.tmp_dir.iterdir()) == []
+        assert b.core.fetching() == 0 and not b._writers and not b._waiters
         nursery.cancel_scope.cancel()

@@ -233,6 +233,31 @@ async def test_rpc_refuses_bad_params_with_their_names(clock, tmp_path):
         nursery.cancel_scope.cancel()
 
 
+async def test_a_module_put_as_a_blob_is_submitted_by_its_hash(clock, tmp_path, monkeypatch):
+    from icn_node.compute import rpc as compute_rpc
+    from icn_node.errors import RpcError
+
+    async with trio.open_nursery() as nursery:
+        net, (sub, e1) = await cooperative(nursery, tmp_path, n_exec=1)
+        code = (EXAMPLES / "sum.wat").read_bytes()
+        absent = "ab" * 32
+        params = {**submit_params("sum.wat", "100"), "module": None}
+        with pytest.raises(RpcError, match=f"module_blob: blob {absent} is not held on this node"):
+            await sub.rpc.submit({**params, "module_blob": absent})
+        h = sub.blobs.store.put(code)  # as blob.put leaves it
+        monkeypatch.setattr(compute_rpc, "MAX_MODULE_BYTES", len(code) - 1)
+        with pytest.raises(RpcError, match=f"module_blob: {len(code)} bytes, larger than the"):
+            await sub.rpc.submit({**params, "module_blob": h.hex()})
+        monkeypatch.undo()
+        out = await sub.rpc.submit({**params, "module_blob": h.hex()})
+        assert stored(sub, out["task"]).spec.code_blob == h
+        await wait_for(lambda: state(sub, out["task"]) in (TaskState.COMPLETED, TaskState.FAILED))
+        res = await sub.rpc.result({"task": out["task"]})
+        assert res["state"] == "completed" and res["stdout"] == "5050\n"
+        assert e1.blobs.store.has(h)  # fetched from the submitter by its hash
+        nursery.cancel_scope.cancel()
+
+
 async def test_executors_announce_when_peers_join_not_only_on_their_interval(clock, tmp_path):
     async with trio.open_nursery() as nursery:
         start = trio.current_time()
