@@ -147,7 +147,7 @@ class Demo:
         say(f"   $ icnctl blob put dataset.txt      (on {holder})  → blob {blob[:16]}…")
         args = [
             str(EXAMPLES / "wordcount.wat"), "--input", f"data={blob}", "--arg", "data",
-            "--cpu", "0.5", "--memory", "128", "--fuel", str(400 * size),
+            "--cpu", "0.5", "--memory", "128", "--fuel", str(60 * size),
         ]  # fmt: skip
         say("   $ icnctl compute submit " + " ".join(args))
         before = self.metrics()
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                 ],
                 "fuel_exhausted",
             )
-            ok &= demo.run_near_data(root, "d", 600_000)
+            ok &= demo.run_near_data(root, "d", 20_000_000)
             ok &= demo.run_failing(
                 "A GPU task: no executor here has a GPU", [sumwat, "--profile", "gpu"]
             )
