@@ -72,7 +72,7 @@ def main() -> int:
         links = f"{len(est['transfer']) + len(est['probe'])} of {sim.links()}"
         links += f" ({len(est['transfer'])}/{len(est['probe'])})"
         print(
-            f"{name:<28} {ratios[-1]:>14.2%} {statistics.median(ratios):>7.2%} "
+            f"{name:<28} {ratios[-1]:>14.3%} {statistics.median(ratios):>7.3%} "
             f"{stats.rounds:>6} {stats.succeeded:>4} {failed:<40} {links:>27} {errs:>10} "
             f"{time.perf_counter() - t0:>5.1f}"
         )

@@ -101,7 +101,8 @@ class NetmapConfig:
     recent_s: float = 600.0  # a bandwidth measurement this young: no probe to that peer
     probe_every_s: float = 10.0  # how often a round may start (one at a time)
     probe_timeout_s: float = 5.0  # per probe
-    coord_push_s: float = 3.0  # our coordinate to a peer at most this often
+    coord_push_s: float = 3.0  # our coordinate to a peer at most this often...
+    coord_refresh_s: float = 30.0  # ...and at least this often (when it has not moved much)
     coord_ttl_s: float = 900.0  # a coordinate not heard again for this long is forgotten
     linked_s: float = 30.0  # a peer with an RTT sample this recent counts as linked
     bandwidth_max_age_s: float = 3600.0  # older measurements are shown, not used
@@ -238,7 +239,8 @@ class PeerStats:
     rtt_ms: float | None = None  # smoothed (EWMA)
     window: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_FILTER))
     sampled_at: float = -math.inf
-    pushed_at: float | None = None  # when we last sent it our coordinate
+    pushed: NetmapCoordMsg | None = None  # what we last sent it, and when
+    pushed_at: float = -math.inf
     heard: bool = False  # it has sent us a coordinate (so it runs the netmap)
     room: int = 0  # probe bytes it said it could serve (with its last coordinate)
     bandwidth: Bandwidth | None = None
@@ -313,14 +315,31 @@ class NetmapCore:
         remote = self.known.get(did)
         if remote is not None:
             self.vivaldi.update(statistics.median(peer.window), remote.coordinate)
-        # Once to any peer; again every coord_push_s only to peers that run the netmap too.
-        due = peer.pushed_at is None or (
-            peer.heard and now - peer.pushed_at >= self.config.coord_push_s
-        )
-        if not due:
+        msg = NetmapCoordMsg(self.coordinate, self.probe_room())
+        if not self._push_due(peer, msg, now):
             return []
-        peer.pushed_at = now
-        return [Send(did, NetmapCoordMsg(self.coordinate, self.probe_room()))]
+        peer.pushed, peer.pushed_at = msg, now
+        return [Send(did, msg)]
+
+    def _push_due(self, peer: PeerStats, msg: NetmapCoordMsg, now: float) -> bool:
+        """Whether ``peer`` should hear our coordinate now: the first time; after that only if
+        it runs the netmap (it sent us one), never within ``coord_push_s`` of the last, and then
+        when the coordinate moved enough to change its predictions (2 % of the RTT between us,
+        at least 0.1 ms), when our room for a probe round appeared or went, or every
+        ``coord_refresh_s`` regardless. A settled node costs a link one message a refresh."""
+        cfg = self.config
+        last = peer.pushed
+        if last is None:
+            return True
+        if not peer.heard or now - peer.pushed_at < cfg.coord_push_s:
+            return False
+        if now - peer.pushed_at >= cfg.coord_refresh_s:
+            return True
+        a, b = last.coordinate, msg.coordinate
+        moved = math.hypot(a.vec[0] - b.vec[0], a.vec[1] - b.vec[1]) + abs(a.height - b.height)
+        if moved > max(0.1, 0.02 * (peer.rtt_ms or 0.0)):
+            return True
+        return (last.probe_room >= cfg.round_bytes) != (msg.probe_room >= cfg.round_bytes)
 
     def coordinate_heard(
         self, did: str, coordinate: Coordinate, now: float, source: str, room: int | None = None

@@ -68,14 +68,22 @@ def test_vivaldi_takes_the_median_of_the_last_three_samples():
     assert c.coordinate.vec[0] == pytest.approx(before.vec[0], abs=0.5)
 
 
-def test_our_coordinate_goes_once_to_any_peer_and_then_every_push_interval_to_netmap_peers():
-    c = core(coord_push_s=3.0)
+def test_our_coordinate_goes_once_to_any_peer_then_to_netmap_peers_when_it_matters():
+    c = core(coord_push_s=3.0, coord_refresh_s=30.0)
     assert sends(c.rtt_sample(A, 10.0, T0), wire.NetmapCoordMsg)
-    assert not c.rtt_sample(A, 10.0, T0 + 10)  # A never answered: an old peer, left alone
-    c.coordinate_heard(A, Coordinate(), T0 + 10, "peer", 0)
-    assert sends(c.rtt_sample(A, 10.0, T0 + 10), wire.NetmapCoordMsg)
-    assert not c.rtt_sample(A, 10.0, T0 + 12)  # too soon
-    assert sends(c.rtt_sample(A, 10.0, T0 + 13.1), wire.NetmapCoordMsg)
+    assert not c.rtt_sample(A, 10.0, T0 + 100)  # A never answered: an old peer, left alone
+    c.coordinate_heard(A, Coordinate((10.0, 0.0), 0.5, 0.01), T0 + 100, "peer", 0)
+    # it answered: our coordinate has moved since (the first sample against A's moves it)
+    assert sends(c.rtt_sample(A, 10.0, T0 + 100), wire.NetmapCoordMsg)
+    assert not c.rtt_sample(A, 10.0, T0 + 102)  # within coord_push_s: never
+    for t in range(105, 130, 3):  # samples that agree with the coordinates: nothing to tell...
+        assert not c.rtt_sample(A, c.estimate_rtt_ms(ME, A), T0 + t)
+    assert sends(c.rtt_sample(A, 10.0, T0 + 131), wire.NetmapCoordMsg)  # ...until the refresh
+    c.vivaldi.coordinate = Coordinate((50.0, 0.0), 1.0, 0.5)  # moved a lot
+    assert sends(c.rtt_sample(A, 10.0, T0 + 134.5), wire.NetmapCoordMsg)
+    c.tick(T0 + 135, 10**8)  # traffic: room for a probe round now
+    (push,) = sends(c.rtt_sample(A, c.estimate_rtt_ms(ME, A), T0 + 138), wire.NetmapCoordMsg)
+    assert push.msg.probe_room >= ROUND
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 1e9])
