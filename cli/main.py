@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import blob, compute, mesh, node
+from . import blob, compute, mesh, node, topology
 from .common import DEFAULT_SOCKET, Ctx, default_socket
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(node.app, name="node")
 app.add_typer(compute.app, name="compute")
 app.add_typer(blob.app, name="blob")
 app.add_typer(mesh.app, name="mesh")
+app.command(name="topology")(topology.topology)
 
 
 @app.callback()

@@ -28,6 +28,8 @@ from .logs import get_logger
 from .mesh.driver import MeshService
 from .mesh.rpc import register as register_mesh_rpc
 from .metrics import Metrics, serve_metrics
+from .netmap.driver import NetmapService
+from .netmap.rpc import register as register_netmap_rpc
 from .rpc import RpcRegistry
 from .rpc.server import serve_rpc
 from .scheduler import Ewma, NodeCapacity, NodeMetrics
@@ -57,6 +59,7 @@ class Node:
         self.mesh: MeshService | None = None  # the mesh service, when running
         self.blobs: BlobService | None = None  # the blob service, when running
         self.compute: ComputeDriver | None = None  # the compute driver, when running
+        self.netmap: NetmapService | None = None  # the network map, when running
         self.rpc.register("node.status", self._rpc_status)
         self.rpc.register("node.capacity", self._rpc_capacity)
 
@@ -122,6 +125,7 @@ class Node:
                 bound = await nursery.start(serve_metrics, self.metrics, host, port)
                 self.addresses["metrics"] = format_hostport(*bound)
             await self._start_mesh(nursery)
+            await self._start_netmap(nursery)
             await self._start_compute(nursery)
             socket_path = await nursery.start(
                 lambda task_status: serve_rpc(
@@ -147,6 +151,13 @@ class Node:
         self.mesh = mesh
         register_mesh_rpc(self.rpc, mesh)
 
+    async def _start_netmap(self, nursery: trio.Nursery) -> None:
+        assert self.mesh is not None
+        netmap = NetmapService(self.did, self.mesh, self.metrics.registry)
+        await nursery.start(netmap.serve)
+        self.netmap = netmap
+        register_netmap_rpc(self.rpc, netmap)
+
     def trust(self, did: str) -> float:
         """This node's trust in ``did``: the configured table; a node trusts itself fully."""
         return 1.0 if did == self.did else self.config.trust_in(did)
@@ -161,7 +172,14 @@ class Node:
         self.blobs = blobs
         register_blob_rpc(self.rpc, blobs, in_use=self.blob_in_use)
         compute = ComputeDriver(
-            self.config, self.did, self.mesh, blobs, self, self.metrics.registry, self.trust
+            self.config,
+            self.did,
+            self.mesh,
+            blobs,
+            self,
+            self.metrics.registry,
+            self.trust,
+            coordinate=self.netmap.coordinate if self.netmap is not None else None,
         )
         await nursery.start(compute.serve)
         self.compute = compute

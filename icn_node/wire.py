@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .errors import CodecError, IcnError, IdentityError
 from .identity import NodeIdentity, public_key_from_did, validate_did
+from .scheduler.coordinates import Coordinate
 from .scheduler.executors import ExecutorInfo
 from .scheduler.policy import PlacementOffer, PlacementRequest
 from .scheduler.tasks import TaskResult, TaskSpec
@@ -171,7 +172,7 @@ def _check(value: Any, hint: Any, path: str) -> Any:
 
 
 DOCUMENT_TYPES: frozenset[type] = frozenset(
-    {ExecutorInfo, PlacementOffer, PlacementRequest, TaskResult, TaskSpec}
+    {Coordinate, ExecutorInfo, PlacementOffer, PlacementRequest, TaskResult, TaskSpec}
 )
 """Domain values a message may carry as a field: sent as their ``to_dict()`` document."""
 
@@ -795,8 +796,78 @@ class BlobAnnounceMsg(Message):
                 raise ValueError(f"blob_announce.blobs[{i}]: negative size")
 
 
+# --- network map: coordinates and bandwidth probes ------------------------------------------
+#
+# Direct messages on NETMAP_TOPIC between linked peers (docs/PROTOCOL.md §9). New message types
+# rather than new fields on ping/pong: a peer without the netmap never subscribes to the topic,
+# so these never reach it, and its ping/pong stay as they were.
+
+NETMAP_TOPIC = "icn/netmap"
+MAX_PROBE_BYTES = 100 * 1024
+MAX_PROBE_ID = 2**63
+
+
+def _probe_id(tag: str, value: int) -> None:
+    if not 0 <= value < MAX_PROBE_ID:
+        raise ValueError(f"{tag}.probe: out of range")
+
+
+@message("netmap_coord")
+@dataclass(frozen=True, slots=True)
+class NetmapCoordMsg(Message):
+    """Direct to a linked peer: the sender's network coordinate (sent after an RTT sample,
+    at most every few seconds), so the peer's next samples can update against it, and
+    ``probe_room``: how many probe bytes the sender could serve now within its budget (a peer
+    probes it only when a whole round fits)."""
+
+    coordinate: Coordinate
+    probe_room: int = 0
+
+    def validate(self) -> None:
+        if self.probe_room < 0:
+            raise ValueError("netmap_coord.probe_room: negative")
+
+
+@message("netmap_probe")
+@dataclass(frozen=True, slots=True)
+class NetmapProbeMsg(Message):
+    """Direct: a bandwidth probe; answer at once with ``size`` bytes of payload."""
+
+    probe: int
+    size: int
+
+    def validate(self) -> None:
+        _probe_id(self.TAG, self.probe)
+        if not 0 <= self.size <= MAX_PROBE_BYTES:
+            raise ValueError(f"netmap_probe.size: 0-{MAX_PROBE_BYTES}, got {self.size}")
+
+
+@message("netmap_probe_reply")
+@dataclass(frozen=True, slots=True)
+class NetmapProbeReplyMsg(Message):
+    """Direct: the answer to ``netmap_probe`` (same ``probe``): the payload asked for and the
+    sender's coordinate, or ``error`` (``budget``: the sender's probe budget is spent)."""
+
+    probe: int
+    coordinate: Coordinate
+    payload: bytes = b""
+    error: str = ""
+
+    def validate(self) -> None:
+        _probe_id(self.TAG, self.probe)
+        if len(self.payload) > MAX_PROBE_BYTES:
+            raise ValueError(f"netmap_probe_reply.payload: more than {MAX_PROBE_BYTES} bytes")
+        if len(self.error) > 64:
+            raise ValueError("netmap_probe_reply.error: longer than 64 characters")
+
+
 __all__ = [
     "BLOB_TOPIC",
+    "MAX_PROBE_BYTES",
+    "NETMAP_TOPIC",
+    "NetmapCoordMsg",
+    "NetmapProbeMsg",
+    "NetmapProbeReplyMsg",
     "COMPUTE_DIRECT_TOPIC",
     "COMPUTE_TOPIC",
     "AbandonMsg",

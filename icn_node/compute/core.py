@@ -45,6 +45,7 @@ from icn_node.compute.records import JobRecord, TaskRecord
 from icn_node.compute.registry import ExecutorRegistry
 from icn_node.compute.submitter import SubmitterCore
 from icn_node.scheduler.cluster_metrics import NodeMetrics
+from icn_node.scheduler.coordinates import Coordinate
 from icn_node.scheduler.executors import ExecutorInfo
 from icn_node.scheduler.locality import BlobRegistry, LocalityContext
 from icn_node.scheduler.policy import DefaultPlacementPolicy
@@ -88,7 +89,8 @@ class ComputeCore:
     sub-cores (``executor`` None: this node only submits). ``region``: this node's region, for
     announcements and locality. ``blob_registry`` / ``rtt_ms``: what this node knows of where
     blobs are and of its round-trip times, read when an executor scores a request (the driver
-    supplies them; a simulator supplies its own).
+    supplies them; a simulator supplies its own). ``coordinate``: this node's network
+    coordinate, read into each announcement (None: announced without one).
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class ComputeCore:
         region: str | None = None,
         blob_registry: Callable[[], BlobRegistry] = BlobRegistry,
         rtt_ms: Callable[[], Mapping[str, float]] = dict,
+        coordinate: Callable[[], Coordinate | None] | None = None,
     ) -> None:
         self.did = did
         self.submitter = submitter
@@ -109,6 +112,7 @@ class ComputeCore:
         self.region = region
         self._blob_registry = blob_registry
         self._rtt_ms = rtt_ms
+        self._coordinate = coordinate
         self.task_locations: OrderedDict[bytes, str] = OrderedDict()
         # Host readings, for announcements and scoring.
         self._metrics: NodeMetrics | None = None
@@ -130,6 +134,7 @@ class ComputeCore:
         region: str | None = None,
         blob_registry: Callable[[], BlobRegistry] = BlobRegistry,
         rtt_ms: Callable[[], Mapping[str, float]] = dict,
+        coordinate: Callable[[], Coordinate | None] | None = None,
     ) -> ComputeCore:
         """Build from the ``[compute]`` config section. The executor runs when
         ``compute.executor`` is set; ``capacity`` is its starting capacity."""
@@ -171,6 +176,7 @@ class ComputeCore:
             region=region,
             blob_registry=blob_registry,
             rtt_ms=rtt_ms,
+            coordinate=coordinate,
         )
 
     # -- events from the network -----------------------------------------------------------
@@ -399,4 +405,7 @@ class ComputeCore:
         ex = self._executor("announce_info")
         self._announced_at = now
         self._announced_to = self._peers
-        return ex.announce_info(now, metrics=self._metrics, region=self.region)
+        coordinate = self._coordinate() if self._coordinate is not None else None
+        return ex.announce_info(
+            now, metrics=self._metrics, region=self.region, coordinate=coordinate
+        )

@@ -33,6 +33,7 @@ from ..config import Config
 from ..errors import CodecError, IcnError
 from ..logs import get_logger
 from ..scheduler.cluster_metrics import NodeMetrics
+from ..scheduler.coordinates import Coordinate
 from ..scheduler.locality import BlobRegistry
 from ..scheduler.resources import NodeCapacity
 from ..scheduler.tasks import TaskState
@@ -235,6 +236,8 @@ class ComputeDriver:
         host: Host,
         registry: CollectorRegistry,
         trust: Callable[[str], float],
+        *,
+        coordinate: Callable[[], Coordinate | None] | None = None,
     ) -> None:
         self.config = config
         self.did = did
@@ -254,6 +257,7 @@ class ComputeDriver:
             region=config.node.region or None,
             blob_registry=lambda: blobs.locations.snapshot(),
             rtt_ms=mesh.rtt_ms,
+            coordinate=coordinate,
         )
         self.runs = Runs(
             did,

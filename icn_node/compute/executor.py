@@ -45,6 +45,7 @@ from icn_node.compute.records import JobRecord, JobState
 from icn_node.errors import ConfigError, LocalProtocolError, ResourceError
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.cluster_metrics import NodeMetrics
+from icn_node.scheduler.coordinates import Coordinate
 from icn_node.scheduler.executors import ExecutorInfo
 from icn_node.scheduler.locality import LocalityContext
 from icn_node.scheduler.policy import (
@@ -233,7 +234,11 @@ class ExecutorCore:
         return c.available_ratio(), sum(1 for d in c.gpu_devices if d.available)
 
     def announce_info(
-        self, now: float, metrics: NodeMetrics | None = None, region: str | None = None
+        self,
+        now: float,
+        metrics: NodeMetrics | None = None,
+        region: str | None = None,
+        coordinate: Coordinate | None = None,
     ) -> ExecutorInfo:
         """This executor's ``ExecutorAnnounce`` content; remembers it for
         :meth:`significant_change`."""
@@ -246,6 +251,7 @@ class ExecutorCore:
             region=region,
             announced_at=now,
             runtimes=self.runtimes,
+            coordinate=coordinate,
         )
 
     def significant_change(self) -> bool:

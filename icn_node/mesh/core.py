@@ -9,7 +9,7 @@ event                      typical actions
 ``start(now, listen)``     :class:`Dial` the bootstrap addresses
 ``link_opened(...)``       :class:`Send` our Hello
 ``frame_received(...)``    :class:`Send` (forward, reply), :class:`Deliver`, :class:`Drop`,
-                           :class:`CloseLink`, :class:`PeerUp`
+                           :class:`CloseLink`, :class:`PeerUp`, :class:`RttSample` (a pong)
 ``link_closed(...)``       :class:`PeerDown`
 ``dial_failed(...)``       (backoff only)
 ``tick(now)``              heartbeats, liveness :class:`CloseLink`, mesh graft/prune,
@@ -190,7 +190,15 @@ class PeerDown:
     reason: str
 
 
-Action = Send | Dial | CloseLink | Deliver | Drop | Reject | PeerUp | PeerDown
+@dataclass(frozen=True, slots=True)
+class RttSample:
+    """One round-trip time measured to a linked peer (a ping and its pong; not smoothed)."""
+
+    did: str
+    rtt_ms: float
+
+
+Action = Send | Dial | CloseLink | Deliver | Drop | Reject | PeerUp | PeerDown | RttSample
 
 
 # --- state --------------------------------------------------------------------------------
@@ -572,7 +580,7 @@ class MeshCore:
         link.ping_nonce = None
         sample = max(0.0, (now - link.ping_sent_at) * 1000.0)
         link.rtt_ms = sample if link.rtt_ms is None else 0.75 * link.rtt_ms + 0.25 * sample
-        return []
+        return [RttSample(link.did, sample)]
 
     def rtt_ms(self) -> dict[str, float]:
         """Smoothed RTT in milliseconds to each active peer measured so far."""

@@ -10,7 +10,8 @@ then derives ``now`` from ``trio.current_time()``, so ``MockClock`` drives the w
 tests and a wall-clock step on the host cannot reorder the core's timers.
 
 Other services use: :meth:`subscribe`, :meth:`publish`, :meth:`send_direct`,
-:meth:`peer_count`, :meth:`peers`; the node calls :meth:`serve` and :meth:`shutdown`.
+:meth:`peer_count`, :meth:`peers`; the network map also :meth:`rtt_samples`, :meth:`linked`
+and :meth:`bytes_total`. The node calls :meth:`serve` and :meth:`shutdown`.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from .core import (
     PeerDown,
     PeerUp,
     Reject,
+    RttSample,
     Send,
 )
 
@@ -158,6 +160,9 @@ class MeshService:
         self._ids = itertools.count(1)
         self._subscribers: dict[str, list[trio.MemorySendChannel[Delivery]]] = {}
         self._rings: dict[str, _Ring] = {}
+        self._rtt_watchers: list[trio.MemorySendChannel[RttSample]] = []
+        self.bytes_in = 0  # frame bytes on links, as icn_gossip_bytes_total counts them
+        self.bytes_out = 0
         self._nursery: trio.Nursery | None = None
         self._wakeup = trio.Event()
         self._stopping = False
@@ -265,6 +270,8 @@ class MeshService:
                 log.info("peer_up", did=a.did, address=a.address, direction=a.direction)
             elif isinstance(a, PeerDown):
                 log.info("peer_down", did=a.did, reason=a.reason)
+            elif isinstance(a, RttSample):
+                self._rtt_sample(a)
 
     def _topic_label(self, topic: str) -> str:
         return topic if topic in self.core.subscriptions else "other"
@@ -341,6 +348,15 @@ class MeshService:
                     "payload": d.payload,
                 }
             )
+
+    def _rtt_sample(self, sample: RttSample) -> None:
+        for chan in list(self._rtt_watchers):
+            try:
+                chan.send_nowait(sample)
+            except trio.WouldBlock:
+                pass  # a watcher that falls behind misses samples; the next ones come
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._rtt_watchers.remove(chan)
 
     def _close_link(self, io: _LinkIO, reason: str, detail: str) -> None:
         """Queue a Close frame, stop accepting sends, give the writer a moment to flush."""
@@ -459,6 +475,7 @@ class MeshService:
             if not data:
                 raise trio.BrokenResourceError("closed during the handshake")
             self.metrics.bytes.labels(direction="in").inc(len(data))
+            self.bytes_in += len(data)
             decoder.feed(data)
 
     async def _authenticate_dialer(self, stream: trio.SSLStream, decoder: FrameDecoder) -> str:
@@ -528,6 +545,7 @@ class MeshService:
                     io.reason = "eof"
                     return
                 self.metrics.bytes.labels(direction="in").inc(len(data))
+                self.bytes_in += len(data)
                 decoder.feed(data)
         except CodecError as e:
             reason = "frame-too-large" if "exceeds the limit" in str(e) else "bad-frame"
@@ -554,6 +572,7 @@ class MeshService:
                     size += len(more)
                 await io.stream.send_all(b"".join(batch) if len(batch) > 1 else data)
                 out.inc(size)
+                self.bytes_out += size
                 if io.drained is not None and receive.statistics().current_buffer_used <= half:
                     io.drained.set()
                     io.drained = None
@@ -618,6 +637,21 @@ class MeshService:
     def rtt_ms(self) -> dict[str, float]:
         """Smoothed round-trip times (ms) to linked peers, from keepalive ping/pong."""
         return self.core.rtt_ms()
+
+    def rtt_samples(self, buffer: int = 256) -> trio.MemoryReceiveChannel[RttSample]:
+        """Every RTT sample from now on, as it is measured (one per pong). Bounded: a watcher
+        that falls behind misses samples instead of stalling the mesh. Close it to stop."""
+        send, receive = trio.open_memory_channel[RttSample](buffer)
+        self._rtt_watchers.append(send)
+        return receive
+
+    def linked(self, did: str) -> bool:
+        """True while there is an active link to ``did``."""
+        return did in self.core.active
+
+    def bytes_total(self) -> int:
+        """Frame bytes sent and received on mesh links since start (both directions)."""
+        return self.bytes_in + self.bytes_out
 
     def peers(self) -> list[dict[str, Any]]:
         rows = self.core.peers(self.now())

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Annotated
 
+from icn_node.codec import OMIT_DEFAULT
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.cluster_metrics import NodeMetrics
+from icn_node.scheduler.coordinates import Coordinate
 from icn_node.scheduler.locality import MAX_DID_LEN, MAX_REGION_LEN
 from icn_node.scheduler.policy import MAX_QUEUE_DEPTH, RUNTIMES
 from icn_node.scheduler.resources import NodeCapacity, ResourceProfile
@@ -22,7 +25,8 @@ __all__ = ["ExecutorInfo"]
 @dataclass(frozen=True, slots=True, eq=False)
 class ExecutorInfo(TaskDocument):
     """One executor's announcement. ``capacity`` carries its current available figures (live
-    capacity minus its reservations); the registry keeps its own snapshot of it."""
+    capacity minus its reservations); the registry keeps its own snapshot of it. ``coordinate``
+    is its network coordinate, so submitters can estimate RTTs to it (None: not known yet)."""
 
     did: str
     capacity: NodeCapacity
@@ -31,6 +35,9 @@ class ExecutorInfo(TaskDocument):
     region: str | None = None
     announced_at: float = 0.0
     runtimes: tuple[str, ...] = ("wasm",)
+    # Its network coordinate (netmap); left out of the document when unknown, so an
+    # announcement without one reads exactly as before.
+    coordinate: Annotated[Coordinate | None, OMIT_DEFAULT] = None
     _could_fit_cap: NodeCapacity = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -50,6 +57,8 @@ class ExecutorInfo(TaskDocument):
                 if rt not in RUNTIMES:
                     raise TaskError(f"executor_info.runtimes: unknown runtime {rt!r}")
             s(self, "runtimes", runtimes)
+            if self.coordinate is not None and not isinstance(self.coordinate, Coordinate):
+                raise TaskError("executor_info.coordinate: expected a Coordinate or None")
             s(
                 self,
                 "announced_at",

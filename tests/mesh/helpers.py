@@ -20,6 +20,7 @@ from icn_node.mesh.core import (
     PeerDown,
     PeerUp,
     Reject,
+    RttSample,
     Send,
 )
 
@@ -146,7 +147,7 @@ class SimNet:
                 node.drops.append(a)
             elif isinstance(a, Reject):
                 node.rejects.append(a)
-            elif isinstance(a, (PeerUp, PeerDown)):
+            elif isinstance(a, (PeerUp, PeerDown, RttSample)):
                 pass
             else:  # pragma: no cover
                 raise AssertionError(f"unknown action {a!r}")

@@ -6,7 +6,7 @@ import pytest
 
 from icn_node import wire
 from icn_node.errors import LocalProtocolError
-from icn_node.mesh.core import CloseLink, Deliver, Dial, Drop, Reject, SeenCache, Send
+from icn_node.mesh.core import CloseLink, Deliver, Dial, Drop, Reject, RttSample, SeenCache, Send
 from icn_node.mesh.states import (
     DialEvent,
     DialState,
@@ -383,11 +383,12 @@ def test_ping_on_activation_and_pong_give_a_smoothed_rtt():
     acts = core.frame_received(1, wire.Hello(wire.PROTOCOL_VERSION), T0)
     (ping,) = sent(acts, wire.Ping)  # a first sample without waiting for the keepalive
     assert core.rtt_ms() == {}
-    core.frame_received(1, wire.Pong(ping.msg.nonce), T0 + 0.020)
+    (sample,) = core.frame_received(1, wire.Pong(ping.msg.nonce), T0 + 0.020)
+    assert sample == RttSample(b.did, pytest.approx(20.0))  # each sample, for the netmap
     assert core.rtt_ms() == {b.did: pytest.approx(20.0)}
     # a late or unsolicited pong is no sample
-    core.frame_received(1, wire.Pong(ping.msg.nonce), T0 + 5.0)
-    core.frame_received(1, wire.Pong(999), T0 + 5.0)
+    assert core.frame_received(1, wire.Pong(ping.msg.nonce), T0 + 5.0) == []
+    assert core.frame_received(1, wire.Pong(999), T0 + 5.0) == []
     assert core.rtt_ms() == {b.did: pytest.approx(20.0)}
     # the next keepalive ping; a 60 ms answer moves the average a quarter of the way
     (ping2,) = sent(core.tick(T0 + 10 / 3 + 0.1), wire.Ping)

@@ -307,3 +307,27 @@ async def test_rpc_methods_publish_record_and_report(autojump_clock):
         bad = await call(rpc_a, "mesh.publish", {"topic": "", "text": "x"})
         assert bad["error"]["code"] == -32602
         nursery.cancel_scope.cancel()
+
+
+async def test_rtt_samples_bytes_and_links_for_the_network_map(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        net, a, b, ia, ib = await two_nodes(nursery, liveness_timeout_s=3.0)
+        samples = a.rtt_samples(buffer=4)
+        assert a.linked(ib.did) and not a.linked(ia.did)
+        with trio.fail_after(5):
+            s = await samples.receive()  # the next keepalive's pong
+        assert s.did == ib.did and s.rtt_ms >= 0.0
+        reg = a.metrics.registry
+        counted = sum(
+            reg.get_sample_value("icn_gossip_bytes_total", {"direction": d}) for d in ("in", "out")
+        )
+        assert a.bytes_total() == a.bytes_in + a.bytes_out == counted > 0
+        # a watcher that stops reading loses samples; one that closes is dropped
+        await trio.sleep(20.0)
+        assert len(a._rtt_watchers) == 1
+        await samples.aclose()
+        await trio.sleep(2.0)
+        assert a._rtt_watchers == []
+        net.crash(B)
+        await wait_for(lambda: not a.linked(ib.did))
+        nursery.cancel_scope.cancel()

@@ -37,9 +37,10 @@ SAMPLES = [
 
 
 def test_every_registered_type_has_a_sample():
+    from tests.netmap.test_wire_netmap import NETMAP_SAMPLES
     from tests.test_wire_compute import COMPUTE_SAMPLES
 
-    sampled = {type(m) for m in SAMPLES} | {type(m) for m in COMPUTE_SAMPLES}
+    sampled = {type(m) for m in [*SAMPLES, *COMPUTE_SAMPLES, *NETMAP_SAMPLES]}
     assert sampled == set(wire.REGISTRY.values())
 
 
