@@ -179,7 +179,7 @@ class Node:
             self,
             self.metrics.registry,
             self.trust,
-            coordinate=self.netmap.coordinate if self.netmap is not None else None,
+            network=self.netmap,
         )
         await nursery.start(compute.serve)
         self.compute = compute

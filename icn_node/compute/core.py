@@ -87,10 +87,11 @@ class ComputeCore:
 
     ``trust``: this node's trust in a DID. ``submitter``/``executor``/``registry``: the
     sub-cores (``executor`` None: this node only submits). ``region``: this node's region, for
-    announcements and locality. ``blob_registry`` / ``rtt_ms``: what this node knows of where
-    blobs are and of its round-trip times, read when an executor scores a request (the driver
-    supplies them; a simulator supplies its own). ``coordinate``: this node's network
-    coordinate, read into each announcement (None: announced without one).
+    announcements and locality. ``blob_registry`` / ``rtt_ms`` / ``bandwidth_mbps``: what this
+    node knows of where blobs are and of its round-trip times and bandwidths, read when an
+    executor scores a request (the driver supplies them; a simulator supplies its own).
+    ``coordinate``: this node's network coordinate, read into each announcement (None:
+    announced without one).
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class ComputeCore:
         region: str | None = None,
         blob_registry: Callable[[], BlobRegistry] = BlobRegistry,
         rtt_ms: Callable[[], Mapping[str, float]] = dict,
+        bandwidth_mbps: Callable[[], Mapping[str, float]] = dict,
         coordinate: Callable[[], Coordinate | None] | None = None,
     ) -> None:
         self.did = did
@@ -112,6 +114,7 @@ class ComputeCore:
         self.region = region
         self._blob_registry = blob_registry
         self._rtt_ms = rtt_ms
+        self._bandwidth_mbps = bandwidth_mbps
         self._coordinate = coordinate
         self.task_locations: OrderedDict[bytes, str] = OrderedDict()
         # Host readings, for announcements and scoring.
@@ -134,6 +137,7 @@ class ComputeCore:
         region: str | None = None,
         blob_registry: Callable[[], BlobRegistry] = BlobRegistry,
         rtt_ms: Callable[[], Mapping[str, float]] = dict,
+        bandwidth_mbps: Callable[[], Mapping[str, float]] = dict,
         coordinate: Callable[[], Coordinate | None] | None = None,
     ) -> ComputeCore:
         """Build from the ``[compute]`` config section. The executor runs when
@@ -176,6 +180,7 @@ class ComputeCore:
             region=region,
             blob_registry=blob_registry,
             rtt_ms=rtt_ms,
+            bandwidth_mbps=bandwidth_mbps,
             coordinate=coordinate,
         )
 
@@ -286,6 +291,7 @@ class ComputeCore:
             region=self.region,
             blobs=self._blob_registry(),
             rtt_ms=self._rtt_ms(),
+            bandwidth_mbps=self._bandwidth_mbps(),
             task_locations=self.task_locations,
         )
 

@@ -77,6 +77,17 @@ class Mesh(Protocol):
     def rtt_ms(self) -> dict[str, float]: ...
 
 
+class Network(Protocol):
+    """What the driver reads of the network map: this node's coordinate, and RTT and
+    bandwidth to the nodes it can tell (measured, or estimated from coordinates)."""
+
+    def coordinate(self) -> Coordinate: ...
+
+    def rtts(self) -> dict[str, float]: ...
+
+    def bandwidths(self) -> dict[str, float]: ...
+
+
 class BlobLocations(Protocol):
     def holders(self, h: bytes) -> list[str]: ...
 
@@ -237,7 +248,7 @@ class ComputeDriver:
         registry: CollectorRegistry,
         trust: Callable[[str], float],
         *,
-        coordinate: Callable[[], Coordinate | None] | None = None,
+        network: Network | None = None,
     ) -> None:
         self.config = config
         self.did = did
@@ -256,8 +267,9 @@ class ComputeDriver:
             rng=random.Random(int.from_bytes(os.urandom(8), "big")),
             region=config.node.region or None,
             blob_registry=lambda: blobs.locations.snapshot(),
-            rtt_ms=mesh.rtt_ms,
-            coordinate=coordinate,
+            rtt_ms=network.rtts if network is not None else mesh.rtt_ms,
+            bandwidth_mbps=network.bandwidths if network is not None else dict,
+            coordinate=network.coordinate if network is not None else None,
         )
         self.runs = Runs(
             did,

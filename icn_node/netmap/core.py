@@ -411,6 +411,20 @@ class NetmapCore:
             return None
         return bw
 
+    def rtts(self, now: float) -> dict[str, float]:
+        """RTT (ms) to every node this node can tell: measured for linked peers, from the
+        coordinates for the others."""
+        out = {d: r for d in self.known if (r := self.rtt_ms(d, now)) is not None}
+        for d in self.peers:
+            r = self.rtt_ms(d, now)
+            if r is not None:
+                out[d] = r
+        return out
+
+    def bandwidths(self, now: float) -> dict[str, float]:
+        """Bandwidth (Mbit/s) to every peer with a recent estimate."""
+        return {d: bw.mbps for d in self.peers if (bw := self.bandwidth(d, now)) is not None}
+
     def estimate(self, did: str, now: float) -> tuple[float | None, float | None]:
         """(RTT in ms, bandwidth in Mbit/s) to ``did``, each None when unknown: what transfer
         planning asks."""

@@ -242,6 +242,14 @@ class NetmapService:
         probe."""
         return self.core.estimate(did, self.now())
 
+    def rtts(self) -> dict[str, float]:
+        """RTT (ms) to every node this node can tell (measured, else from coordinates)."""
+        return self.core.rtts(self.now())
+
+    def bandwidths(self) -> dict[str, float]:
+        """Bandwidth (Mbit/s) to every peer with a recent measurement."""
+        return self.core.bandwidths(self.now())
+
     def transfer_s(self, did: str, nbytes: int) -> float | None:
         """Estimated seconds to fetch ``nbytes`` from ``did`` (RTT + size / bandwidth)."""
         return self.core.transfer_s(did, nbytes, self.now())

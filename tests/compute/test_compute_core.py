@@ -140,3 +140,34 @@ def test_from_config_builds_what_the_config_says(executor):
     )
     assert (core.executor is not None) is executor
     assert core.registry.interval_s == cfg.compute.announce_interval_s
+
+
+def test_the_locality_context_reads_the_network_map():
+    """RTT and bandwidth come from the providers the driver passes (the network map): with
+    PreferHighBandwidth the executor scores its measured bandwidth to the submitter."""
+    from icn_node.compute import ExecutorCore
+    from icn_node.scheduler import DefaultPlacementPolicy, PreferHighBandwidth
+
+    def executor_core(mbps):
+        reg = ExecutorRegistry(10.0)
+        ex = ExecutorCore(A, capacity(), DefaultPlacementPolicy(), lambda _d: 0.9)
+        return ComputeCore(
+            A,
+            submitter=SubmitterCore(A, lambda _d: 0.9, reg),
+            registry=reg,
+            executor=ex,
+            rtt_ms=lambda: {SUB: 4.0},
+            bandwidth_mbps=lambda: {SUB: mbps} if mbps else {},
+        )
+
+    s = spec(hints=(PreferHighBandwidth(100.0),))
+    req = PlacementRequest(s.task_hash, s.profile, SUB, s.hints)
+    scores = {}
+    for mbps in (None, 100.0, 200.0):
+        (offer,) = [
+            e.msg.offer
+            for e in executor_core(mbps).receive(SUB, PlacementRequestMsg(req, 1, 1.0), 0.0)
+            if isinstance(e, Send) and hasattr(e.msg, "offer")
+        ]
+        scores[mbps] = offer.components.network
+    assert scores == {None: 0.0, 100.0: 0.5, 200.0: 1.0}
