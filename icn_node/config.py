@@ -249,6 +249,11 @@ class ComputeSection:
         "Host commands (absolute paths) tasks may run with the exec runtime; empty: exec off.",
         _absolute_paths,
     )
+    link_grace_s: float = key(
+        3.0,
+        "A running executor whose link closed and stays down this long is lost (re-placed).",
+        _between(0.1, 3_600),
+    )
     placement_weights: str = key(
         "phase16c",
         "Score weights: phase16c (trust, capacity, queue, data locality, network) or "

@@ -157,6 +157,7 @@ class ComputeCore:
             rng=rng,
             weights=compute.placement_weights,
             blobs=blob_registry,
+            link_grace_s=compute.link_grace_s,
         )
         executor = None
         if compute.executor:
@@ -350,6 +351,15 @@ class ComputeCore:
         if capacity is not None and self.executor is not None:
             return self._settle(self.executor.update_capacity(capacity, now), now)
         return []
+
+    def link_down(self, did: str, now: float) -> list[Effect]:
+        """This node lost its link to ``did``: a task it claimed or runs for us is lost unless
+        the link returns within the grace (``compute.link_grace_s``)."""
+        return self._settle(self.submitter.link_down(did, now), now)
+
+    def link_up(self, did: str, now: float) -> list[Effect]:
+        """A link to ``did`` is (back) up."""
+        return self._settle(self.submitter.link_up(did, now), now)
 
     def peers_changed(self, peers: int, now: float) -> list[Effect]:
         """The mesh now has ``peers`` peers. A peer that just joined has not heard this

@@ -20,13 +20,43 @@ from icn_node.compute.effects import (
 from icn_node.scheduler.locality import BlobRegistry
 from icn_node.scheduler.tasks import TaskSpec
 
-__all__ = ["BLIND_WEIGHTS", "Data", "bytes_needed", "placement_effects", "task_data"]
+__all__ = [
+    "BLIND_WEIGHTS",
+    "Data",
+    "bytes_needed",
+    "placement_effects",
+    "run_limit_s",
+    "task_data",
+]
+
+MIN_FUEL_PER_S = 100_000_000
+"""The slowest executor the run deadline allows for: about a twentieth of this project's
+machine (1.7 G fuel/s measured with ``make bench-sandbox``)."""
+MIN_BYTES_PER_S = 10_000_000
+"""The slowest fetch of a task's data the run deadline allows for."""
+RUN_GRACE_S = 10.0
+RUN_SLACK = 1.5
 
 Data = tuple[tuple[bytes, int], ...]
 """(blob hash, size in bytes) pairs."""
 
 BLIND_WEIGHTS = "phase16a"
 """The locality-blind choice that ``data_transfer_saved`` is measured against."""
+
+
+def run_limit_s(spec: TaskSpec, data_bytes: int = 0) -> float | None:
+    """How long a run may take before its executor counts as overrunning: the task's own limit
+    (``timeout_s``, set by ``--duration``) or its expected duration, else its fuel at the
+    slowest executor allowed — with slack, a grace, and time to fetch its data. None: no limit
+    can be derived (an exec task without a timeout)."""
+    base: float | None = spec.timeout_s
+    if base is None and spec.profile is not None:
+        base = spec.profile.duration_estimate
+    if base is None and spec.runtime == "wasm":
+        base = spec.fuel / MIN_FUEL_PER_S
+    if base is None:
+        return None
+    return base * RUN_SLACK + RUN_GRACE_S + data_bytes / MIN_BYTES_PER_S
 
 
 def task_data(spec: TaskSpec, registry: BlobRegistry) -> Data:

@@ -32,6 +32,7 @@ from ..blobs import BlobStore
 from ..config import Config
 from ..errors import CodecError, IcnError
 from ..logs import get_logger
+from ..mesh.core import PeerUp
 from ..scheduler.cluster_metrics import NodeMetrics
 from ..scheduler.coordinates import Coordinate
 from ..scheduler.locality import BlobRegistry
@@ -73,6 +74,10 @@ class Mesh(Protocol):
     async def send_direct(self, to: str, topic: str, payload: bytes) -> Any: ...
 
     def peer_count(self) -> int: ...
+
+    def peer_events(self) -> Any: ...
+
+    def linked(self, did: str) -> bool: ...
 
     def rtt_ms(self) -> dict[str, float]: ...
 
@@ -165,6 +170,13 @@ class ComputeMetrics:
                 p + "data_local_total",
                 "Placements on an executor holding all the task's data (data-local fraction: "
                 "this over ..._with_data_total).",
+                registry=registry,
+            ),
+            E.EXECUTOR_PENALTIES: Counter(
+                "icn_compute_executor_penalties_total",
+                "Executors this submitter caught out (lie, overrun, verify, lost): each lowers "
+                "that executor's effective trust here.",
+                ["reason"],
                 registry=registry,
             ),
             E.MESSAGES_DROPPED: Counter(
@@ -300,6 +312,7 @@ class ComputeDriver:
                 nursery.start_soon(self._receive, direct)
                 nursery.start_soon(self._timer_loop)
                 nursery.start_soon(self._host_loop)
+                nursery.start_soon(self._link_loop, self.mesh.peer_events())
                 task_status.started()
         finally:
             self.store.close()
@@ -406,6 +419,15 @@ class ComputeDriver:
             deadline = self.core.next_deadline()
             if deadline is not None and now >= deadline:
                 await self._execute(self.core.on_timer(now))
+
+    async def _link_loop(self, events: Any) -> None:
+        """Tell the core when the link to a peer is gone (and when it is back)."""
+        async for ev in events:
+            now = self.now()
+            if isinstance(ev, PeerUp):
+                await self._execute(self.core.link_up(ev.did, now))
+            elif not self.mesh.linked(ev.did):
+                await self._execute(self.core.link_down(ev.did, now))
 
     async def _host_loop(self) -> None:
         """Tell the core about new host readings and peer counts (polled: both are cheap)."""

@@ -29,6 +29,7 @@ from icn_node.wire import Message
 __all__ = [
     "DATA_TRANSFER_NEEDED",
     "DATA_TRANSFER_SAVED",
+    "EXECUTOR_PENALTIES",
     "LOCALITY_SCORE",
     "NETWORK_SCORE",
     "PLACEMENTS_DATA_LOCAL",
@@ -90,6 +91,9 @@ LOCALITY_SCORE = "locality_score"
 """Executor (observed): the locality component of each offer."""
 NETWORK_SCORE = "network_score"
 """Executor (observed): the network component of each offer."""
+EXECUTOR_PENALTIES = "executor_penalties"
+"""Submitter: an executor caught out (label: lie, overrun, verify, lost); its effective trust
+here drops."""
 MESSAGES_DROPPED = "messages_dropped"
 """A message refused (see :class:`Rejected`)."""
 

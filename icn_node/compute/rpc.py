@@ -327,8 +327,15 @@ class ComputeRpc:
         return {"events": events, "next": max([after, *(e["seq"] for e in events)])}
 
     async def executors(self, params: dict[str, Any]) -> dict[str, Any]:
-        live = self.driver.core.registry.live(self.driver.now())
-        return {"executors": [info.to_dict(json_safe=True) for info in live]}
+        now = self.driver.now()
+        sub = self.driver.core.submitter
+        rows = []
+        for info in sub.registry.live(now):
+            row = info.to_dict(json_safe=True)
+            row["trust"] = sub.trust(info.did)
+            row["effective_trust"] = round(sub.effective_trust(info.did, now), 4)
+            rows.append(row)
+        return {"executors": rows}
 
 
 __all__ = ["ComputeRpc", "result_view", "task_view"]

@@ -19,13 +19,22 @@ The transitions are tabled in docs/ARCHITECTURE.md.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from icn_node.compute.data import BLIND_WEIGHTS, Data, bytes_needed, placement_effects, task_data
+from icn_node.compute.data import (
+    BLIND_WEIGHTS,
+    Data,
+    bytes_needed,
+    placement_effects,
+    run_limit_s,
+    task_data,
+)
 from icn_node.compute.effects import (
+    EXECUTOR_PENALTIES,
     FUEL_USED,
     OFFERS_RECEIVED,
     PLACEMENT_DURATION,
@@ -37,11 +46,13 @@ from icn_node.compute.effects import (
     Observe,
     Persist,
     Publish,
+    Rejected,
     Send,
     StateChanged,
 )
 from icn_node.compute.records import OfferSummary, TaskRecord
 from icn_node.compute.registry import ExecutorRegistry
+from icn_node.compute.reputation import LIE, LOST, OVERRUN, Reputation, offer_lie
 from icn_node.errors import ConfigError, LocalProtocolError, ResourceError
 from icn_node.scheduler import _checks as chk
 from icn_node.scheduler.locality import BlobRegistry
@@ -90,6 +101,14 @@ class _Task:
     """The task's blobs (module, inputs) and their sizes, as sent in its requests."""
     blind_need: int | None = None
     """Bytes the locality-blind choice of the last window would have had to fetch."""
+    request: PlacementRequest | None = None
+    """The current round's request (what its offers are checked against)."""
+    claim_until: float | None = None
+    lease_until: float | None = None
+    run_until: float | None = None
+    """The run's deadline: past it the executor overran and the task is re-placed."""
+    link_until: float | None = None
+    """Set while the link to the executor is down: past it the executor is lost."""
 
 
 class SubmitterCore:
@@ -125,6 +144,8 @@ class SubmitterCore:
         min_trust: float = MIN_TRUST_EXECUTE,
         max_negotiating: int | None = None,
         blobs: Callable[[], BlobRegistry] | None = None,
+        reputation: Reputation | None = None,
+        link_grace_s: float = 3.0,
     ) -> None:
         chk.text("submitter.did", did, max_len=512)
         self.did = did
@@ -144,6 +165,9 @@ class SubmitterCore:
         self.rng = rng
         self.weights = Weights.named(weights) if isinstance(weights, str) else weights
         self.blobs = blobs
+        self.reputation = reputation or Reputation()
+        """Penalties this submitter gave executors it caught out (effective trust)."""
+        self.link_grace_s = _conf("compute.link_grace_s", link_grace_s)
         """Where blobs are and their sizes (this node's blob locations), for the data a
         request carries and the bytes a placement saves; None: tasks carry no data."""
         self.min_trust = chk.number("compute.min_trust", min_trust, lo=0.0, hi=1.0)
@@ -283,7 +307,7 @@ class SubmitterCore:
         t.expected = frozenset(
             d
             for d in self.registry.candidates(spec.profile, now, excluded, spec.runtime)
-            if self.trust(d) >= self.min_trust
+            if self.effective_trust(d, now) >= self.min_trust
         )
         t.deadline = now + self.offer_window_s
         self._set(
@@ -314,6 +338,7 @@ class SubmitterCore:
                 runtime=spec.runtime,
                 data=t.data,
             )
+            t.request = req
             msg = PlacementRequestMsg(req, attempt, self.offer_window_s, excluded)
             # Straight to the executors expected to answer (announced, live, could fit) rather
             # than flooding every member; gossiped when nobody is expected.
@@ -386,8 +411,23 @@ class SubmitterCore:
             return [Ignored("duplicate answer", offer.task_hash, sender)]
         if sender in t.rec.excluded:
             return [Ignored("offer from an excluded executor", offer.task_hash, sender)]
-        t.offers[sender] = offer
-        acts: list[Effect] = [Count(OFFERS_RECEIVED)]
+        acts: list[Effect] = []
+        assert t.request is not None
+        lie = offer_lie(
+            offer,
+            t.request,
+            self.registry.get(sender),
+            self.blobs() if self.blobs is not None else None,
+        )
+        if lie is not None:
+            # Caught out: the offer is refused (it still counts as the executor's answer) and
+            # the executor's effective trust at this submitter drops.
+            t.declined.add(sender)
+            acts += self._penalize(sender, LIE, now)
+            acts.append(Rejected("placement_offer", sender, f"the offer lies: {lie}"))
+        else:
+            t.offers[sender] = offer
+            acts.append(Count(OFFERS_RECEIVED))
         self._maybe_close_early(t, now, acts)
         return acts
 
@@ -414,7 +454,7 @@ class SubmitterCore:
         if spec.profile is None:  # legacy: nobody asked to claim in the window
             self._round_failed(t, now, acts)
             return
-        trust = {d: self.trust(d) for d in t.offers}
+        trust = {d: self.effective_trust(d, now) for d in t.offers}
         ranking = rank_offers(
             list(t.offers.values()),
             trust,
@@ -453,7 +493,8 @@ class SubmitterCore:
             if ex in t.rec.excluded:
                 continue
             rec = t.rec
-            t.deadline = now + self.claim_timeout_s
+            t.deadline = t.claim_until = now + self.claim_timeout_s
+            t.link_until = None
             claimed = rec.claimed + ((ex,) if ex not in rec.claimed else ())
             self._set(t, now, acts, state=S.CLAIMING, executor=ex, claimed=claimed, claimed_at=now)
             acts.append(Send(ex, ClaimMsg(rec.task_hash, rec.attempt, rec.spec)))
@@ -484,13 +525,54 @@ class SubmitterCore:
         return acts
 
     def _running(self, t: _Task, now: float, acts: list[Effect]) -> None:
-        t.deadline = now + self.lease_timeout_s
+        t.lease_until = now + self.lease_timeout_s
+        limit = run_limit_s(t.rec.spec, sum(size for _, size in t.data))
+        t.run_until = None if limit is None else now + limit
+        self._arm_running(t)
         started = t.rec.negotiation_started_at
         self._set(t, now, acts, state=S.RUNNING, started_at=now, retries=0, reason="")
         if started is not None:
             acts.append(Observe(PLACEMENT_DURATION, max(0.0, now - started)))
         if t.data and t.rec.executor is not None and self.blobs is not None:
             acts += placement_effects(t.data, t.rec.executor, t.blind_need, self.blobs())
+
+    def _arm_running(self, t: _Task) -> None:
+        """A running task's timer: the earliest of its lease, its run deadline and the grace
+        of a lost link."""
+        ds = [d for d in (t.lease_until, t.run_until, t.link_until) if d is not None]
+        t.deadline = min(ds) if ds else None
+
+    # -- what this submitter has seen of executors ----------------------------------------
+
+    def effective_trust(self, did: str, now: float) -> float:
+        """The configured trust in ``did`` less the penalties this submitter gave it."""
+        return self.reputation.effective(did, self.trust(did), now)
+
+    def _penalize(self, did: str, reason: str, now: float) -> list[Effect]:
+        self.reputation.penalize(did, reason, now)
+        return [Count(EXECUTOR_PENALTIES, reason)]
+
+    def link_down(self, did: str, now: float) -> list[Effect]:
+        """The link to ``did`` closed: a task claimed by or running on it is lost unless the
+        link comes back within ``link_grace_s`` (instead of waiting out the lease)."""
+        for t in self._tasks.values():
+            r = t.rec
+            if r.executor == did and r.state in (S.CLAIMING, S.RUNNING) and not r.cancel_requested:
+                t.link_until = now + self.link_grace_s
+                t.deadline = min(t.deadline or math.inf, t.link_until)
+        return []
+
+    def link_up(self, did: str, now: float) -> list[Effect]:
+        """The link to ``did`` is back: its tasks keep their lease and claim timers."""
+        for t in self._tasks.values():
+            if t.link_until is None or t.rec.executor != did:
+                continue
+            t.link_until = None
+            if t.rec.state is S.RUNNING and not t.rec.cancel_requested:
+                self._arm_running(t)
+            elif t.rec.state is S.CLAIMING:
+                t.deadline = t.claim_until
+        return []
 
     # -- legacy first-claim ----------------------------------------------------------------
 
@@ -529,7 +611,8 @@ class SubmitterCore:
         current = sender == rec.executor and attempt == rec.attempt
         if current and rec.state is S.RUNNING:
             if not rec.cancel_requested:
-                t.deadline = now + self.lease_timeout_s
+                t.lease_until = now + self.lease_timeout_s
+                self._arm_running(t)
             return []
         if current and rec.state is S.CLAIMING:
             acts: list[Effect] = []
@@ -703,6 +786,7 @@ class SubmitterCore:
                 self._close_window(t, now, acts)
             elif state is S.CLAIMING:
                 assert t.rec.executor is not None
+                acts += self._penalize(t.rec.executor, LOST, now)
                 self._lost(t, now, acts, t.rec.executor)
             elif state is S.RUNNING:
                 assert t.rec.executor is not None
@@ -715,6 +799,8 @@ class SubmitterCore:
                         f"{CANCELLED_BY_USER} (the executor did not confirm)",
                     )
                 else:
+                    overran = t.run_until is not None and t.run_until <= now
+                    acts += self._penalize(t.rec.executor, OVERRUN if overran else LOST, now)
                     self._lost(t, now, acts, t.rec.executor)
             elif state is S.PENDING:
                 self._start_round(t, now, acts, attempt=t.rec.attempt + 1)

@@ -161,6 +161,7 @@ class MeshService:
         self._subscribers: dict[str, list[trio.MemorySendChannel[Delivery]]] = {}
         self._rings: dict[str, _Ring] = {}
         self._rtt_watchers: list[trio.MemorySendChannel[RttSample]] = []
+        self._peer_watchers: list[trio.MemorySendChannel[PeerUp | PeerDown]] = []
         self.bytes_in = 0  # frame bytes on links, as icn_gossip_bytes_total counts them
         self.bytes_out = 0
         self._nursery: trio.Nursery | None = None
@@ -268,8 +269,10 @@ class MeshService:
                 log.warning("peer_refused", did=a.did, reason=a.reason, detail=a.detail)
             elif isinstance(a, PeerUp):
                 log.info("peer_up", did=a.did, address=a.address, direction=a.direction)
+                self._peer_event(a)
             elif isinstance(a, PeerDown):
                 log.info("peer_down", did=a.did, reason=a.reason)
+                self._peer_event(a)
             elif isinstance(a, RttSample):
                 self._rtt_sample(a)
 
@@ -357,6 +360,15 @@ class MeshService:
                 pass  # a watcher that falls behind misses samples; the next ones come
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._rtt_watchers.remove(chan)
+
+    def _peer_event(self, event: PeerUp | PeerDown) -> None:
+        for chan in list(self._peer_watchers):
+            try:
+                chan.send_nowait(event)
+            except trio.WouldBlock:
+                pass  # a watcher that falls behind misses events; linked() tells the truth
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._peer_watchers.remove(chan)
 
     def _close_link(self, io: _LinkIO, reason: str, detail: str) -> None:
         """Queue a Close frame, stop accepting sends, give the writer a moment to flush."""
@@ -643,6 +655,14 @@ class MeshService:
         that falls behind misses samples instead of stalling the mesh. Close it to stop."""
         send, receive = trio.open_memory_channel[RttSample](buffer)
         self._rtt_watchers.append(send)
+        return receive
+
+    def peer_events(self, buffer: int = 256) -> trio.MemoryReceiveChannel[PeerUp | PeerDown]:
+        """Links to peers coming up and going down, from now on (bounded, as
+        :meth:`rtt_samples`). A ``PeerDown`` may be one of two links to a peer: ask
+        :meth:`linked` whether the peer is still there."""
+        send, receive = trio.open_memory_channel[PeerUp | PeerDown](buffer)
+        self._peer_watchers.append(send)
         return receive
 
     def linked(self, did: str) -> bool:

@@ -51,7 +51,7 @@ def spec(
     return TaskSpec(
         code_blob=h("code"),
         submitter=submitter,
-        fuel=kw.pop("fuel", 10_000),
+        fuel=kw.pop("fuel", 20_000_000_000),  # 200 s at the slowest rate a deadline allows,
         nonce=h(name)[:16],
         profile=profile,
         **kw,

@@ -105,6 +105,8 @@ class Network:
         self.now = 0.0
         self.latency = latency
         self.run_time = run_time
+        self.run_times: dict[str, float | None] = {}
+        """Per-executor run times (None: its runs never end), overriding ``run_time``."""
         self.fuel_used = fuel_used
         self.nodes: dict[str, Node] = {}
         self.drop: Callable[[Effect, str, str], bool] = lambda e, s, d: False
@@ -232,6 +234,16 @@ class Network:
 
     # -- crash and restart ------------------------------------------------------------------
 
+    def link(self, a: str, b: str, up: bool) -> None:
+        """The link between ``a`` and ``b`` goes down (or comes back): both cores are told,
+        as the mesh's peer events tell the drivers. Messages still flow (a dead link in the
+        daemon means a dead peer; here only the event matters)."""
+        for x, y in ((a, b), (b, a)):
+            n = self.nodes[x]
+            if n.up and n.core is not None:
+                event = n.core.link_up if up else n.core.link_down
+                self.execute(x, event(y, self.now))
+
     def crash(self, d: str) -> None:
         n = self.nodes[d]
         n.up = False
@@ -337,10 +349,11 @@ class Network:
         self._runs[(d, th)] = run_id
         started = self.now
         self.execute(d, self.core(d).run_started(th, self.now))
-        if self.run_time is not None:
+        run_time = self.run_times.get(d, self.run_time)
+        if run_time is not None:
             ep = n.epoch
             self._at(
-                self.now + self.run_time,
+                self.now + run_time,
                 lambda: self._finish_run(
                     d, ep, run_id, th, a.attempt, TaskState.COMPLETED, started
                 ),

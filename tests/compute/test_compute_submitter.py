@@ -287,7 +287,10 @@ def test_claim_timeout_cancels_excludes_and_moves_on():
     claiming(c, A, B)  # every expected executor offered: claimed at 0.5
     assert c.next_deadline() == 3.5
     acts = c.on_timer(3.5)
-    assert kinds(acts)[:1] == ["Send:task_cancel"] and acts[0].to == A
+    # A silent claimed executor is lost, and penalised a little (its effective trust drops).
+    assert kinds(acts)[:2] == ["Count:executor_penalties", "Send:task_cancel"]
+    assert acts[0].label == "lost" and acts[1].to == A
+    assert 0 < c.effective_trust(A, 3.5) < c.trust(A)
     assert one_sent(acts, ClaimMsg).to == B and c.record(TH).excluded == (A,)
 
 
@@ -352,7 +355,8 @@ def test_lease_lapse_replaces_excluding_the_lost_executor():
     c = core(execs=(A, B), lease_timeout_s=10.0, max_attempts=2)
     running(c)
     acts = c.on_timer(11.1)
-    assert acts[0] == Send(A, TaskCancelMsg(TH, 1))
+    assert acts[0] == Count("executor_penalties", "lost")
+    assert acts[1] == Send(A, TaskCancelMsg(TH, 1))
     req = one_fanout(acts, PlacementRequestMsg)
     assert req.msg.attempt == 2 and req.msg.excluded == (A,) and req.to == {B}
     assert c.expected(TH) == {B}

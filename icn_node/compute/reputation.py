@@ -1,0 +1,127 @@
+"""What a submitter has seen of each executor, sans-IO: penalties that lower its effective trust,
+and the checks that catch an offer lying about what its executor announced.
+
+**Effective trust** = the configured trust × (1 − penalty). A penalty is added when this
+submitter catches the executor out — an offer that contradicts its own announcements
+(:data:`LIE`), a run past its deadline (:data:`OVERRUN`), a result that fails verification
+(:data:`VERIFY`), a task lost on it (:data:`LOST`) — and halves every ``half_life_s``, so an
+executor that behaves earns its place back. Each submitter keeps its own: nothing here is
+gossiped, so a member cannot talk down another.
+
+**Checking an offer** (:func:`offer_lie`). An executor scores itself; the submitter recomputes
+the score with its own trust, but the other components are the executor's word. Some of that
+word can be checked against what the executor announced and what the submitter knows:
+
+- a component that no hint applies to is neutral (0.5) — an honest policy never reports more;
+- the jitter component is a draw in [0, 1) — exactly 1.0 is not a draw;
+- the queue component cannot be better than the announced queue allows (less a margin for
+  tasks that finished since the announcement);
+- the capacity component cannot be better than the announced free capacity and load allow
+  (plus a margin for capacity freed since);
+- locality cannot exceed the share of the task's data the submitter's blob locations say the
+  executor holds (plus a small margin for a blob fetched moments ago);
+- an executor outside a required region (by its own announcement) cannot offer at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+from icn_node.scheduler.executors import ExecutorInfo
+from icn_node.scheduler.locality import BlobRegistry
+from icn_node.scheduler.policy import NEUTRAL, PlacementOffer, PlacementRequest
+
+__all__ = ["LIE", "LOST", "OVERRUN", "PENALTIES", "VERIFY", "Reputation", "offer_lie"]
+
+LIE = "lie"
+OVERRUN = "overrun"
+VERIFY = "verify"
+LOST = "lost"
+PENALTIES = {LIE: 0.5, OVERRUN: 0.3, VERIFY: 0.5, LOST: 0.1}
+"""How much each kind of misbehaviour adds to an executor's penalty (capped at 1)."""
+
+MAX_TRACKED = 10_000
+QUEUE_MARGIN = 3
+"""Tasks that may have left an executor's queue since its announcement."""
+CAPACITY_MARGIN = 0.35
+LOCALITY_MARGIN = 0.05
+
+
+class Reputation:
+    """Penalties by DID, each decaying with ``half_life_s``; bounded (the least penalised are
+    forgotten first once :data:`MAX_TRACKED` are held)."""
+
+    def __init__(self, half_life_s: float = 600.0) -> None:
+        self.half_life_s = half_life_s
+        self._penalties: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def penalty(self, did: str, now: float) -> float:
+        entry = self._penalties.get(did)
+        if entry is None:
+            return 0.0
+        p, at = entry
+        return p * math.pow(0.5, max(0.0, now - at) / self.half_life_s)
+
+    def penalize(self, did: str, reason: str, now: float) -> float:
+        """Add the penalty for ``reason``; returns the new penalty."""
+        p = min(1.0, self.penalty(did, now) + PENALTIES[reason])
+        self._penalties[did] = (p, now)
+        self._penalties.move_to_end(did)
+        if len(self._penalties) > MAX_TRACKED:
+            least = min(self._penalties, key=lambda d: self.penalty(d, now))
+            del self._penalties[least]
+        return p
+
+    def effective(self, did: str, trust: float, now: float) -> float:
+        return trust * (1.0 - self.penalty(did, now))
+
+    def penalised(self, now: float) -> dict[str, float]:
+        """Every DID with a penalty above 1 %, for views."""
+        return {d: p for d in self._penalties if (p := self.penalty(d, now)) > 0.01}
+
+
+def offer_lie(
+    offer: PlacementOffer,
+    request: PlacementRequest,
+    info: ExecutorInfo | None,
+    blobs: BlobRegistry | None,
+) -> str | None:
+    """Why ``offer`` cannot be honest, or None. ``info``: the executor's latest announcement
+    (None: never heard, so only the structural checks apply); ``blobs``: the submitter's blob
+    locations."""
+    c = offer.components
+    plan = request._plan
+    if c.jitter >= 1.0:
+        return f"jitter {c.jitter:g} is not a draw in [0, 1)"
+    locality_applies = bool(plan.data_blobs or plan.colocate or plan.prefer_dids)
+    if not locality_applies and c.locality > NEUTRAL:
+        return f"locality {c.locality:g} with no locality hint or data (neutral is {NEUTRAL})"
+    network_applies = bool(plan.max_rtt_ms or plan.min_mbps or plan.prefer_regions)
+    if not network_applies and c.network > NEUTRAL:
+        return f"network {c.network:g} with no network hint (neutral is {NEUTRAL})"
+    if info is None:
+        return None
+    if plan.require_regions and info.region not in plan.require_regions:
+        return (
+            f"announced region {info.region!r} is not the required {sorted(plan.require_regions)}"
+        )
+    best_queue = 1.0 - min(max(0, info.queue_depth - QUEUE_MARGIN) / 10.0, 1.0)
+    if c.queue > best_queue + 1e-9:
+        return f"queue {c.queue:g} but {info.queue_depth} tasks were announced queued"
+    ratio = info.capacity.available_ratio()
+    load = info.metrics.cpu_load if info.metrics is not None else None
+    announced = ratio if load is None else 0.5 * (ratio + (1.0 - load))
+    if c.capacity > announced + CAPACITY_MARGIN:
+        return f"capacity {c.capacity:g} but {announced:.2f} was announced"
+    if blobs is not None and plan.data_blobs and not plan.colocate and not plan.prefer_dids:
+        total = held = 0
+        for b in plan.data_blobs:
+            e = blobs.lookup(b)
+            size = plan.sizes.get(b, e[0] if e is not None else 0)
+            total += size
+            if e is not None and offer.executor in e[1]:
+                held += size
+        if total > 0 and c.locality > held / total + LOCALITY_MARGIN:
+            return f"locality {c.locality:g} but it holds {held / total:.2f} of the task's data"
+    return None

@@ -1,0 +1,188 @@
+"""Members cannot lie their way to work, overrunning runs are re-placed, a lost link is acted
+on within a grace: the submitter's checks, on real ComputeCores in the harness."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from harness import SUB, Network, capacity, did, spec
+
+from icn_node.compute.reputation import Reputation
+from icn_node.scheduler import DefaultPlacementPolicy, ResourceProfile
+from icn_node.scheduler.policy import PlacementOffer, ScoreComponents
+from icn_node.scheduler.tasks import TaskState
+from icn_node.wire import PlacementOfferMsg
+
+A, B, C = did("a"), did("b"), did("c")
+
+
+class InflatingPolicy(DefaultPlacementPolicy):
+    """A lying executor: scores honestly, then claims the best figure for every component it
+    controls (the seed's "every component at 1.0, cost 0")."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.components = dict(capacity=1.0, queue=1.0, locality=1.0, network=1.0, jitter=1.0)
+
+    def score(self, request, node, trust, context, now):
+        res = super().score(request, node, trust, context, now)
+        if not isinstance(res, PlacementOffer):
+            return res
+        c = dataclasses.replace(res.components, **self.components)
+        return dataclasses.replace(res, components=c, score=1.0, cost=0)
+
+
+def network(liar_components=None, **sub_kw) -> Network:
+    net = Network(latency=0.02)
+    net.add_submitter(**sub_kw)
+    for d in (A, B, C):
+        net.add_executor(d, trust=0.9, seed=ord(d[-1]))
+    if liar_components is not None:
+        pol = InflatingPolicy()
+        pol.components = liar_components
+        net.executor(C).policy = pol
+    net.announce_all()
+    return net
+
+
+@pytest.mark.parametrize(
+    "lie",
+    [
+        dict(capacity=1.0, queue=1.0, locality=1.0, network=1.0, jitter=1.0),
+        dict(locality=1.0),  # no hint and no data: locality is neutral for everyone
+        dict(jitter=1.0),  # not a draw in [0, 1)
+    ],
+    ids=["everything", "locality", "jitter"],
+)
+def test_a_liar_wins_nothing_and_loses_trust(lie):
+    net = network(lie)
+    placed = []
+    for k in range(12):
+        th = net.submit(spec(f"t{k}"))
+        net.settle(60)
+        rec = net.record(th)
+        assert rec.state is TaskState.COMPLETED
+        placed.append(rec.executor)
+    assert C not in placed  # refused each time, never won
+    assert net.metrics["executor_penalties:lie"] >= 1
+    sub = net.submitter
+    assert sub.effective_trust(C, net.now) < 0.9 * 0.5
+    assert sub.effective_trust(A, net.now) == pytest.approx(0.9)
+
+
+def test_claims_are_checked_against_the_executors_announcement():
+    net = network()
+    # C announces itself as nearly full, then offers as if it were empty.
+    net.run(1.0)
+    net.executor(C).update_capacity(_busy(), net.now)
+    net.announce_all()  # a newer announcement than the first (same-time ones are ignored)
+    net.executor(C).policy = InflatingPolicy()
+    net.executor(C).policy.components = dict(capacity=1.0)
+    th = net.submit(spec(profile=ResourceProfile.compute_heavy(0.2, 256)))  # fits C's scraps
+    net.settle(60)
+    assert net.record(th).executor in (A, B)
+    assert net.metrics["executor_penalties:lie"] == 1
+    (rejected,) = [e for _, s, e in net.log if type(e).__name__ == "Rejected" and e.sender == C]
+    assert "capacity 1 but" in rejected.reason and "announced" in rejected.reason
+
+
+def _busy():
+    cap = capacity(cores=8, mem=16384)
+    cap.reserve(ResourceProfile.compute_heavy(7.5, 15_000))
+    return cap
+
+
+def test_honest_offers_are_never_refused():
+    net = network()
+    for k in range(10):
+        th = net.submit(spec(f"h{k}", profile=ResourceProfile.compute_heavy(1.0, 1024)))
+        net.settle(60)
+        assert net.record(th).state is TaskState.COMPLETED
+    assert net.metrics["executor_penalties:lie"] == 0
+    assert len(net.sent(PlacementOfferMsg)) == 30
+
+
+def test_a_run_that_overruns_its_deadline_is_replaced_and_penalised():
+    net = Network(run_time=2.0)
+    net.add_submitter(lease_timeout_s=10.0)
+    for d in (A, B):
+        net.add_executor(d, trust=0.9, heartbeat_interval_s=1.0)
+    net.run_times[A] = None  # A accepts, heartbeats and never finishes
+    net.executor(B).update_capacity(_busy(), 0.0)  # so A, with room, wins first
+    net.announce_all()
+    th = net.submit(spec(timeout_s=5.0))  # --duration 5: deadline 5 × 1.5 + 10 = 17.5 s
+    net.run(10.0)
+    assert net.record(th).executor == A and net.record(th).state is TaskState.RUNNING
+    net.executor(B).update_capacity(capacity(), net.now)
+    net.announce_all()
+    net.settle(120)
+    rec = net.record(th)
+    assert rec.state is TaskState.COMPLETED and rec.executor == B and rec.excluded == (A,)
+    assert net.metrics["executor_penalties:overrun"] == 1
+    overrun_at = next(t for t, s, e in net.log if getattr(e, "label", "") == "overrun")
+    assert 17.0 < overrun_at < 18.5  # held to its deadline, not left running
+
+
+def test_a_lost_link_replaces_the_task_after_the_grace_not_the_lease():
+    net = Network(run_time=None)
+    net.add_submitter(lease_timeout_s=60.0, link_grace_s=3.0)
+    for d in (A, B):
+        net.add_executor(d, trust=0.9)
+    net.announce_all()
+    th = net.submit(spec())
+    net.run(1.0)
+    first = net.record(th).executor
+    net.crash(first)
+    net.link(SUB, first, up=False)
+    down_at = net.now
+    net.run(down_at + 2.9)
+    assert net.record(th).executor == first  # within the grace
+    net.run(down_at + 3.5)
+    rec = net.record(th)
+    assert rec.excluded == (first,) and rec.attempt == 2  # re-placed at 3 s, not at 60 s
+    assert net.metrics["executor_penalties:lost"] == 1
+
+
+def test_a_link_back_within_the_grace_keeps_the_task():
+    net = Network(run_time=20.0)
+    net.add_submitter(lease_timeout_s=60.0, link_grace_s=3.0)
+    for d in (A, B):
+        net.add_executor(d, trust=0.9)
+    net.announce_all()
+    th = net.submit(spec())
+    net.run(1.0)
+    first = net.record(th).executor
+    net.link(SUB, first, up=False)
+    net.run(2.5)
+    net.link(SUB, first, up=True)
+    net.settle(60)
+    rec = net.record(th)
+    assert rec.state is TaskState.COMPLETED and rec.executor == first and rec.attempt == 1
+
+
+def test_penalties_decay():
+    r = Reputation(half_life_s=600.0)
+    r.penalize(A, "lie", 0.0)
+    assert r.effective(A, 0.8, 0.0) == pytest.approx(0.4)
+    assert r.effective(A, 0.8, 600.0) == pytest.approx(0.6)
+    assert r.effective(A, 0.8, 6000.0) == pytest.approx(0.8, abs=0.001)
+    assert r.penalised(6000.0) == {}
+
+
+def test_the_score_components_of_an_honest_offer_are_within_the_checks():
+    """Any offer the honest policy makes passes offer_lie against its own announcement."""
+    from icn_node.compute.reputation import offer_lie
+    from icn_node.scheduler import LocalityContext, NodeState, PlacementRequest, PreferLowLatency
+    from icn_node.scheduler.executors import ExecutorInfo
+
+    pol = DefaultPlacementPolicy(jitter=__import__("random").Random(3))
+    for k in range(50):
+        s = spec(f"x{k}", hints=(PreferLowLatency(50.0),) if k % 2 else ())
+        req = PlacementRequest(s.task_hash, s.profile, SUB, s.hints)
+        node = NodeState(A, capacity(), queue_depth=k % 12, load=(k % 10) / 10)
+        offer = pol.score(req, node, 0.9, LocalityContext.empty(), 0.0)
+        assert isinstance(offer, PlacementOffer)
+        info = ExecutorInfo(did=A, capacity=capacity(), queue_depth=k % 12)
+        assert offer_lie(offer, req, info, None) is None, offer.components
+        assert isinstance(offer.components, ScoreComponents)
