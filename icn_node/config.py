@@ -254,6 +254,11 @@ class ComputeSection:
         "A running executor whose link closed and stays down this long is lost (re-placed).",
         _between(0.1, 3_600),
     )
+    max_requests_per_s: float = key(
+        1000.0,
+        "Placement requests this executor takes from one member per second (burst: twice).",
+        _between(1.0, 1e6),
+    )
     placement_weights: str = key(
         "phase16c",
         "Score weights: phase16c (trust, capacity, queue, data locality, network) or "

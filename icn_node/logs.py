@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import structlog
 
@@ -46,3 +47,37 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     return structlog.get_logger(name)
+
+
+class LimitedLog:
+    """Warnings about other nodes' traffic, rate-limited per event: at most ``lines`` per
+    ``window_s`` seconds of each event are logged; the rest are counted, and the next line
+    logged for that event carries ``suppressed=N`` (what was not shown since). A member
+    flooding garbage then costs a few log lines, not one per message."""
+
+    def __init__(
+        self,
+        logger: structlog.typing.FilteringBoundLogger,
+        clock: Callable[[], float],
+        *,
+        lines: int = 10,
+        window_s: float = 10.0,
+    ) -> None:
+        self._log = logger
+        self._clock = clock
+        self.lines = lines
+        self.window_s = window_s
+        self._windows: dict[str, tuple[float, int, int]] = {}  # event -> (start, shown, hidden)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        now = self._clock()
+        start, shown, hidden = self._windows.get(event, (now, 0, 0))
+        if now - start >= self.window_s:
+            start, shown = now, 0
+        if shown < self.lines:
+            if hidden:
+                fields["suppressed"] = hidden
+            self._log.warning(event, **fields)
+            self._windows[event] = (start, shown + 1, 0)
+        else:
+            self._windows[event] = (start, shown, hidden + 1)

@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from icn_node.compute.effects import (
+    RATE_LIMITED,
+    Count,
     Effect,
     Ignored,
     Publish,
@@ -41,6 +43,7 @@ from icn_node.compute.effects import (
     StateChanged,
 )
 from icn_node.compute.executor import ExecutorCore
+from icn_node.compute.limits import RateLimiter
 from icn_node.compute.records import JobRecord, TaskRecord
 from icn_node.compute.registry import ExecutorRegistry
 from icn_node.compute.submitter import SubmitterCore
@@ -79,6 +82,9 @@ __all__ = ["MAX_TASK_LOCATIONS", "MIN_ANNOUNCE_GAP_S", "ComputeCore"]
 MAX_TASK_LOCATIONS = 10_000
 """Task -> executor entries kept for ``ColocateWith`` (oldest dropped)."""
 MIN_ANNOUNCE_GAP_S = 1.0
+ANNOUNCES_PER_S = 2.0
+ANNOUNCE_BURST = 10.0
+"""An honest executor announces at most about once a second; more from one origin is a flood."""
 """Early announcements (capacity moved, a peer joined) are at least this far apart."""
 
 
@@ -106,6 +112,7 @@ class ComputeCore:
         rtt_ms: Callable[[], Mapping[str, float]] = dict,
         bandwidth_mbps: Callable[[], Mapping[str, float]] = dict,
         coordinate: Callable[[], Coordinate | None] | None = None,
+        max_requests_per_s: float = 1000.0,
     ) -> None:
         self.did = did
         self.submitter = submitter
@@ -121,6 +128,8 @@ class ComputeCore:
         self._metrics: NodeMetrics | None = None
         self._load: float | None = None
         # Announcements: when the last went out, and how many peers it could reach.
+        self._request_limit = RateLimiter(max_requests_per_s, 2 * max_requests_per_s)
+        self._announce_limit = RateLimiter(ANNOUNCES_PER_S, ANNOUNCE_BURST)
         self._announced_at = -math.inf
         self._announced_to = 0
         self._peers = 0
@@ -183,6 +192,7 @@ class ComputeCore:
             rtt_ms=rtt_ms,
             bandwidth_mbps=bandwidth_mbps,
             coordinate=coordinate,
+            max_requests_per_s=compute.max_requests_per_s,
         )
 
     # -- events from the network -----------------------------------------------------------
@@ -193,6 +203,10 @@ class ComputeCore:
 
     def _route(self, sender: str, msg: Message, now: float) -> list[Effect]:
         sub = self.submitter
+        if sender != self.did:
+            limited = self._rate_limited(sender, msg, now)
+            if limited:
+                return limited
         match msg:
             # Origin checks first: a message that speaks for another node is refused.
             case PlacementRequestMsg() if msg.request.submitter != sender:
@@ -224,6 +238,19 @@ class ComputeCore:
             case TaskClaimedMsg():
                 self._locate(msg.task, msg.winner)
         return self._to_executor(sender, msg, now)
+
+    def _rate_limited(self, sender: str, msg: Message, now: float) -> list[Effect]:
+        """Per-origin limits on what a member can make every executor work on: placement
+        requests (and legacy submissions) and announcements. Over the limit: dropped, counted."""
+        if isinstance(msg, PlacementRequestMsg | TaskSubmittedMsg):
+            limiter, what = self._request_limit, "request"
+        elif isinstance(msg, ExecutorAnnounceMsg):
+            limiter, what = self._announce_limit, "announce"
+        else:
+            return []
+        if limiter.allow(sender, now):
+            return []
+        return [Count(RATE_LIMITED, what), Ignored(f"{what} rate limit", sender=sender)]
 
     def _to_executor(self, sender: str, msg: Message, now: float) -> list[Effect]:
         ex = self.executor

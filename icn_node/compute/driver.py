@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from ..blobs import BlobStore
 from ..config import Config
 from ..errors import CodecError, IcnError
-from ..logs import get_logger
+from ..logs import LimitedLog, get_logger
 from ..mesh.core import PeerUp
 from ..scheduler.cluster_metrics import NodeMetrics
 from ..scheduler.coordinates import Coordinate
@@ -179,6 +179,12 @@ class ComputeMetrics:
                 ["reason"],
                 registry=registry,
             ),
+            E.RATE_LIMITED: Counter(
+                "icn_compute_rate_limited_total",
+                "Members' placement requests and announcements dropped over their per-origin rate.",
+                ["kind"],
+                registry=registry,
+            ),
             E.MESSAGES_DROPPED: Counter(
                 "icn_compute_messages_dropped_total",
                 "Compute messages refused at decode or by the core.",
@@ -271,6 +277,7 @@ class ComputeDriver:
         self.store = NodeStore(config.data_dir / "node.db")
         self.metrics = ComputeMetrics(registry)
         self.watch = WatchLog()
+        self._warn = LimitedLog(log, trio.current_time)
         self.core = ComputeCore.from_config(
             did,
             trust,
@@ -348,7 +355,7 @@ class ComputeDriver:
                 msg = decode_message(delivery.payload)
             except CodecError as e:
                 self.metrics.count(E.MESSAGES_DROPPED)
-                log.warning("compute_message_dropped", origin=delivery.origin, reason=str(e))
+                self._warn.warning("compute_message_dropped", origin=delivery.origin, reason=str(e))
                 continue
             origin = delivery.origin
             try:
@@ -357,7 +364,9 @@ class ComputeDriver:
                 # A well-formed message a core refused with a domain error: the sender's
                 # fault; logged and dropped, the node goes on.
                 self.metrics.count(E.MESSAGES_DROPPED)
-                log.warning("compute_message_refused", origin=origin, tag=msg.TAG, reason=str(e))
+                self._warn.warning(
+                    "compute_message_refused", origin=origin, tag=msg.TAG, reason=str(e)
+                )
 
     # --- effects -----------------------------------------------------------------------------
 
@@ -403,7 +412,7 @@ class ComputeDriver:
                 )
             case E.Rejected(tag, sender, reason):
                 self.metrics.count(E.MESSAGES_DROPPED)
-                log.warning("compute_message_refused", origin=sender, tag=tag, reason=reason)
+                self._warn.warning("compute_message_refused", origin=sender, tag=tag, reason=reason)
 
     # --- time and the host -------------------------------------------------------------------
 

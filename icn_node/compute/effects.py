@@ -34,6 +34,7 @@ __all__ = [
     "NETWORK_SCORE",
     "PLACEMENTS_DATA_LOCAL",
     "PLACEMENTS_WITH_DATA",
+    "RATE_LIMITED",
     "FUEL_USED",
     "LOSSES",
     "MESSAGES_DROPPED",
@@ -94,6 +95,8 @@ NETWORK_SCORE = "network_score"
 EXECUTOR_PENALTIES = "executor_penalties"
 """Submitter: an executor caught out (label: lie, overrun, verify, lost); its effective trust
 here drops."""
+RATE_LIMITED = "rate_limited"
+"""A member's request or announcement over its per-origin rate (label: request, announce)."""
 MESSAGES_DROPPED = "messages_dropped"
 """A message refused (see :class:`Rejected`)."""
 

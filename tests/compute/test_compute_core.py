@@ -171,3 +171,42 @@ def test_the_locality_context_reads_the_network_map():
         ]
         scores[mbps] = offer.components.network
     assert scores == {None: 0.0, 100.0: 0.5, 200.0: 1.0}
+
+
+def test_a_member_flooding_requests_is_throttled_and_others_are_not():
+    net = Network()
+    e = net.add_executor(A)
+    core = net.core(A)
+    flooder, honest = did("Flood"), SUB
+    accepted = 0
+    for k in range(5000):  # 5,000 requests within one second from one member
+        s = spec(f"f{k}", submitter=flooder)
+        req = PlacementRequest(s.task_hash, s.profile, flooder)
+        effects = core.receive(flooder, PlacementRequestMsg(req, 1, 1.0), k / 5000)
+        accepted += not any(type(x).__name__ == "Count" and x.label == "request" for x in effects)
+    # 1,000/s with a burst of 2,000: about 3,000 within the second, the rest dropped.
+    assert 2900 <= accepted <= 3100
+    s = spec("honest")
+    req = PlacementRequest(s.task_hash, s.profile, honest)
+    kinds_ = [type(x).__name__ for x in core.receive(honest, PlacementRequestMsg(req, 1, 1.0), 1.0)]
+    assert "Send" in kinds_  # the honest submitter's request is still answered
+    assert e.tentative()  # ... and holds a reservation
+
+
+def test_limited_log_shows_a_few_lines_then_a_count():
+    from icn_node.logs import LimitedLog
+
+    lines = []
+
+    class Sink:
+        def warning(self, event, **kw):
+            lines.append((event, kw))
+
+    t = [0.0]
+    log = LimitedLog(Sink(), lambda: t[0], lines=3, window_s=10.0)
+    for _ in range(1000):
+        log.warning("dropped", reason="garbage")
+    assert len(lines) == 3
+    t[0] = 10.0
+    log.warning("dropped", reason="garbage")
+    assert len(lines) == 4 and lines[-1][1]["suppressed"] == 997
