@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from icn_node.compute.effects import (
     RATE_LIMITED,
+    REPLICAS,
     Count,
     Effect,
     Ignored,
@@ -46,6 +47,8 @@ from icn_node.compute.executor import ExecutorCore
 from icn_node.compute.limits import RateLimiter
 from icn_node.compute.records import JobRecord, TaskRecord
 from icn_node.compute.registry import ExecutorRegistry
+from icn_node.compute.replicas import Replicas
+from icn_node.compute.reputation import VERIFY
 from icn_node.compute.submitter import SubmitterCore
 from icn_node.scheduler.cluster_metrics import NodeMetrics
 from icn_node.scheduler.coordinates import Coordinate
@@ -124,6 +127,8 @@ class ComputeCore:
         self._bandwidth_mbps = bandwidth_mbps
         self._coordinate = coordinate
         self.task_locations: OrderedDict[bytes, str] = OrderedDict()
+        self.replicas = Replicas()
+        submitter.avoid = self._replica_executors
         # Host readings, for announcements and scoring.
         self._metrics: NodeMetrics | None = None
         self._load: float | None = None
@@ -305,14 +310,49 @@ class ComputeCore:
                 out.append(e)
 
         take(effects)
-        while mine:
-            take(self._route(self.did, mine.popleft(), now))
+        checked = 0
+        while mine or checked < len(out):
+            while mine:
+                take(self._route(self.did, mine.popleft(), now))
+            while checked < len(out):  # replicas settle as their tasks end
+                e = out[checked]
+                checked += 1
+                if isinstance(e, StateChanged) and e.new.is_final and e.record.spec.group:
+                    take(self._replica_done(e.record, now))
         for e in out:
             if isinstance(e, StateChanged) and e.new.is_final:
                 rec = self.submitter.record(e.task_hash)
                 if rec is not None and rec.state.is_final:
                     self.submitter.forget(e.task_hash)
         return out
+
+    # -- replicas ----------------------------------------------------------------------------
+
+    def _replica_executors(self, spec: TaskSpec) -> frozenset[str]:
+        """Executors claimed for (or running) the other replicas of ``spec``'s group."""
+        out: set[str] = set()
+        for h in self.replicas.siblings(spec):
+            assert spec.group is not None
+            rec = self.submitter.record(h) or self.replicas.final(h, spec.group)
+            if rec is not None:
+                out.update(rec.claimed)
+                if rec.executor:
+                    out.add(rec.executor)
+        return frozenset(out)
+
+    def _replica_done(self, rec: TaskRecord, now: float) -> list[Effect]:
+        assert rec.spec.group is not None
+        self.replicas.finished(rec)
+        v, extra = self.replicas.decide(rec.spec.group)
+        if v.kind == "pending":
+            return []
+        if extra is not None:
+            self.replicas.track(extra)
+            return [Count(REPLICAS, "extra"), *self.submitter.submit(extra, now)]
+        effects: list[Effect] = [Count(REPLICAS, v.kind)]
+        for d in v.minority:
+            effects += self.submitter.penalize(d, VERIFY, now)
+        return effects
 
     def _context(self) -> LocalityContext:
         return LocalityContext(
@@ -332,7 +372,8 @@ class ComputeCore:
     # -- events from the user ----------------------------------------------------------------
 
     def submit(self, spec: TaskSpec, now: float) -> list[Effect]:
-        """A new task from this node's user (``compute.submit``)."""
+        """A new task from this node's user (``compute.submit``); a replica joins its group."""
+        self.replicas.track(spec)
         return self._settle(self.submitter.submit(spec, now), now)
 
     def cancel(self, task_hash: bytes, now: float) -> list[Effect]:
@@ -399,9 +440,21 @@ class ComputeCore:
     # -- restart -----------------------------------------------------------------------------
 
     def restore(
-        self, tasks: Iterable[TaskRecord], jobs: Iterable[JobRecord], now: float
+        self,
+        tasks: Iterable[TaskRecord],
+        jobs: Iterable[JobRecord],
+        now: float,
+        replicas_done: Iterable[TaskRecord] = (),
     ) -> list[Effect]:
-        """Resume after a restart, on a fresh core, from the records the driver stored."""
+        """Resume after a restart, on a fresh core, from the records the driver stored:
+        unfinished ``tasks``, this executor's ``jobs``, and the final records of replicas whose
+        group is not settled (``replicas_done``)."""
+        tasks = list(tasks)
+        for rec in tasks:
+            self.replicas.track(rec.spec)
+        for rec in replicas_done:
+            self.replicas.track(rec.spec)
+            self.replicas.finished(rec)
         effects = self.submitter.restore(tasks, now)
         if self.executor is not None:
             effects += self.executor.restore(jobs, now)

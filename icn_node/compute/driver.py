@@ -179,6 +179,12 @@ class ComputeMetrics:
                 ["reason"],
                 registry=registry,
             ),
+            E.REPLICAS: Counter(
+                "icn_compute_replica_groups_total",
+                "Replicated tasks settled (agreed, majority, no_agreement) and extra replicas run.",
+                ["outcome"],
+                registry=registry,
+            ),
             E.RATE_LIMITED: Counter(
                 "icn_compute_rate_limited_total",
                 "Members' placement requests and announcements dropped over their per-origin rate.",
@@ -329,9 +335,17 @@ class ComputeDriver:
         unfinished = [s.value for s in TaskState if not s.is_final]
         tasks = [TaskRecord.from_dict(d) for _, d in self.store.scan("tasks", states=unfinished)]
         jobs = [JobRecord.from_dict(d) for _, d in self.store.scan("jobs")]
+        groups = {t.spec.group for t in tasks if t.spec.group is not None}
+        done = []
+        if groups:  # the finished replicas of groups still in flight
+            final = [s.value for s in TaskState if s.is_final]
+            for _, d in self.store.scan("tasks", states=final):
+                rec = TaskRecord.from_dict(d)
+                if rec.spec.group in groups:
+                    done.append(rec)
         if tasks:
             log.info("compute_restored", tasks=len(tasks))
-        await self.report(lambda core, now: core.restore(tasks, jobs, now))
+        await self.report(lambda core, now: core.restore(tasks, jobs, now, done))
 
     async def report(self, event: Callable[[ComputeCore, float], list[E.Effect]]) -> None:
         """Run one core event now and execute its effects."""

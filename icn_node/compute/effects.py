@@ -35,6 +35,7 @@ __all__ = [
     "PLACEMENTS_DATA_LOCAL",
     "PLACEMENTS_WITH_DATA",
     "RATE_LIMITED",
+    "REPLICAS",
     "FUEL_USED",
     "LOSSES",
     "MESSAGES_DROPPED",
@@ -95,6 +96,9 @@ NETWORK_SCORE = "network_score"
 EXECUTOR_PENALTIES = "executor_penalties"
 """Submitter: an executor caught out (label: lie, overrun, verify, lost); its effective trust
 here drops."""
+REPLICAS = "replicas"
+"""Submitter: a replica group settled (label: agreed, majority, no_agreement) or ran one more
+replica (extra)."""
 RATE_LIMITED = "rate_limited"
 """A member's request or announcement over its per-origin rate (label: request, announce)."""
 MESSAGES_DROPPED = "messages_dropped"

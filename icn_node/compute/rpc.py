@@ -11,6 +11,7 @@ import base64
 import binascii
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -23,9 +24,12 @@ from ..rpc.params import parse
 from ..rpc.protocol import INVALID_PARAMS, InvalidParams
 from ..scheduler.locality import LocalityHint
 from ..scheduler.resources import ResourceProfile
-from ..scheduler.tasks import TaskResult, TaskSpec
+from ..scheduler.tasks import MAX_REPLICAS, TaskResult, TaskSpec
+from .core import ComputeCore
 from .driver import ComputeDriver
+from .effects import Effect
 from .records import TaskRecord
+from .replicas import MAX_EXTRA, verdict
 
 log = get_logger("icn.compute")
 
@@ -39,6 +43,7 @@ NO_SUCH_TASK = -32004
 AMBIGUOUS_TASK = -32005
 UNKNOWN_BLOB = -32006
 NO_RESULT = -32007
+NOT_REPLICATED = -32008
 
 
 # --- parameters --------------------------------------------------------------------------------
@@ -78,8 +83,11 @@ class SubmitParams:
     hints: tuple[LocalityHint, ...] = ()
     max_cost: int | None = None
     timeout_s: float | None = None
+    replicas: int = 1
 
     def __post_init__(self) -> None:
+        if not 1 <= self.replicas <= MAX_REPLICAS:
+            raise InvalidParams(f"replicas: expected 1-{MAX_REPLICAS}")
         if self.fuel <= 0:
             raise InvalidParams("fuel: expected a positive integer")
         if self.module_blob is not None:
@@ -181,6 +189,10 @@ def task_view(rec: TaskRecord) -> dict[str, Any]:
     }
 
 
+def _submit(spec: TaskSpec, core: ComputeCore, now: float) -> list[Effect]:
+    return core.submit(spec, now)
+
+
 # --- handlers ----------------------------------------------------------------------------------
 
 
@@ -196,6 +208,7 @@ class ComputeRpc:
         rpc.register("compute.cancel", self.cancel)
         rpc.register("compute.watch", self.watch)
         rpc.register("compute.executors", self.executors)
+        rpc.register("compute.verify", self.verify)
 
     def _record(self, params: dict[str, Any]) -> TaskRecord:
         text = params.get("task")
@@ -243,26 +256,39 @@ class ComputeRpc:
         elif p.exec is None:
             code = await trio.to_thread.run_sync(d.blobs.store.put, module)
             d.blobs.added(code, len(module))
+        group = os.urandom(16) if p.replicas > 1 else None
+        specs = []
         try:
-            spec = TaskSpec(
-                code_blob=code,
-                runtime="exec" if p.exec is not None else "wasm",
-                submitter=d.did,
-                fuel=p.fuel,
-                nonce=os.urandom(16),
-                args=(*p.exec, *p.args) if p.exec is not None else p.args,
-                input_blobs=tuple(inputs),
-                profile=p.profile,
-                hints=p.hints,
-                max_cost=p.max_cost,
-                timeout_s=p.timeout_s,
-                created_at=d.now(),
-            )
+            for _ in range(p.replicas):
+                specs.append(
+                    TaskSpec(
+                        code_blob=code,
+                        runtime="exec" if p.exec is not None else "wasm",
+                        submitter=d.did,
+                        fuel=p.fuel,
+                        nonce=os.urandom(16),
+                        args=(*p.exec, *p.args) if p.exec is not None else p.args,
+                        input_blobs=tuple(inputs),
+                        profile=p.profile,
+                        hints=p.hints,
+                        max_cost=p.max_cost,
+                        timeout_s=p.timeout_s,
+                        created_at=d.now(),
+                        group=group,
+                        replicas=p.replicas,
+                    )
+                )
         except IcnError as e:
             raise RpcError(INVALID_PARAMS, str(e)) from None
-        await d.report(lambda core, now: core.submit(spec, now))
+        for one in specs:
+            await d.report(partial(_submit, one))
+        spec = specs[0]
         log.info("task_submitted", task=spec.task_hash.hex(), protocol=spec.protocol)
-        return {"task": spec.task_hash.hex(), "protocol": spec.protocol}
+        out: dict[str, Any] = {"task": spec.task_hash.hex(), "protocol": spec.protocol}
+        if group is not None:
+            out["group"] = group.hex()
+            out["replicas"] = [s.task_hash.hex() for s in specs]
+        return out
 
     async def status(self, params: dict[str, Any]) -> dict[str, Any]:
         return task_view(self._record(params))
@@ -325,6 +351,38 @@ class ComputeRpc:
                     await log_.changed.wait()
                     events = pick()
         return {"events": events, "next": max([after, *(e["seq"] for e in events)])}
+
+    async def verify(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A replicated task's group: every replica and the verdict on their results."""
+        rec = self._record(params)
+        group = rec.spec.group
+        if group is None:
+            raise RpcError(NOT_REPLICATED, f"task {rec.task_hash.hex()} was not replicated")
+        members = [
+            r
+            for r in (TaskRecord.from_dict(doc) for _, doc in self.driver.store.scan("tasks"))
+            if r.spec.group == group
+        ]
+        members.sort(key=lambda r: (r.submitted_at, r.task_hash))
+        want = rec.spec.replicas
+        v = verdict(want, members, len(members) - want < MAX_EXTRA)
+        return {
+            "group": group.hex(),
+            "want": want,
+            "verdict": v.kind,
+            "agree": v.agree,
+            "minority": list(v.minority),
+            "result": result_view(v.result) if v.result is not None else None,
+            "replicas": [
+                {
+                    "task": r.task_hash.hex(),
+                    "state": r.state.value,
+                    "executor": r.executor,
+                    "fuel_used": r.result.fuel_used if r.result else None,
+                }
+                for r in members
+            ],
+        }
 
     async def executors(self, params: dict[str, Any]) -> dict[str, Any]:
         now = self.driver.now()

@@ -145,6 +145,7 @@ class SubmitterCore:
         max_negotiating: int | None = None,
         blobs: Callable[[], BlobRegistry] | None = None,
         reputation: Reputation | None = None,
+        avoid: Callable[[TaskSpec], frozenset[str]] | None = None,
         link_grace_s: float = 3.0,
     ) -> None:
         chk.text("submitter.did", did, max_len=512)
@@ -168,6 +169,8 @@ class SubmitterCore:
         self.reputation = reputation or Reputation()
         """Penalties this submitter gave executors it caught out (effective trust)."""
         self.link_grace_s = _conf("compute.link_grace_s", link_grace_s)
+        self.avoid = avoid
+        """Executors a task must not run on beside those it lost (the other replicas')."""
         """Where blobs are and their sizes (this node's blob locations), for the data a
         request carries and the bytes a placement saves; None: tasks carry no data."""
         self.min_trust = chk.number("compute.min_trust", min_trust, lo=0.0, hi=1.0)
@@ -303,7 +306,9 @@ class SubmitterCore:
                 reason=f"queued: {len(self._placing)} placements in flight",
             )
             return
-        excluded = t.rec.excluded
+        # Executors lost earlier, and those running another replica of the same group.
+        others = self.avoid(spec) - set(t.rec.excluded) if self.avoid is not None else set()
+        excluded = t.rec.excluded + tuple(sorted(others))
         t.expected = frozenset(
             d
             for d in self.registry.candidates(spec.profile, now, excluded, spec.runtime)
@@ -423,7 +428,7 @@ class SubmitterCore:
             # Caught out: the offer is refused (it still counts as the executor's answer) and
             # the executor's effective trust at this submitter drops.
             t.declined.add(sender)
-            acts += self._penalize(sender, LIE, now)
+            acts += self.penalize(sender, LIE, now)
             acts.append(Rejected("placement_offer", sender, f"the offer lies: {lie}"))
         else:
             t.offers[sender] = offer
@@ -490,7 +495,7 @@ class SubmitterCore:
         while t.backlog:
             r = t.backlog.pop(0)
             ex = r.offer.executor
-            if ex in t.rec.excluded:
+            if ex in t.rec.excluded or (self.avoid is not None and ex in self.avoid(t.rec.spec)):
                 continue
             rec = t.rec
             t.deadline = t.claim_until = now + self.claim_timeout_s
@@ -548,7 +553,7 @@ class SubmitterCore:
         """The configured trust in ``did`` less the penalties this submitter gave it."""
         return self.reputation.effective(did, self.trust(did), now)
 
-    def _penalize(self, did: str, reason: str, now: float) -> list[Effect]:
+    def penalize(self, did: str, reason: str, now: float) -> list[Effect]:
         self.reputation.penalize(did, reason, now)
         return [Count(EXECUTOR_PENALTIES, reason)]
 
@@ -786,7 +791,7 @@ class SubmitterCore:
                 self._close_window(t, now, acts)
             elif state is S.CLAIMING:
                 assert t.rec.executor is not None
-                acts += self._penalize(t.rec.executor, LOST, now)
+                acts += self.penalize(t.rec.executor, LOST, now)
                 self._lost(t, now, acts, t.rec.executor)
             elif state is S.RUNNING:
                 assert t.rec.executor is not None
@@ -800,7 +805,7 @@ class SubmitterCore:
                     )
                 else:
                     overran = t.run_until is not None and t.run_until <= now
-                    acts += self._penalize(t.rec.executor, OVERRUN if overran else LOST, now)
+                    acts += self.penalize(t.rec.executor, OVERRUN if overran else LOST, now)
                     self._lost(t, now, acts, t.rec.executor)
             elif state is S.PENDING:
                 self._start_round(t, now, acts, attempt=t.rec.attempt + 1)

@@ -55,6 +55,7 @@ MAX_FUEL = 2**63 - 1
 MAX_ATTEMPT = 1_000_000
 MAX_HINTS = 64
 NONCE_LEN = 16
+MAX_REPLICAS = 7
 
 
 class TaskError(IcnError):
@@ -226,6 +227,10 @@ class TaskSpec(TaskDocument):
     timeout_s: float | None = None
     created_at: float = 0.0
     runtime: Annotated[str, OMIT_DEFAULT] = "wasm"
+    group: Annotated[bytes | None, OMIT_DEFAULT] = None
+    """Replicated tasks: the group's id (16 bytes), the same in every replica."""
+    replicas: Annotated[int, OMIT_DEFAULT] = 1
+    """How many replicas must agree before the group's result is accepted."""
     _hash: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -272,6 +277,11 @@ class TaskSpec(TaskDocument):
                     chk.number("task_spec.timeout_s", self.timeout_s, lo=0.0, hi=1e9, lo_open=True),
                 )
             s(self, "nonce", _nonce("task_spec.nonce", self.nonce))
+            chk.integer("task_spec.replicas", self.replicas, lo=1, hi=MAX_REPLICAS)
+            if self.group is not None:
+                s(self, "group", chk.fixed_bytes("task_spec.group", self.group, NONCE_LEN))
+            elif self.replicas != 1:
+                raise TaskError("task_spec.replicas: replicas need a group")
             s(self, "created_at", _time("task_spec.created_at", self.created_at))
         s(self, "_hash", hashlib.sha256(cbor2.dumps(to_doc(self), canonical=True)).digest())
 

@@ -106,6 +106,8 @@ class Network:
         self.latency = latency
         self.run_time = run_time
         self.run_times: dict[str, float | None] = {}
+        self.fuel_by: dict[str, int] = {}
+        """Per-executor fuel reported (an executor that lies about its result)."""
         """Per-executor run times (None: its runs never end), overriding ``run_time``."""
         self.fuel_used = fuel_used
         self.nodes: dict[str, Node] = {}
@@ -336,7 +338,7 @@ class Network:
             attempt=attempt,
             started_at=started,
             finished_at=self.now,
-            fuel_used=self.fuel_used if state is TaskState.COMPLETED else 0,
+            fuel_used=self.fuel_by.get(d, self.fuel_used) if state is TaskState.COMPLETED else 0,
             exit_code=0 if state is TaskState.COMPLETED else None,
         )
         self.execute(d, self.core(d).run_finished(th, r, self.now))

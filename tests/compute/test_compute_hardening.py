@@ -4,6 +4,7 @@ on within a grace: the submitter's checks, on real ComputeCores in the harness."
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import pytest
 from harness import SUB, Network, capacity, did, spec
@@ -186,3 +187,85 @@ def test_the_score_components_of_an_honest_offer_are_within_the_checks():
         info = ExecutorInfo(did=A, capacity=capacity(), queue_depth=k % 12)
         assert offer_lie(offer, req, info, None) is None, offer.components
         assert isinstance(offer.components, ScoreComponents)
+
+
+# -- verifiable results: replicas ---------------------------------------------------------------
+
+
+def replicated(n: int, name: str = "r", **kw):
+    """``n`` replicas of one task, as compute.submit builds them."""
+    group = bytes([n]) * 16
+    return [spec(f"{name}-{k}", group=group, replicas=n, **kw) for k in range(n)]
+
+
+def replica_network(n_exec=4, bad: dict[str, int] | None = None, seed: int = 0) -> Network:
+    net = Network(latency=0.02)
+    net.add_submitter()
+    for k in range(n_exec):
+        net.add_executor(did(f"x{k}"), trust=0.9, seed=seed * 10 + k)
+    net.fuel_by = bad or {}
+    net.announce_all()
+    return net
+
+
+def test_replicas_run_on_distinct_executors_and_agree():
+    net = replica_network()
+    specs = replicated(3)
+    for s in specs:
+        net.submit(s)
+    net.settle()
+    recs = [net.record(s.task_hash) for s in specs]
+    assert all(r.state is TaskState.COMPLETED for r in recs)
+    assert len({r.executor for r in recs}) == 3  # three different executors
+    assert net.metrics["replicas:agreed"] == 1 and net.metrics["executor_penalties:verify"] == 0
+
+
+def test_a_wrong_result_is_outvoted_and_penalised():
+    net = replica_network(4, bad={did("x0"): 999})  # x0 reports a different fuel figure
+    specs = replicated(2)
+    for s in specs:
+        net.submit(s)
+    net.settle()
+    if net.metrics["replicas:extra"]:
+        # x0 ran one of the two: they disagreed, a third replica settled it by majority.
+        assert net.metrics["replicas:majority"] == 1
+        assert net.metrics["executor_penalties:verify"] == 1
+        assert net.submitter.effective_trust(did("x0"), net.now) < 0.9 * 0.6
+    else:
+        assert net.metrics["replicas:agreed"] == 1  # x0 was not among them
+
+
+def test_replicas_settle_by_majority_whenever_the_liar_took_part():
+    outcomes = Counter()
+    for seed in range(8):
+        net = replica_network(4, bad={did("x0"): 999}, seed=seed)
+        for s in replicated(2, name=f"s{seed}"):
+            net.submit(s)
+        net.settle()
+        outcomes.update(k for k in ("replicas:agreed", "replicas:majority") if net.metrics[k])
+    assert outcomes["replicas:majority"] >= 1  # the liar took part at least once ...
+    assert sum(outcomes.values()) == 8  # ... and every group settled on the honest result
+
+
+def test_replicas_need_a_group():
+    with pytest.raises(Exception, match="replicas need a group"):
+        spec(replicas=2)
+
+
+def test_the_verdict_rules():
+    from icn_node.compute.records import TaskRecord
+    from icn_node.compute.replicas import verdict
+    from icn_node.scheduler.tasks import TaskResult
+
+    def rec(k, fuel, state=TaskState.COMPLETED):
+        s = spec(f"v{k}", group=b"g" * 16, replicas=2)
+        res = TaskResult(state=state, executor=did(f"e{k}"), fuel_used=fuel, attempt=1)
+        return TaskRecord(spec=s, state=state, result=res, executor=did(f"e{k}"))
+
+    assert verdict(2, [rec(0, 5), rec(1, 5)], True).kind == "agreed"
+    assert verdict(2, [rec(0, 5), rec(1, 6)], True).kind == "more"
+    v = verdict(2, [rec(0, 5), rec(1, 6), rec(2, 5)], True)
+    assert v.kind == "majority" and v.minority == (did("e1"),) and v.agree == 2
+    assert verdict(2, [rec(0, 5), rec(1, 6), rec(2, 7), rec(3, 8)], False).kind == "no_agreement"
+    failed = rec(1, 0, TaskState.FAILED)
+    assert verdict(2, [rec(0, 5), failed], True).kind == "more"  # missing, not disagreeing
