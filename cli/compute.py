@@ -271,6 +271,15 @@ def submit(
     min_bandwidth: Annotated[
         float | None, typer.Option(help="Prefer executors with this bandwidth (Mbps).")
     ] = None,  # noqa: UP045
+    replicas: Annotated[
+        int,
+        typer.Option(
+            help="Run on this many distinct executors; accept the result only when they agree "
+            "(see: icnctl compute verify TASK).",
+            min=1,
+            max=7,
+        ),
+    ] = 1,
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow the task and print its result.")
     ] = False,
@@ -322,10 +331,15 @@ def submit(
         "hints": hints,
         "max_cost": max_cost,
         "timeout_s": duration,
+        **({"replicas": replicas} if replicas > 1 else {}),
     }
     out = call(ctx, "compute.submit", params)
     if not wait:
-        emit(ctx, out, f"{out['task']}  ({out['protocol']})")
+        text = f"{out['task']}  ({out['protocol']})"
+        if "group" in out:
+            text += f"\nreplicas: {' '.join(out['replicas'])}"
+            text += f"\n(check them: icnctl compute verify {out['task'][:16]})"
+        emit(ctx, out, text)
         return
     if not ctx.obj.json:
         typer.echo(f"{out['task']}  ({out['protocol']})")
@@ -397,6 +411,28 @@ def result(
             # Streamed into the file like `blob get -o` (a base64 reply stops at 16 MiB).
             get_to_file(ctx, out["blob"], output / Path(out["name"]).name)
     emit(ctx, res, _render_result(res))
+
+
+@app.command()
+def verify(ctx: typer.Context, task: str) -> None:
+    """The verdict on a replicated task: every replica, and whether their results agree.
+
+    Example: icnctl compute verify 3f2a9c
+    """
+    out = call(ctx, "compute.verify", {"task": _hash_arg(task, "TASK")})
+    lines = [
+        f"group {out['group'][:16]}…  wants {out['want']} agreeing  verdict: {out['verdict']}"
+        + (f" ({out['agree']} agree)" if out["agree"] else "")
+    ]
+    for r in out["replicas"]:
+        mark = "  ← outvoted" if r["executor"] in out["minority"] else ""
+        lines.append(
+            f"  {r['task'][:16]}…  {r['state']:<12} on {short_did(r['executor'])}  "
+            f"fuel {r['fuel_used'] if r['fuel_used'] is not None else '-'}{mark}"
+        )
+    if out["result"] is not None:
+        lines.append("accepted stdout: " + out["result"]["stdout"].strip()[:200])
+    emit(ctx, out, "\n".join(lines))
 
 
 @app.command()

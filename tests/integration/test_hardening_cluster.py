@@ -1,0 +1,88 @@
+"""Issue 10 on real icnd processes: replicated tasks agree across distinct executors, and a
+killed executor's task is re-placed within the link grace, not after the lease."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from icn_dev.cluster import LocalCluster
+from tests.integration.test_compute_cluster import (
+    INFINITE,
+    SUM,
+    check_logs_clean,
+    status,
+    wait_executors,
+    wait_final,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def node_config(i: int, dids: list[str]) -> dict[str, Any]:
+    # Production lease (20 s) and link grace (3 s): what is measured is the grace.
+    compute: dict[str, Any] = {"announce_interval_s": 1.0, "heartbeat_interval_s": 1.0}
+    if i == 0:
+        compute["executor"] = False
+    return {"compute": compute, "trust": {"default": 0.9}, "capacity": {"cpu_cores": 2.0}}
+
+
+@pytest.fixture(scope="module")
+def coop():
+    root = Path(tempfile.mkdtemp(prefix="icn-hard-"))
+    try:
+        with LocalCluster(root, 5, node_config=node_config, topology="star") as cluster:
+            cluster.start_all()
+            wait_executors(cluster, 0, 4)
+            yield cluster
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_replicas_agree_across_distinct_executors(coop):
+    r = coop.icnctl(
+        0, "--json", "compute", "submit", str(SUM), "--arg", "5000", "--cpu", "0.5",
+        "--replicas", "3",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert len(out["replicas"]) == 3
+    for task in out["replicas"]:
+        assert wait_final(coop, 0, task)["state"] == "completed"
+    v = json.loads(coop.icnctl(0, "--json", "compute", "verify", out["task"]).stdout)
+    assert v["verdict"] == "agreed" and v["agree"] == 3, v
+    assert len({rep["executor"] for rep in v["replicas"]}) == 3
+    assert v["result"]["stdout"] == "12502500\n"
+    text = coop.icnctl(0, "compute", "verify", out["task"]).stdout
+    assert "verdict: agreed (3 agree)" in text
+
+
+def test_a_killed_executor_is_replaced_within_the_grace_not_the_lease(coop):
+    r = coop.icnctl(
+        0, "--json", "compute", "submit", str(INFINITE), "--fuel", str(10**12), "--cpu", "1.5"
+    )
+    task = json.loads(r.stdout)["task"]
+    st = wait_until(
+        "the task running", lambda: (s := status(coop, 0, task))["state"] == "running" and s, 15
+    )
+    victim = next(n.index for n in coop.nodes if n.did == st["executor"])
+    coop.kill(victim)
+    t0 = time.monotonic()
+    again = wait_until(
+        "the task re-placed",
+        lambda: (s := status(coop, 0, task))["attempt"] == 2 and s["state"] == "running" and s,
+        timeout=15,
+    )
+    elapsed = time.monotonic() - t0
+    assert elapsed < 8.0, f"re-placed after {elapsed:.1f} s (lease 20 s, grace 3 s)"
+    assert again["executor"] != st["executor"]
+    coop.icnctl(0, "compute", "cancel", task)
+    coop.start(victim)
+    check_logs_clean(coop)
