@@ -211,6 +211,7 @@ class Runs:
             inputs={name: self.blobs.path(h) for name, h in spec.input_blobs},
             stdout_cap=MAX_OUTPUT_BYTES,
             stderr_cap=MAX_OUTPUT_BYTES,
+            deterministic=spec.group is not None,
         )
         # Scratch (staged inputs) beside the blob store: inputs are hard-linked, not copied.
         return WasmRun(wasm, scratch_root=run_dir)

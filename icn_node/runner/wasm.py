@@ -103,6 +103,9 @@ class WasmJob:
     stdout_cap: int = DEFAULT_OUTPUT_CAP
     stderr_cap: int = DEFAULT_OUTPUT_CAP
     env: Mapping[str, str] = field(default_factory=dict)
+    deterministic: bool = False
+    """Refuse a module that could tell two runs apart: one importing a clock or randomness
+    (:data:`NONDETERMINISTIC_IMPORTS`). Replicated tasks run this way."""
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -130,6 +133,14 @@ class WasmJob:
         check_int("stdout_cap", self.stdout_cap, minimum=0)
         check_int("stderr_cap", self.stderr_cap, minimum=0)
         put("env", check_env("env", self.env))
+
+
+NONDETERMINISTIC_IMPORTS = frozenset(
+    {"clock_time_get", "clock_res_get", "random_get", "poll_oneoff"}
+)
+"""WASI calls whose answers differ between two runs: the clocks, randomness, and sleeping on a
+clock. Everything else the sandbox offers (arguments, environment, the read-only inputs, the
+output directory, stdout/stderr) is the same for every replica."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,6 +355,18 @@ def _execute(job: WasmJob, control: RunControl, scratch: Path) -> RunResult:
             module = Module(engine, wasm)  # compiling is not interruptible; cap module size
         except WasmtimeError as e:
             return result(TaskState.FAILED, f"module does not compile: {_summarize(e)}")
+        if job.deterministic:
+            found = sorted(
+                imp.name
+                for imp in module.imports
+                if imp.module.startswith("wasi") and imp.name in NONDETERMINISTIC_IMPORTS
+            )
+            if found:
+                return result(
+                    TaskState.FAILED,
+                    "a replicated task must be deterministic; the module imports "
+                    + ", ".join(found),
+                )
         if control.reason is not None:
             return result(control.reason, _stopped_message(control.reason, job))
 

@@ -424,3 +424,32 @@ def test_job_freezes_its_mappings(tmp_path):
     assert dict(j.env) == {"A": "1"} and j.args == ("x",) and j.output_dir == tmp_path
     with pytest.raises(TypeError):
         j.env["C"] = "3"
+
+
+# ------------------------------------------------------------------------- deterministic runs
+
+
+CLOCK = """(import "wasi_snapshot_preview1" "clock_time_get"
+  (func $clock (param i32 i64 i32) (result i32)))
+(import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))"""
+
+
+def test_a_deterministic_run_refuses_clocks_and_randomness(out):
+    src = module('(func (export "_start"))', CLOCK)
+    r = run_wasm_blocking(job(src, out, deterministic=True))
+    assert r.state is TaskState.FAILED
+    assert r.message == (
+        "a replicated task must be deterministic; the module imports clock_time_get, random_get"
+    )
+    # The same module runs when determinism is not asked for.
+    assert run_wasm_blocking(job(src, out)).state is TaskState.COMPLETED
+
+
+def test_a_deterministic_run_of_an_honest_module_repeats_exactly(tmp_path):
+    runs = [
+        run_wasm_blocking(job(example("sum.wat"), tmp_path / f"o{k}", deterministic=True))
+        for k in range(3)
+    ]
+    assert {(r.stdout, r.fuel_used, r.state) for r in runs} == {
+        (runs[0].stdout, runs[0].fuel_used, TaskState.COMPLETED)
+    }
