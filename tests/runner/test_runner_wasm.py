@@ -453,3 +453,19 @@ def test_a_deterministic_run_of_an_honest_module_repeats_exactly(tmp_path):
     assert {(r.stdout, r.fuel_used, r.state) for r in runs} == {
         (runs[0].stdout, runs[0].fuel_used, TaskState.COMPLETED)
     }
+
+
+@pytest.mark.parametrize("path", ["../../../../etc/passwd", "/etc/passwd", "../outputs/x"])
+def test_paths_outside_the_mounts_are_refused(out, path):
+    """``path_open`` relative to the inputs directory (fd 3) cannot climb out of it: WASI
+    refuses with an error, which the module turns into its exit code."""
+    data = path.encode()
+    body = f"""
+      (data (i32.const 64) "{data.decode()}")
+      (func (export "_start")
+        (call $proc_exit
+          (call $path_open (i32.const 3) (i32.const 0) (i32.const 64) (i32.const {len(data)})
+            (i32.const 0) (i64.const 2) (i64.const 2) (i32.const 0) (i32.const 200))))"""
+    r = run_wasm_blocking(job(module(body), out))
+    assert r.state is TaskState.FAILED and r.exit_code not in (None, 0), r
+    assert r.outputs == ()
