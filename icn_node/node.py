@@ -151,7 +151,14 @@ class Node:
 
     async def _start_compute(self, nursery: trio.Nursery) -> None:
         assert self.mesh is not None
-        blobs = BlobService(self.did, BlobStore(self.config.data_dir / "blobs"), self.mesh, _now())
+        blobs = BlobService(
+            self.did,
+            BlobStore(self.config.data_dir / "blobs"),
+            self.mesh,
+            _now(),
+            refresh_s=self.config.blobs.announce_interval_s,
+            registry=self.metrics.registry,
+        )
         await nursery.start(blobs.serve)
         self.blobs = blobs
         register_blob_rpc(self.rpc, blobs)
