@@ -18,9 +18,11 @@ serves more pieces. Verified pieces wait in memory until the ones before them ar
 ``AHEAD`` pieces past the write point, and are written in order. A request unanswered after
 ``REQUEST_RESEND_S`` is re-sent and, when another holder has a free slot (or a holder not yet
 asked can be added), also asked of that one: whichever answers first wins, so one slow or dead
-holder does not stall the others. A holder that leaves a request unanswered for
-``FETCH_TIMEOUT_S`` (``HASHES_TIMEOUT_S`` for a hash list, which may need a whole read of a
-large blob) is given up on; its pieces go to the others and the pieces already in are kept.
+holder does not stall the others. The late holder is *stalled*: it gets no new pieces (while
+another holder is there to ask) until it answers again. A holder that leaves a request
+unanswered for ``FETCH_TIMEOUT_S`` (``HASHES_TIMEOUT_S`` for a hash list, which may need a whole
+read of a large blob) is given up on; its pieces go to the others, the pieces already in are
+kept.
 When no holder is left, the fetch asks the cooperative once who else holds the blob
 (:class:`Ask`) and waits ``QUERY_WAIT_S`` for answers before it fails.
 
@@ -194,6 +196,7 @@ class _Source:
     nbytes: int = 0
     first_at: float | None = None
     last_at: float = 0.0
+    stalled: bool = False  # a request went unanswered past a re-send: no new pieces for now
 
 
 @dataclass
@@ -287,6 +290,7 @@ class Fetch:
             src = self.sources[origin]
             src.nbytes += len(msg.data)
             src.last_at = now
+            src.stalled = False
             self.have[piece] = msg.data
             for rid in [r for r, q in self.pending.items() if q.piece == piece]:
                 self._settle(rid, requeue=False)  # the hedge's twin: its answer is ignored
@@ -335,6 +339,8 @@ class Fetch:
             elif now >= p.resend_at:
                 p.resend_at = now + REQUEST_RESEND_S
                 acts.append(Request(p.holder, p.msg))
+                if p.piece >= 0:
+                    self.sources[p.holder].stalled = True
                 acts += (
                     self._hedge(p.piece, p.holder, now) if p.piece >= 0 else self._hedge_list(now)
                 )
@@ -388,14 +394,16 @@ class Fetch:
         if self.committing:
             return []
         best = min((self._eta(d) for d in (*self.sources, *self.candidates[:1])), default=0.0)
-        while self.candidates and len(self.sources) < MAX_SOURCES:
-            if self.sources and self._eta(self.candidates[0]) > SOURCE_SPREAD * best:
+        while self.candidates and len(self._serving()) < MAX_SOURCES:
+            if self._serving() and self._eta(self.candidates[0]) > SOURCE_SPREAD * best:
                 break
             self.sources[self.candidates.pop(0)] = _Source()
         if not self.sources:
             return self._exhausted(now)
         acts: list[FetchAction] = []
-        for did in sorted(self.sources, key=self._eta):
+        # A stalled holder holds up the write point: it gets new pieces only when no other
+        # holder is left to ask.
+        for did in sorted(self._serving() or self.sources, key=self._eta):
             src = self.sources[did]
             while src.inflight < WINDOW and self.todo and self.todo[0] < self.next_write + AHEAD:
                 acts.append(self._ask_piece(did, heapq.heappop(self.todo), now))
@@ -406,8 +414,8 @@ class Fetch:
         if sum(1 for p in self.pending.values() if p.piece == piece) > 1:
             return []
         assert self.size is not None
-        free = [d for d, s in self.sources.items() if d != slow and s.inflight < WINDOW]
-        if not free and self.candidates and len(self.sources) < MAX_SOURCES:
+        free = [d for d in self._serving() if d != slow and self.sources[d].inflight < WINDOW]
+        if not free and self.candidates and len(self._serving()) < MAX_SOURCES:
             did = self.candidates.pop(0)
             self.sources[did] = _Source()
             free = [did]
@@ -415,6 +423,10 @@ class Fetch:
             return []
         did = min(free, key=self._eta)
         return [self._ask_piece(did, piece, now)]
+
+    def _serving(self) -> list[str]:
+        """The sources that are not stalled."""
+        return [d for d, s in self.sources.items() if not s.stalled]
 
     def _hedge_list(self, now: float) -> list[FetchAction]:
         """The first page of the list is overdue: ask the next holder for it too (once)."""

@@ -207,7 +207,7 @@ class Net:
         per = Counter(p.holder for p in f.pending.values() if p.piece >= 0)
         assert all(n <= WINDOW for n in per.values()), per
         assert len(f.have) <= AHEAD
-        assert len(f.sources) <= MAX_SOURCES
+        assert len([s for s in f.sources.values() if not s.stalled]) <= MAX_SOURCES
 
     def pieces_from(self) -> Counter[str]:
         return Counter(h for h, m in self.requests if isinstance(m, BlobFetchMsg))
@@ -395,6 +395,9 @@ def test_a_holder_that_dies_mid_transfer_hands_its_pieces_to_the_other():
     assert isinstance(net.outcome, Commit) and bytes(net.file) == data
     assert net.discards == 0  # what came in before A died was kept
     assert net.writes == [k * CHUNK for k in range(24)]  # every piece written once
+    # A, stalled, got no new pieces after its first unanswered one
+    to_a = {m.offset for h, m in net.requests if h == A and isinstance(m, BlobFetchMsg)}
+    assert len(to_a) <= 5 + WINDOW
     # A's report covers what it delivered while it lived: the list and five pieces
     assert [(d, n) for d, n, _ in net.outcome.transfers] == [(A, 5 * CHUNK), (B, 19 * CHUNK)]
     # A's unanswered pieces went to B after one re-send interval, long before A timed out
