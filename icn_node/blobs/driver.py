@@ -172,6 +172,14 @@ class _Waiter:
         return outcome
 
 
+class _Shared:
+    """A fetch in progress that other callers of :meth:`BlobService.ensure` wait for."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: BlobError | None = None
+
+
 class BlobService:
     def __init__(
         self,
@@ -200,7 +208,7 @@ class BlobService:
         self.on_transfer = on_transfer
         self._writers: dict[int, BlobWriter] = {}
         self._waiters: dict[int, _Waiter] = {}
-        self._fetching: dict[bytes, trio.Event] = {}  # blob -> set when its fetch ends
+        self._fetching: dict[bytes, _Shared] = {}  # the fetch in progress, by blob
         self._learned = trio.Event()  # set (and replaced) whenever a holder announces
         self._hashes: OrderedDict[bytes, tuple[int, bytes]] = OrderedDict()
         self._hashes_bytes = 0
@@ -352,12 +360,19 @@ class BlobService:
             if running is None:
                 known = [d for d in self.locations.holders(h) if d != self.did]
                 self.metrics.count(LOOKUPS, ("ensure", "hit" if known else "miss"))
-                self._fetching[h] = trio.Event()
+                shared = self._fetching[h] = _Shared()
                 try:
                     return await self._fetch(h, holders, cause)
+                except BlobError as e:
+                    shared.error = e
+                    raise
                 finally:
-                    self._fetching.pop(h).set()
-            await running.wait()  # someone else is fetching it: share the outcome
+                    self._fetching.pop(h)
+                    shared.done.set()
+            # Someone else is fetching it: share the outcome (a cancelled one is tried again).
+            await running.done.wait()
+            if running.error is not None:
+                raise BlobError(str(running.error))
         self.metrics.count(LOOKUPS, ("ensure", "local"))
 
     async def _fetch(self, h: bytes, holders: list[str], cause: str) -> None:

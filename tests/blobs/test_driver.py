@@ -318,7 +318,7 @@ async def test_a_cancelled_fetch_leaves_nothing_behind(autojump_clock, tmp_path)
         nursery.cancel_scope.cancel()
 
 
-async def test_two_callers_of_one_blob_share_one_fetch(autojump_clock, tmp_path):
+async def test_callers_of_one_blob_share_one_fetch(autojump_clock, tmp_path):
     async with trio.open_nursery() as nursery:
         c = await cluster(nursery, tmp_path, n=2)
         a, b = c.nodes
@@ -328,6 +328,20 @@ async def test_two_callers_of_one_blob_share_one_fetch(autojump_clock, tmp_path)
             for _ in range(3):
                 callers.start_soon(b.ensure, h, [a.did])
         assert b.store.get(h) == data and a.served_bytes == len(data)
+        # and a failure once: the others get the same error without trying again
+        errors = []
+
+        async def fails(blob):
+            try:
+                await b.ensure(blob, [])
+            except BlobError as e:
+                errors.append(str(e))
+
+        async with trio.open_nursery() as callers:
+            for _ in range(3):
+                callers.start_soon(fails, blob_hash(b"nowhere"))
+        assert len(errors) == 3 and len(set(errors)) == 1
+        assert c.metric(1, "icn_blob_fetches_total", result="failed") == 1
         nursery.cancel_scope.cancel()
 
 
