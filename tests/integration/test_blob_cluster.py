@@ -2,7 +2,8 @@
 
 Three nodes bootstrapped as a chain (0 ← 1 ← 2). The same file put on two nodes is one blob
 with two holders on every node (``blob locate``, ``blob list --all``); a holder killed with
-SIGKILL in the middle of a transfer leaves the fetch to the other holder.
+SIGKILL in the middle of a transfer leaves the fetch to the other holder; a killed holder's
+location expires after three missed refreshes.
 
 Until streaming put lands, ``icnctl blob put`` takes files up to ~786 KB (one RPC line), so the
 big blob for the kill test is laid into the two holders' stores on disk before they start,
@@ -16,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -140,3 +142,29 @@ def test_a_holder_killed_mid_transfer_leaves_the_fetch_to_the_other(short_tmp):
             10,
             "node 1 to see node 2 as a holder",
         )
+
+
+def test_a_dead_holders_location_expires_after_three_missed_refreshes(short_tmp):
+    src = short_tmp / "f.bin"
+    src.write_bytes(os.urandom(1000))
+    refresh = 2.0
+    config = {"blobs": {"announce_interval_s": refresh}}
+    with LocalCluster(short_tmp / "c", 3, node_config=lambda i, dids: config) as cluster:
+        cluster.start_all()
+        h = icnctl_json(cluster, 0, "blob", "put", str(src))["blob"]
+        icnctl_json(cluster, 1, "blob", "put", str(src))
+
+        def holders(i: int) -> set[str]:
+            return {x["did"] for x in cluster.rpc(i, "blob.locate", {"blob": h})["holders"]}
+
+        both = {cluster.nodes[0].did, cluster.nodes[1].did}
+        wait_until(lambda: holders(2) == both, 15, "node 2 to see both holders")
+        time.sleep(3 * refresh)  # refreshed meanwhile: still both
+        assert holders(2) == both
+        cluster.kill(0)
+        t0 = time.monotonic()
+        wait_until(lambda: holders(2) == {cluster.nodes[1].did}, 30, "node 0's location to expire")
+        gone = time.monotonic() - t0
+        # three missed refreshes (plus 5 s of slack) after its last one, which was at most one
+        # period before the kill; lookups see the expiry at the next timer tick (<= 2 s)
+        assert 2 * refresh + 5.0 - 1.0 <= gone <= 3 * refresh + 5.0 + 2.0 + 1.0, gone
