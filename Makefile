@@ -6,14 +6,14 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs clean
+.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
 	@echo "make test          install (if needed) and run the whole test suite"
 	@echo "make run           one development node in the foreground (state in ./run/dev)"
 	@echo "make lint          ruff lint and format check, mypy (strict for the pure cores and the wire)"
-	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs)"
+	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs, locations)"
 	@echo "make bench-blobs   put and get of a 2 GiB file through one icnd: throughput, daemon RSS"
 
 $(STAMP): pyproject.toml
@@ -47,7 +47,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs
+bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations
 
 bench-score: $(STAMP)
 	$(BIN)/python bench/bench_score.py
@@ -57,6 +57,9 @@ bench-sandbox: $(STAMP)
 
 bench-placement: $(STAMP)
 	$(BIN)/python bench/bench_placement.py --nodes 16
+
+bench-locations: $(STAMP)
+	$(BIN)/python bench/bench_locations.py
 
 bench-gossip: $(STAMP)
 	$(BIN)/python bench/bench_gossip.py --nodes 16

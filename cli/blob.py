@@ -1,4 +1,6 @@
-"""``icnctl blob …``: put files into the node's blob store, get them back, list, remove them.
+"""``icnctl blob …``: put files into the node's blob store, get them back, list and remove
+them; see who holds what across the cooperative (``locate``, ``list --all``) and keep a
+replica (``fetch``).
 
 Files travel as open file descriptors sent with the request (SCM_RIGHTS): icnctl opens the file
 (so icnd touches only what the caller could open) and icnd reads or writes it a chunk at a time,
@@ -19,7 +21,9 @@ import typer
 from .common import call, emit, fail
 from .progress import progress_bar
 
-app = typer.Typer(help="Content-addressed blobs: put, get, list, rm.", no_args_is_help=True)
+app = typer.Typer(
+    help="Content-addressed blobs: put, get, list, rm, locate, fetch.", no_args_is_help=True
+)
 
 
 def _is_hash(text: str) -> bool:
@@ -124,7 +128,54 @@ def rm(ctx: typer.Context, blob: str) -> None:
 
 
 @app.command("list")
-def list_(ctx: typer.Context) -> None:
-    """Blobs this node holds."""
+def list_(
+    ctx: typer.Context,
+    all_: Annotated[
+        bool, typer.Option("--all", help="The cooperative's blobs, with holder counts.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="With --all: at most this many, by hash.")] = 1000,
+) -> None:
+    """Blobs this node holds (--all: every blob the cooperative announced)."""
+    if all_:
+        list_all(ctx, limit)
+        return
     out = call(ctx, "blob.list")
     emit(ctx, out, "\n".join(f"{b['blob']}  {b['size']}" for b in out["blobs"]) or "(none)")
+
+
+# --- the cooperative's blobs ------------------------------------------------------------------
+
+
+def _blob_arg(blob: str) -> str:
+    if not _is_hash(blob):
+        raise typer.BadParameter(f"expected a 64-hex blob hash, got {blob!r}", param_hint="BLOB")
+    return blob.strip().lower()
+
+
+def list_all(ctx: typer.Context, limit: int) -> None:
+    out = call(ctx, "blob.list", {"all": True, "limit": limit})
+    rows = [f"{b['blob']}  {b['size']:>12}  {b['holders']} holder(s)" for b in out["blobs"]]
+    more = out["known"] - len(out["blobs"])
+    if more > 0:
+        rows.append(f"… and {more} more (--limit)")
+    emit(ctx, out, "\n".join(rows) or "(none known)")
+
+
+@app.command()
+def locate(ctx: typer.Context, blob: str) -> None:
+    """Every node known to hold a blob, with its size and the age of each announcement.
+
+    When no other holder is known, the cooperative is asked first (a few seconds)."""
+    out = call(ctx, "blob.locate", {"blob": _blob_arg(blob)})
+    lines = [
+        f"{h['did']}  {out['size']}  {h['age_s']:.0f} s ago{'  (this node)' if h['self'] else ''}"
+        for h in out["holders"]
+    ]
+    emit(ctx, out, "\n".join(lines) or "(no holder known)")
+
+
+@app.command()
+def fetch(ctx: typer.Context, blob: str) -> None:
+    """Keep a replica of a blob here, fetched from its holders (prints the hash)."""
+    out = call(ctx, "blob.fetch", {"blob": _blob_arg(blob)})
+    emit(ctx, out, out["blob"])

@@ -167,7 +167,17 @@ class Node:
         store = BlobStore(
             self.config.data_dir / "blobs", quota_bytes=self.config.blobs.quota_mb * MB
         )
-        blobs = BlobService(self.did, store, self.mesh, _now())
+        netmap = self.netmap
+        blobs = BlobService(
+            self.did,
+            store,
+            self.mesh,
+            _now(),
+            refresh_s=self.config.blobs.announce_interval_s,
+            registry=self.metrics.registry,
+            estimate=netmap.estimate if netmap is not None else None,
+            on_transfer=netmap.observe_transfer if netmap is not None else None,
+        )
         await nursery.start(blobs.serve)
         self.blobs = blobs
         register_blob_rpc(self.rpc, blobs, in_use=self.blob_in_use)

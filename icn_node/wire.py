@@ -785,15 +785,144 @@ class BlobChunkMsg(Message):
 @message("blob_announce")
 @dataclass(frozen=True, slots=True)
 class BlobAnnounceMsg(Message):
-    """Gossip: blobs the origin holds, as (hash, size) pairs (batched)."""
+    """Gossip (older builds): blobs the origin holds, as (hash, size) pairs (batched). Still
+    accepted, as a ``blob_have`` from a holder that refreshes every ``LEGACY_REFRESH_S``."""
 
     blobs: tuple[tuple[bytes, int], ...]
 
     def validate(self) -> None:
-        for i, (h, size) in enumerate(self.blobs):
-            _hash32(f"blob_announce.blobs[{i}]", h)
-            if size < 0:
-                raise ValueError(f"blob_announce.blobs[{i}]: negative size")
+        _holdings(self.TAG, self.blobs)
+
+
+def _holdings(tag: str, blobs: tuple[tuple[bytes, int], ...]) -> None:
+    for i, (h, size) in enumerate(blobs):
+        _hash32(f"{tag}.blobs[{i}]", h)
+        if size < 0:
+            raise ValueError(f"{tag}.blobs[{i}]: negative size")
+
+
+def _hashes(tag: str, blobs: tuple[bytes, ...], most: int) -> None:
+    if not 1 <= len(blobs) <= most:
+        raise ValueError(f"{tag}.blobs: 1-{most} blob hashes, got {len(blobs)}")
+    for i, h in enumerate(blobs):
+        _hash32(f"{tag}.blobs[{i}]", h)
+
+
+LEGACY_REFRESH_S = 300.0
+"""How often a builder of ``blob_announce`` (no ``refresh_s`` on the wire) re-announced."""
+MAX_REFRESH_S = 86_400.0
+MAX_QUERY_BLOBS = 64
+MAX_HASHES = MAX_BLOB_CHUNK // 32
+"""Chunk hashes in one ``blob_hashes`` reply: 8,192 (256 KiB of hashes, 2 GiB of blob)."""
+MAX_CAUSE_LEN = 32
+
+
+@message("blob_fetch")
+@dataclass(frozen=True, slots=True)
+class BlobFetchMsg(Message):
+    """Direct: send me ``length`` bytes of ``blob`` from ``offset`` (answered with
+    ``blob_chunk``). ``cause`` says why the requester wants it (``task_input``, ``module``,
+    ``user_get``, ``replica``, …), for the holder's count of bytes served."""
+
+    request_id: int
+    blob: bytes
+    offset: int
+    length: int
+    cause: str = "other"
+
+    def validate(self) -> None:
+        _hash32("blob_fetch.blob", self.blob)
+        if self.offset < 0 or not 0 < self.length <= MAX_BLOB_CHUNK:
+            raise ValueError(f"blob_fetch: bad range offset={self.offset} length={self.length}")
+        if not 0 < len(self.cause) <= MAX_CAUSE_LEN or not self.cause.isprintable():
+            raise ValueError(f"blob_fetch.cause: 1-{MAX_CAUSE_LEN} printable characters")
+
+
+@message("blob_hashes_request")
+@dataclass(frozen=True, slots=True)
+class BlobHashesRequestMsg(Message):
+    """Direct: send me the SHA-256 of each ``MAX_BLOB_CHUNK`` piece of ``blob``, from piece
+    ``first`` on (answered with ``blob_hashes``)."""
+
+    request_id: int
+    blob: bytes
+    first: int = 0
+
+    def validate(self) -> None:
+        _hash32("blob_hashes_request.blob", self.blob)
+        if self.first < 0:
+            raise ValueError("blob_hashes_request.first: negative")
+
+
+@message("blob_hashes")
+@dataclass(frozen=True, slots=True)
+class BlobHashesMsg(Message):
+    """Direct: the blob's size and the hashes of its pieces ``first`` … (32 bytes each,
+    concatenated, at most ``MAX_HASHES``), or ``error`` ("not found")."""
+
+    request_id: int
+    blob: bytes
+    size: int
+    first: int
+    hashes: bytes
+    error: str = ""
+
+    def validate(self) -> None:
+        _hash32("blob_hashes.blob", self.blob)
+        if self.size < 0 or self.first < 0:
+            raise ValueError("blob_hashes: negative size or index")
+        if len(self.hashes) % 32 or len(self.hashes) > MAX_HASHES * 32:
+            raise ValueError(f"blob_hashes.hashes: a multiple of 32 bytes, at most {MAX_HASHES}")
+        if len(self.error) > MAX_TEXT_LEN:
+            raise ValueError("blob_hashes.error: too long")
+
+    def hash_list(self) -> list[bytes]:
+        return [self.hashes[i : i + 32] for i in range(0, len(self.hashes), 32)]
+
+
+@message("blob_have")
+@dataclass(frozen=True, slots=True)
+class BlobHaveMsg(Message):
+    """Gossip (announcement) or direct (the answer to ``blob_query``/``blob_sync``): blobs the
+    origin holds, with sizes. ``refresh_s``: how often the origin re-announces everything, so a
+    receiver expires the locations after three missed refreshes."""
+
+    blobs: tuple[tuple[bytes, int], ...]
+    refresh_s: float
+
+    def validate(self) -> None:
+        _holdings(self.TAG, self.blobs)
+        if not 1.0 <= self.refresh_s <= MAX_REFRESH_S:
+            raise ValueError(f"blob_have.refresh_s: 1-{MAX_REFRESH_S:g}, got {self.refresh_s}")
+
+
+@message("blob_withdraw")
+@dataclass(frozen=True, slots=True)
+class BlobWithdrawMsg(Message):
+    """Gossip: the origin no longer holds these blobs."""
+
+    blobs: tuple[bytes, ...]
+
+    def validate(self) -> None:
+        _hashes(self.TAG, self.blobs, MAX_LIST_LEN)
+
+
+@message("blob_query")
+@dataclass(frozen=True, slots=True)
+class BlobQueryMsg(Message):
+    """Gossip: who holds these? Each holder answers for itself, directly, with ``blob_have``."""
+
+    blobs: tuple[bytes, ...]
+
+    def validate(self) -> None:
+        _hashes(self.TAG, self.blobs, MAX_QUERY_BLOBS)
+
+
+@message("blob_sync")
+@dataclass(frozen=True, slots=True)
+class BlobSyncMsg(Message):
+    """Gossip: the origin has just come online; each node answers, directly and rate-limited,
+    with ``blob_have`` messages listing what it holds."""
 
 
 # --- network map: coordinates and bandwidth probes ------------------------------------------
@@ -874,7 +1003,14 @@ __all__ = [
     "Auth",
     "BlobAnnounceMsg",
     "BlobChunkMsg",
+    "BlobFetchMsg",
+    "BlobHashesMsg",
+    "BlobHashesRequestMsg",
+    "BlobHaveMsg",
+    "BlobQueryMsg",
     "BlobRequestMsg",
+    "BlobSyncMsg",
+    "BlobWithdrawMsg",
     "ClaimMsg",
     "ClaimReplyMsg",
     "ClaimRequestMsg",

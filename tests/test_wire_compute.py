@@ -64,6 +64,13 @@ COMPUTE_SAMPLES = [
     wire.BlobRequestMsg(7, H, 0, 65536),
     wire.BlobChunkMsg(7, H, 0, 3, b"abc"),
     wire.BlobAnnounceMsg(((H, 3), (bytes(32), 0))),
+    wire.BlobFetchMsg(7, H, 0, 65536, "task_input"),
+    wire.BlobHashesRequestMsg(8, H, 8192),
+    wire.BlobHashesMsg(8, H, 3 * 262144, 0, bytes(96)),
+    wire.BlobHaveMsg(((H, 3),), 600.0),
+    wire.BlobWithdrawMsg((H,)),
+    wire.BlobQueryMsg((H, bytes(32))),
+    wire.BlobSyncMsg(),
 ]
 
 

@@ -1,103 +1,155 @@
-"""The decisions of blob transfer, sans-IO: who holds which blob, what to announce when, and the
-bookkeeping of fetches. No trio, no clock, no disk, no logging.
+"""The decisions of blobs between nodes, sans-IO: who holds what, what to announce when, whom
+to ask, what to answer, and the fetches. No trio, no clock, no disk, no logging.
 
 :class:`BlobCore` is the one object the driver talks to. Events go in as method calls, each
 taking ``now`` (the node's clock in seconds, supplied by the driver); what the driver must do
 comes back as a list of actions, in order:
 
-======================================  ===================================================
-event                                   actions
-======================================  ===================================================
-``start(now)``                          (the first full announcement falls due at once)
-``added(blob, size, now)``              :class:`SizeConflict`
-``on_announce(origin, msg, now)``       :class:`SizeConflict`
-``fetch(blob, holders, now)``           :class:`Request`, or :class:`Failed` (nobody to ask)
-``on_chunk(origin, msg, now)``          :class:`Open`, :class:`Write`, :class:`Request`,
-                                        :class:`Discard`, :class:`Commit`, :class:`Failed`
-``attempt_failed(fetch, error, now)``   :class:`Discard`, :class:`Request`, :class:`Failed`
-``on_timer(now)``                       :class:`ListStore`, :class:`Publish`, :class:`Request`
-                                        (a re-send), :class:`Discard`, :class:`Failed`
-``on_store_listed(items, now)``         :class:`SizeConflict`, :class:`Publish`
-``committed(fetch)``, ``cancel(fetch)``  (the fetch is forgotten)
-======================================  ===================================================
+=========================================  ================================================
+event                                      actions
+=========================================  ================================================
+``start(now)``                             (the first full announcement falls due at once)
+``on_timer(now, peers)``                   :class:`ListStore`, :class:`Publish`, :class:`Send`,
+                                           and the fetches' actions (re-sends, time-outs)
+``on_store_listed(items, now)``            :class:`Publish`, :class:`SizeConflict`
+``added(blob, size, now)``                 :class:`SizeConflict`
+``removed(blob, now)``                     (a withdrawal is batched)
+``on_message(origin, msg, now)``           :class:`Send` (answers), :class:`Count`,
+                                           :class:`Dropped`, :class:`SizeConflict`, and the
+                                           fetches' actions
+``ask(blobs, now)``                        (a query is batched; returns until when to wait)
+``fetch(blob, holders, now, ...)``         :class:`~.transfer.Request`, …
+``attempt_failed(fetch, error, now)``      the fetch's actions (a new hash list, …)
+``committed(fetch)``, ``cancel(fetch)``    (the fetch is forgotten)
+=========================================  ================================================
 
-**Announcements.** A blob stored here is announced within ``ANNOUNCE_DELAY_S`` (blobs added
-meanwhile ride the same batch); everything held is re-announced every ``REANNOUNCE_S``, the
-first time at start. A full announcement needs the store's listing, which only the driver can
-read: the core asks for it with :class:`ListStore` and goes on in :meth:`on_store_listed`.
-Announcements go out in messages of at most ``ANNOUNCE_BATCH`` blobs.
+**Locations** (:class:`~.locations.BlobLocations`) are recorded only from the holder itself:
+its signed gossip or its direct answer, the mesh's authenticated origin, never a field.
 
-**Fetches.** :meth:`fetch` tries the holders it is given, then the ones announced, skipping this
-node, one after the other until one delivers. From a holder it asks for ``MAX_BLOB_CHUNK``
-pieces: the first alone (its answer gives the blob's size), then windows of ``WINDOW`` requests
-in flight; a window is written in order once all its pieces are in. Each request is re-sent
-every ``REQUEST_RESEND_S`` until answered and fails the attempt after ``FETCH_TIMEOUT_S``
-(so a holder that restarts mid-fetch is asked again, and one that stays quiet is given up on).
-Only the holder asked may answer. An error, a wrong range, a gap or an overrun fails the
-attempt: the partial file is discarded and the next holder is tried. When all bytes are
-written the driver verifies and publishes the file (:class:`Commit`) and reports back:
-:meth:`committed`, or :meth:`attempt_failed` when the SHA-256 did not match.
+**Announcements.** A blob stored here (put, output, or fetched) is announced (``blob_have``)
+within ``ANNOUNCE_DELAY_S``, batched; a removed one is withdrawn (``blob_withdraw``) the same
+way. Everything held is re-announced every ``refresh_s`` (``blobs.announce_interval_s``), the
+first time at start and again ``ONLINE_DELAY_S`` after the node comes online (its peer count
+rises from zero). ``blob_have`` carries ``refresh_s``; a receiver expires the locations after
+three missed refreshes. A full announcement needs the store's listing, which only the driver
+can read: the core asks for it with :class:`ListStore` and goes on in :meth:`on_store_listed`.
+
+**Queries**, for a node that missed announcements:
+
+* *Who holds X* (``blob_query``, gossip): sent when a fetch has run out of holders, or for
+  ``blob.locate`` of a blob nobody is known to hold. Blobs are asked for in batches of at most
+  ``MAX_QUERY_BLOBS``, at most one message per ``QUERY_GAP_S``, none again within
+  ``QUERY_BACKOFF_S``, and at most ``MAX_QUERY_BACKLOG`` waiting. A node answers only for
+  itself (a direct ``blob_have`` listing those of the blobs it holds; silence otherwise), so
+  the answers are one small message per actual holder, and a third party can never add a
+  location. Each member gets at most ``ANSWERS_PER_WINDOW`` answers per ``ANSWER_WINDOW_S``,
+  all members together ``ANSWERS_PER_WINDOW_ALL``; beyond that queries are dropped, counted.
+* *Send me your holdings* (``blob_sync``, gossip): sent ``ONLINE_DELAY_S`` after this node
+  comes online. Each node answers with its holdings, directly, after a random delay within
+  ``SYNC_SPREAD_S`` (so the answers do not all arrive at once), at most once per member per
+  ``SYNC_GAP_S`` and to at most ``SYNCS_PER_WINDOW`` members per ``SYNC_GAP_S``. One sync costs
+  about what one round of full announcements costs the node that asked, and nothing more.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
 
-from ..scheduler import BlobLocation, BlobRegistry
-from ..wire import MAX_BLOB_CHUNK, BlobAnnounceMsg, BlobChunkMsg, BlobRequestMsg
+from ..wire import (
+    LEGACY_REFRESH_S,
+    MAX_LIST_LEN,
+    MAX_QUERY_BLOBS,
+    BlobAnnounceMsg,
+    BlobChunkMsg,
+    BlobHashesMsg,
+    BlobHaveMsg,
+    BlobQueryMsg,
+    BlobSyncMsg,
+    BlobWithdrawMsg,
+    Message,
+)
+from .locations import DEFAULT_REFRESH_S, BlobLocations, ttl_for
+from .transfer import (
+    BYTES,
+    QUERY_WAIT_S,
+    SEQ_BITS,
+    Ask,
+    Commit,
+    Count,
+    Discard,
+    Estimate,
+    Failed,
+    Fetch,
+    FetchAction,
+    Forget,
+    Open,
+    Request,
+    Write,
+)
 
-FETCH_TIMEOUT_S = 10.0
-REQUEST_RESEND_S = 2.0
-WINDOW = 4
 ANNOUNCE_DELAY_S = 0.2
-REANNOUNCE_S = 300.0
 ANNOUNCE_BATCH = 200
-LOCATION_TTL_S = 3 * REANNOUNCE_S
+ONLINE_DELAY_S = 1.0
+PEER_CHECK_S = 2.0
+QUERY_GAP_S = 0.5
+QUERY_BACKOFF_S = 10.0
+MAX_QUERY_BACKLOG = 4 * MAX_QUERY_BLOBS
+ANSWER_WINDOW_S = 10.0
+ANSWERS_PER_WINDOW = 20
+ANSWERS_PER_WINDOW_ALL = 200
+SYNC_GAP_S = 60.0
+SYNCS_PER_WINDOW = 16
+SYNC_SPREAD_S = 5.0
+MAX_TRACKED = 4096
+"""Blobs remembered for the query back-off, at most (older ones forgotten first)."""
+LOCATE_GRACE_S = 0.5
+"""``blob.locate`` after a query: how long to wait for more holders after the first answers."""
+
+CAUSES = frozenset({"task_input", "module", "user_get", "replica", "output", "other"})
+"""Why bytes move: the ``cause`` label of ``icn_blob_bytes_total`` (a fixed set)."""
 
 
-class BlobLocations:
-    """Who holds which blob, as announced, with expiry; hands the scheduler an immutable
-    :class:`BlobRegistry` snapshot (rebuilt only after a change)."""
+def cause_label(cause: str) -> str:
+    """``cause`` as a metric label: itself when known, else ``other`` (a peer's request names
+    the cause, so the label set must not grow with what peers send)."""
+    return cause if cause in CAUSES else "other"
 
-    def __init__(self, ttl_s: float = LOCATION_TTL_S) -> None:
-        self.ttl_s = ttl_s
-        self._held: dict[bytes, tuple[int, dict[str, float]]] = {}
-        self._snapshot: BlobRegistry | None = BlobRegistry()
 
-    def add(self, h: bytes, holder: str, size: int, now: float) -> bool:
-        """Record that ``holder`` has blob ``h``; False (nothing recorded) when ``size``
-        contradicts the size already known for ``h``."""
-        known = self._held.get(h)
-        if known is not None and known[0] != size:
-            return False
-        if known is None:
-            known = self._held[h] = (size, {})
-        if holder not in known[1]:
-            self._snapshot = None
-        known[1][holder] = now
-        return True
+# Metric names in :class:`Count` (the driver owns the metric objects).
+ANNOUNCES_RECEIVED = "announces_received"  # labels: kind (have, withdraw)
+QUERIES_SENT = "queries_sent"  # kind (query, sync)
+QUERIES_ANSWERED = "queries_answered"  # kind (query, sync)
+DROPPED = "dropped"  # reason
 
-    def holders(self, h: bytes) -> list[str]:
-        entry = self._held.get(h)
-        return sorted(entry[1]) if entry else []
+_T = TypeVar("_T")
 
-    def expire(self, now: float) -> None:
-        for h in list(self._held):
-            size, seen = self._held[h]
-            for did in [d for d, t in seen.items() if now - t > self.ttl_s]:
-                del seen[did]
-                self._snapshot = None
-            if not seen:
-                del self._held[h]
-
-    def snapshot(self) -> BlobRegistry:
-        if self._snapshot is None:
-            self._snapshot = BlobRegistry(
-                BlobLocation(h, did, size) for h, (size, seen) in self._held.items() for did in seen
-            )
-        return self._snapshot
+__all__ = [
+    "ANNOUNCE_DELAY_S",
+    "BYTES",
+    "CAUSES",
+    "Action",
+    "Ask",
+    "BlobCore",
+    "BlobLocations",
+    "Commit",
+    "Count",
+    "Discard",
+    "Dropped",
+    "Failed",
+    "Forget",
+    "ListStore",
+    "Open",
+    "Publish",
+    "Request",
+    "Send",
+    "SizeConflict",
+    "Write",
+    "cause_label",
+]
 
 
 # --- actions ------------------------------------------------------------------------------
@@ -105,9 +157,17 @@ class BlobLocations:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """Gossip this announcement on the blob topic."""
+    """Gossip this message on the blob topic."""
 
-    msg: BlobAnnounceMsg
+    msg: BlobHaveMsg | BlobWithdrawMsg | BlobQueryMsg | BlobSyncMsg
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send this answer directly to ``to`` on the blob topic."""
+
+    to: str
+    msg: BlobHaveMsg
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +177,8 @@ class ListStore:
 
 @dataclass(frozen=True, slots=True)
 class SizeConflict:
-    """``holder`` claims blob ``blob`` has ``size`` bytes, but another size is known; ignored."""
+    """``holder`` claims blob ``blob`` has ``size`` bytes, but another size is known. From a
+    peer: ignored. From this node (``holder`` is us, the size verified): ours wins."""
 
     blob: bytes
     holder: str
@@ -125,95 +186,85 @@ class SizeConflict:
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
-    """Send this request directly to ``holder`` on the blob topic."""
+class Dropped:
+    """A message from ``origin`` was refused (counted and logged by the driver)."""
 
-    holder: str
-    msg: BlobRequestMsg
-
-
-@dataclass(frozen=True, slots=True)
-class Open:
-    """Open a writer for fetch ``fetch``: blob ``blob`` of ``size`` bytes."""
-
-    fetch: int
-    blob: bytes
-    size: int
+    origin: str
+    reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Write:
-    """Append ``data`` at ``offset`` to the fetch's writer (offsets come in order, no gaps)."""
-
-    fetch: int
-    offset: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Discard:
-    """Throw away the fetch's partial file (the attempt failed; another may follow)."""
-
-    fetch: int
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """Every byte is written: verify the SHA-256 and publish the blob, then report back."""
-
-    fetch: int
-    blob: bytes
-    holder: str
-    size: int
+Action = (
+    Publish
+    | Send
+    | ListStore
+    | SizeConflict
+    | Dropped
+    | Request
+    | Open
+    | Write
+    | Discard
+    | Commit
+    | Failed
+    | Count
+)
 
 
-@dataclass(frozen=True, slots=True)
-class Failed:
-    """No holder delivered the blob; ``error`` says what each one did. The fetch is over."""
+class _Budget:
+    """At most ``per_key`` events per key and ``total`` in all per window (rate limits)."""
 
-    fetch: int
-    error: str
+    def __init__(self, window_s: float, per_key: int, total: int) -> None:
+        self.window_s, self.per_key, self.total = window_s, per_key, total
+        self._start = -math.inf
+        self._all = 0
+        self._by_key: dict[str, int] = {}
 
-
-Action = Publish | ListStore | SizeConflict | Request | Open | Write | Discard | Commit | Failed
-
-
-# --- fetch state --------------------------------------------------------------------------
-
-
-@dataclass
-class _Pending:
-    """A request in flight: re-sent at ``resend_at``, given up on at ``give_up_at``."""
-
-    msg: BlobRequestMsg
-    give_up_at: float
-    resend_at: float
-
-
-@dataclass
-class _Fetch:
-    id: int
-    blob: bytes
-    candidates: list[str]  # holders still to try, in order
-    errors: list[str] = field(default_factory=list)
-    holder: str = ""  # the one being asked now
-    size: int | None = None  # known (and a writer open) once the first piece is in
-    written: int = 0
-    todo: list[int] = field(default_factory=list)  # offsets not requested yet
-    window: dict[int, bytes | None] = field(default_factory=dict)  # offset -> data when in
-    pending: dict[int, _Pending] = field(default_factory=dict)  # by request id
+    def take(self, key: str, now: float) -> str | None:
+        """None if allowed (and counted), else why not: ``member`` or ``all``."""
+        if now - self._start >= self.window_s:
+            self._start, self._all, self._by_key = now, 0, {}
+        if self._by_key.get(key, 0) >= self.per_key:
+            return "member"
+        if self._all >= self.total:
+            return "all"
+        self._all += 1
+        self._by_key[key] = self._by_key.get(key, 0) + 1
+        return None
 
 
 class BlobCore:
-    def __init__(self, did: str, locations: BlobLocations | None = None) -> None:
+    def __init__(
+        self,
+        did: str,
+        locations: BlobLocations | None = None,
+        *,
+        refresh_s: float = DEFAULT_REFRESH_S,
+        rng: random.Random | None = None,
+    ) -> None:
         self.did = did
-        self.locations = locations if locations is not None else BlobLocations()
+        self.refresh_s = refresh_s
+        self.locations = locations if locations is not None else BlobLocations(ttl_for(refresh_s))
+        self.locations.set_ttl(did, math.inf)  # our own entries: until the store says otherwise
+        self._rng = rng if rng is not None else random.Random(0)
+        self._own: dict[bytes, int] = {}
+        # announcements
         self._next_full: float | None = None  # None until start()
         self._batch_due: float | None = None
         self._unannounced: dict[bytes, int] = {}
-        self._fetches: dict[int, _Fetch] = {}
-        self._requests: dict[int, int] = {}  # request id -> fetch id
-        self._last_request = 0
+        self._withdrawn: dict[bytes, None] = {}
+        # coming online
+        self._online = False
+        self._peer_check_at: float | None = None
+        self._sync_due: float | None = None
+        # queries out, answers in
+        self._query_due: float | None = None
+        self._last_query = -math.inf
+        self._to_ask: dict[bytes, None] = {}
+        self._asked: dict[bytes, float] = {}
+        self._answers = _Budget(ANSWER_WINDOW_S, ANSWERS_PER_WINDOW, ANSWERS_PER_WINDOW_ALL)
+        self._syncs = _Budget(SYNC_GAP_S, 1, SYNCS_PER_WINDOW)
+        self._sync_answers: list[tuple[float, str]] = []
+        # fetches
+        self._fetches: dict[int, Fetch] = {}
         self._last_fetch = 0
 
     # --- time ------------------------------------------------------------------------------
@@ -223,185 +274,263 @@ class BlobCore:
 
     def next_deadline(self) -> float:
         """When :meth:`on_timer` next has something to do (``inf``: nothing scheduled)."""
-        times = [t for t in (self._next_full, self._batch_due) if t is not None]
-        for f in self._fetches.values():
-            times.extend(min(p.give_up_at, p.resend_at) for p in f.pending.values())
+        times = [
+            t
+            for t in (
+                self._next_full,
+                self._batch_due,
+                self._peer_check_at,
+                self._sync_due,
+                self._query_due,
+            )
+            if t is not None
+        ]
+        times.extend(due for due, _ in self._sync_answers)
+        times.extend(f.next_deadline() for f in self._fetches.values())
         return min(times, default=math.inf)
 
-    def on_timer(self, now: float) -> list[Action]:
+    def on_timer(self, now: float, peers: int | None = None) -> list[Action]:
+        """Whatever is due at ``now``. ``peers``: how many peers the mesh has linked now (the
+        driver reads it; None when unknown)."""
+        self.locations.tick(now)
         acts: list[Action] = []
+        if peers is not None and self._next_full is not None:
+            # The driver tells us its peer count: look again every PEER_CHECK_S.
+            self._peer_check_at = now + PEER_CHECK_S
+            if peers and not self._online:
+                # Just online: tell the cooperative what we hold, and ask what it holds.
+                self._sync_due = now + ONLINE_DELAY_S
+                self._next_full = min(self._next_full, now + ONLINE_DELAY_S)
+            self._online = peers > 0
         if self._next_full is not None and now >= self._next_full:
-            self._next_full = now + REANNOUNCE_S
+            self._next_full = now + self.refresh_s
             self._unannounced.clear()
-            self._batch_due = None
             acts.append(ListStore())
-        elif self._batch_due is not None and now >= self._batch_due:
-            batch = list(self._unannounced.items())
-            self._unannounced.clear()
+        if self._batch_due is not None and now >= self._batch_due:
             self._batch_due = None
-            acts += _announce(batch)
+            acts += [Publish(self._have(b)) for b in _batches(list(self._unannounced.items()))]
+            acts += [Publish(BlobWithdrawMsg(b)) for b in _batches(list(self._withdrawn))]
+            self._unannounced.clear()
+            self._withdrawn.clear()
+        if self._sync_due is not None and now >= self._sync_due:
+            self._sync_due = None
+            acts += [Publish(BlobSyncMsg()), Count(QUERIES_SENT, ("sync",))]
+        if self._query_due is not None and now >= self._query_due:
+            acts += self._send_query(now)
+        due = [origin for t, origin in self._sync_answers if now >= t]
+        if due:
+            self._sync_answers = [(t, o) for t, o in self._sync_answers if now < t]
+            for origin in due:
+                acts += self._answer_sync(origin)
         for f in list(self._fetches.values()):
-            acts += self._fetch_timer(f, now)
+            acts += self._fetch_acts(f, f.on_timer(now), now)
         return acts
 
-    # --- announcements ---------------------------------------------------------------------
+    # --- our own blobs ---------------------------------------------------------------------
 
     def added(self, blob: bytes, size: int, now: float) -> list[Action]:
-        """A blob was stored here: it is announced within ``ANNOUNCE_DELAY_S``."""
-        acts = self._locate(blob, self.did, size, now)
+        """A blob is stored here (put, output, fetched): announced within ``ANNOUNCE_DELAY_S``."""
+        acts = self._hold(blob, size, now)
+        self._withdrawn.pop(blob, None)
         self._unannounced[blob] = size
-        if self._batch_due is None:
-            self._batch_due = now + ANNOUNCE_DELAY_S
+        self._batch_soon(now)
         return acts
+
+    def removed(self, blob: bytes, now: float) -> list[Action]:
+        """A blob was removed from the store here: withdrawn within ``ANNOUNCE_DELAY_S``."""
+        self._own.pop(blob, None)
+        self._unannounced.pop(blob, None)
+        self.locations.remove(blob, self.did)
+        self._withdrawn[blob] = None
+        self._batch_soon(now)
+        return []
 
     def on_store_listed(self, items: Iterable[tuple[bytes, int]], now: float) -> list[Action]:
         """The store's (hash, size) listing, asked for by :class:`ListStore`: forget expired
-        locations, refresh our own, announce everything."""
+        locations, refresh our own, withdraw what went missing, announce everything."""
         self.locations.expire(now)
-        batch = list(items)
+        before, self._own = self._own, {}
         acts: list[Action] = []
-        for h, size in batch:
-            acts += self._locate(h, self.did, size, now)
-        return acts + _announce(batch)
+        for h, size in items:
+            acts += self._hold(h, size, now)
+        gone = [h for h in before if h not in self._own]
+        for h in gone:
+            self.locations.remove(h, self.did)
+        acts += [Publish(self._have(b)) for b in _batches(list(self._own.items()))]
+        return acts + [Publish(BlobWithdrawMsg(b)) for b in _batches(gone)]
 
-    def on_announce(self, origin: str, msg: BlobAnnounceMsg, now: float) -> list[Action]:
-        """A peer's announcement; ``origin`` is the mesh's authenticated sender."""
-        acts: list[Action] = []
+    def holds(self, blob: bytes) -> bool:
+        return blob in self._own
+
+    def _hold(self, blob: bytes, size: int, now: float) -> list[Action]:
+        self._own[blob] = size
+        known = self.locations.size(blob)
+        self.locations.add(blob, self.did, size, now, authoritative=True)
+        return [] if known in (None, size) else [SizeConflict(blob, self.did, size)]
+
+    def _batch_soon(self, now: float) -> None:
+        if self._batch_due is None:
+            self._batch_due = now + ANNOUNCE_DELAY_S
+
+    def _have(self, batch: tuple[tuple[bytes, int], ...]) -> BlobHaveMsg:
+        return BlobHaveMsg(batch, self.refresh_s)
+
+    # --- from peers ------------------------------------------------------------------------
+
+    def on_message(self, origin: str, msg: Message, now: float) -> list[Action]:
+        """A message on the blob topic other than a request to serve; ``origin`` is the mesh's
+        authenticated sender."""
+        self.locations.tick(now)
+        if origin == self.did:
+            return [Dropped(origin, "own")]
+        match msg:
+            case BlobHaveMsg() | BlobAnnounceMsg():
+                return self._on_have(origin, msg, now)
+            case BlobWithdrawMsg(blobs):
+                for h in blobs:
+                    self.locations.remove(h, origin)
+                return [Count(ANNOUNCES_RECEIVED, ("withdraw",))]
+            case BlobQueryMsg(blobs):
+                return self._on_query(origin, blobs, now)
+            case BlobSyncMsg():
+                return self._on_sync(origin, now)
+            case BlobChunkMsg() | BlobHashesMsg():
+                f = self._fetches.get(msg.request_id >> SEQ_BITS)
+                if f is None:
+                    return []  # late: the fetch is over
+                if isinstance(msg, BlobChunkMsg):
+                    return self._fetch_acts(f, f.on_chunk(origin, msg, now), now)
+                return self._fetch_acts(f, f.on_hashes(origin, msg, now), now)
+        return [Dropped(origin, "unexpected")]
+
+    def _on_have(self, origin: str, msg: BlobHaveMsg | BlobAnnounceMsg, now: float) -> list[Action]:
+        refresh = msg.refresh_s if isinstance(msg, BlobHaveMsg) else LEGACY_REFRESH_S
+        self.locations.set_ttl(origin, ttl_for(refresh))
+        acts: list[Action] = [Count(ANNOUNCES_RECEIVED, ("have",))]
+        wanted: dict[bytes, list[Fetch]] = {}
+        for f in self._fetches.values():
+            wanted.setdefault(f.blob, []).append(f)
         for h, size in msg.blobs:
-            acts += self._locate(h, origin, size, now)
+            if not self.locations.add(h, origin, size, now):
+                acts.append(SizeConflict(h, origin, size))
+                continue
+            for f in wanted.get(h, ()):
+                acts += self._fetch_acts(f, f.found([origin], now), now)
         return acts
 
-    def _locate(self, blob: bytes, holder: str, size: int, now: float) -> list[Action]:
-        if self.locations.add(blob, holder, size, now):
+    def _on_query(self, origin: str, blobs: tuple[bytes, ...], now: float) -> list[Action]:
+        held = tuple((h, self._own[h]) for h in blobs if h in self._own)
+        if not held:
             return []
-        return [SizeConflict(blob, holder, size)]
+        refused = self._answers.take(origin, now)
+        if refused is not None:
+            return [Dropped(origin, f"query-rate-{refused}")]
+        return [Send(origin, self._have(held)), Count(QUERIES_ANSWERED, ("query",))]
+
+    def _on_sync(self, origin: str, now: float) -> list[Action]:
+        refused = self._syncs.take(origin, now)
+        if refused is not None:
+            return [Dropped(origin, f"sync-rate-{refused}")]
+        self._sync_answers.append((now + self._rng.uniform(0, SYNC_SPREAD_S), origin))
+        return []
+
+    def _answer_sync(self, origin: str) -> list[Action]:
+        acts: list[Action] = [
+            Send(origin, self._have(b)) for b in _batches(list(self._own.items()))
+        ]
+        if acts:
+            acts.append(Count(QUERIES_ANSWERED, ("sync",)))
+        return acts
+
+    # --- asking the cooperative ------------------------------------------------------------
+
+    def ask(self, blobs: Iterable[bytes], now: float) -> tuple[float, list[Action]]:
+        """Ask the cooperative who holds ``blobs`` (batched, rate-limited, not again within
+        ``QUERY_BACKOFF_S``); returns until when answers are worth waiting for."""
+        acts: list[Action] = []
+        for h in blobs:
+            acts += self._want(h, now)
+        start = self._query_due if self._query_due is not None else now
+        return start + QUERY_WAIT_S, acts
+
+    def _want(self, blob: bytes, now: float) -> list[Action]:
+        asked = self._asked.get(blob)
+        if (asked is not None and now - asked < QUERY_BACKOFF_S) or blob in self._to_ask:
+            return []
+        if len(self._to_ask) >= MAX_QUERY_BACKLOG:
+            return [Count(DROPPED, ("query-backlog",))]
+        self._to_ask[blob] = None
+        if self._query_due is None:
+            self._query_due = max(now, self._last_query + QUERY_GAP_S)
+        return []
+
+    def _send_query(self, now: float) -> list[Action]:
+        batch = list(self._to_ask)[:MAX_QUERY_BLOBS]
+        for h in batch:
+            del self._to_ask[h]
+            self._asked[h] = now
+        if len(self._asked) > MAX_TRACKED:
+            self._asked = {h: t for h, t in self._asked.items() if now - t < QUERY_BACKOFF_S}
+        self._last_query = now
+        self._query_due = now + QUERY_GAP_S if self._to_ask else None
+        if not batch:
+            return []
+        return [Publish(BlobQueryMsg(tuple(batch))), Count(QUERIES_SENT, ("query",))]
 
     # --- fetches ---------------------------------------------------------------------------
 
-    def fetch(self, blob: bytes, holders: list[str], now: float) -> tuple[int, list[Action]]:
-        """Start fetching ``blob``: from ``holders`` first, then from those announced.
-        Returns the fetch's id (named in its actions) and the first actions."""
+    def fetch(
+        self,
+        blob: bytes,
+        holders: list[str],
+        now: float,
+        *,
+        cause: str = "other",
+        estimates: Mapping[str, Estimate] | None = None,
+    ) -> tuple[int, list[Action]]:
+        """Start fetching ``blob`` from ``holders`` and the announced ones (never this node),
+        best estimated first. Returns the fetch's id (named in its actions) and the first
+        actions."""
         self._last_fetch += 1
-        announced = [d for d in self.locations.holders(blob) if d not in holders]
-        candidates = [d for d in holders + announced if d != self.did]
-        f = self._fetches[self._last_fetch] = _Fetch(self._last_fetch, blob, candidates)
-        return f.id, self._next_holder(f, now)
-
-    def on_chunk(self, origin: str, msg: BlobChunkMsg, now: float) -> list[Action]:
-        fid = self._requests.get(msg.request_id)
-        f = self._fetches.get(fid) if fid is not None else None
-        if f is None or origin != f.holder:
-            return []  # late (a re-sent request answered twice), or not from whom we asked
-        asked = f.pending.pop(msg.request_id).msg
-        del self._requests[msg.request_id]
-        if msg.error:
-            return self._fail_attempt(f, msg.error, now)
-        if msg.blob != f.blob or msg.offset != asked.offset:
-            return self._fail_attempt(f, "holder answered with the wrong range", now)
-        if f.size is None:
-            return self._first_piece(f, msg, now)
-        f.window[msg.offset] = msg.data
-        return [] if f.pending else self._write_window(f, now)
+        f = Fetch(self._last_fetch, blob, cause, self.locations.size(blob), dict(estimates or {}))
+        self._fetches[f.id] = f
+        known = [*holders, *self.locations.holders(blob)]
+        return f.id, self._fetch_acts(f, f.start([d for d in known if d != self.did], now), now)
 
     def attempt_failed(self, fetch: int, error: str, now: float) -> list[Action]:
-        """The driver could not finish this attempt (the bytes failed verification at commit,
-        or the writer refused them): try the next holder."""
+        """The driver's check at :class:`Commit` failed: the hash list lied; start over."""
         f = self._fetches.get(fetch)
-        return self._fail_attempt(f, error, now) if f is not None else []
+        return self._fetch_acts(f, f.commit_failed(error, now), now) if f is not None else []
 
     def committed(self, fetch: int) -> None:
-        """The blob is stored: the fetch is over."""
+        """The blob is stored: the fetch is over (the driver also calls :meth:`added`)."""
         self._fetches.pop(fetch, None)
 
     def cancel(self, fetch: int) -> None:
         """The fetch is abandoned (its caller went away); late answers are ignored."""
-        f = self._fetches.pop(fetch, None)
-        if f is not None:
-            for rid in f.pending:
-                del self._requests[rid]
+        self._fetches.pop(fetch, None)
 
     def fetching(self) -> int:
         """How many fetches are in progress."""
         return len(self._fetches)
 
-    def _next_holder(self, f: _Fetch, now: float) -> list[Action]:
-        for rid in f.pending:
-            del self._requests[rid]
-        f.pending.clear()
-        f.window.clear()
-        f.todo.clear()
-        f.size = None
-        f.written = 0
-        if not f.candidates:
-            del self._fetches[f.id]
-            why = "; ".join(f.errors) or "no holder"
-            return [Failed(f.id, f"blob {f.blob.hex()} could not be fetched ({why})")]
-        f.holder = f.candidates.pop(0)
-        return [self._request(f, 0, now)]
-
-    def _fail_attempt(self, f: _Fetch, error: str, now: float) -> list[Action]:
-        f.errors.append(f"{f.holder}: {error}")
-        acts: list[Action] = [Discard(f.id)] if f.size is not None else []
-        return acts + self._next_holder(f, now)
-
-    def _request(self, f: _Fetch, offset: int, now: float) -> Request:
-        self._last_request += 1
-        rid = self._last_request
-        msg = BlobRequestMsg(rid, f.blob, offset, MAX_BLOB_CHUNK)
-        f.pending[rid] = _Pending(msg, now + FETCH_TIMEOUT_S, now + REQUEST_RESEND_S)
-        self._requests[rid] = f.id
-        return Request(f.holder, msg)
-
-    def _fetch_timer(self, f: _Fetch, now: float) -> list[Action]:
-        if any(now >= p.give_up_at for p in f.pending.values()):
-            return self._fail_attempt(f, f"no answer within {FETCH_TIMEOUT_S:g} s", now)
-        acts: list[Action] = []
-        for p in f.pending.values():
-            if now >= p.resend_at:
-                p.resend_at = now + REQUEST_RESEND_S
-                acts.append(Request(f.holder, p.msg))
-        return acts
-
-    def _first_piece(self, f: _Fetch, msg: BlobChunkMsg, now: float) -> list[Action]:
-        if len(msg.data) > msg.size:
-            return self._fail_attempt(f, f"chunks exceed the announced size {msg.size}", now)
-        if msg.size and not msg.data:
-            return self._fail_attempt(f, "holder sent an empty first chunk", now)
-        f.size = msg.size
-        f.written = len(msg.data)
-        f.todo = list(range(f.written, f.size, MAX_BLOB_CHUNK))
-        acts: list[Action] = [Open(f.id, f.blob, f.size), Write(f.id, 0, msg.data)]
-        return acts + self._next_window(f, now)
-
-    def _write_window(self, f: _Fetch, now: float) -> list[Action]:
-        assert f.size is not None
-        writes: list[Action] = []
-        at = f.written
-        for offset, data in sorted(f.window.items()):
-            assert data is not None
-            if offset != at:
-                return self._fail_attempt(f, f"chunk at offset {offset}, expected {at}", now)
-            if at + len(data) > f.size:
-                return self._fail_attempt(f, f"chunks exceed the announced size {f.size}", now)
-            writes.append(Write(f.id, offset, data))
-            at += len(data)
-        f.written = at
-        f.window.clear()
-        return writes + self._next_window(f, now)
-
-    def _next_window(self, f: _Fetch, now: float) -> list[Action]:
-        assert f.size is not None
-        if not f.todo:
-            if f.written != f.size:
-                return self._fail_attempt(f, f"blob incomplete: {f.written} of {f.size} bytes", now)
-            return [Commit(f.id, f.blob, f.holder, f.size)]
-        offsets, f.todo = f.todo[:WINDOW], f.todo[WINDOW:]
-        f.window = dict.fromkeys(offsets)
-        return [self._request(f, off, now) for off in offsets]
+    def _fetch_acts(self, f: Fetch, acts: list[FetchAction], now: float) -> list[Action]:
+        """A fetch's actions, with the core's part done: queries asked, locations forgotten,
+        and the fetch dropped when it failed."""
+        out: list[Action] = []
+        for act in acts:
+            if isinstance(act, Ask):
+                out += self._want(act.blob, now)
+            elif isinstance(act, Forget):
+                self.locations.remove(act.blob, act.holder)
+            else:
+                if isinstance(act, Failed):
+                    self._fetches.pop(f.id, None)
+                out.append(act)
+        return out
 
 
-def _announce(batch: list[tuple[bytes, int]]) -> list[Action]:
-    return [
-        Publish(BlobAnnounceMsg(tuple(batch[i : i + ANNOUNCE_BATCH])))
-        for i in range(0, len(batch), ANNOUNCE_BATCH)
-    ]
+def _batches(items: list[_T]) -> list[tuple[_T, ...]]:
+    """``items`` in runs of at most ``ANNOUNCE_BATCH`` (one message each)."""
+    size = min(ANNOUNCE_BATCH, MAX_LIST_LEN)
+    return [tuple(items[i : i + size]) for i in range(0, len(items), size)]

@@ -1,4 +1,6 @@
-"""JSON-RPC methods of the blob store: ``blob.put``, ``blob.get``, ``blob.list``, ``blob.rm``.
+"""JSON-RPC methods of blobs: this node's store (``blob.put``, ``blob.get``, ``blob.list``,
+``blob.rm``) and the cooperative's view (``blob.locate``, ``blob.list`` with ``all``,
+``blob.fetch``).
 
 ``blob.put`` and ``blob.get`` stream: the client sends an open file descriptor with the request
 (``{"fd": 0}``, SCM_RIGHTS) and the daemon reads the blob from it, or writes the blob into it,
@@ -103,6 +105,35 @@ class RmParams:
         return parse_blob_id(self.blob)
 
 
+MAX_LIST_ALL = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class BlobParam:
+    """``blob.locate``, ``blob.fetch``: one blob, by its 64-hex hash."""
+
+    blob: str
+
+    def __post_init__(self) -> None:
+        _blob_param(self.blob)
+
+    @property
+    def blob_hash(self) -> bytes:
+        return parse_blob_id(self.blob)
+
+
+@dataclass(frozen=True, slots=True)
+class ListAllParams:
+    """``blob.list`` with ``all``: the cooperative's blobs, the first ``limit`` by hash."""
+
+    all: bool = True
+    limit: int = 1000
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_LIST_ALL:
+            raise InvalidParams(f"limit: expected 1-{MAX_LIST_ALL}")
+
+
 @contextmanager
 def _quota_errors() -> Iterator[None]:
     try:
@@ -127,6 +158,8 @@ class BlobRpc:
         rpc.register_streaming("blob.get", self.get)
         rpc.register("blob.list", self.list)
         rpc.register("blob.rm", self.rm)
+        rpc.register("blob.locate", self.locate)
+        rpc.register("blob.fetch", self.fetch)
 
     async def put(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         p = parse(PutParams, params)
@@ -161,7 +194,7 @@ class BlobRpc:
         h = p.blob_hash
         if p.fd is None:
             with _quota_errors():
-                await self.service.ensure(h, [])
+                await self.service.ensure(h, [], cause="user_get")
             size = self.store.size(h) or 0
             if size > MAX_INLINE_BYTES:
                 raise RpcError(
@@ -176,7 +209,7 @@ class BlobRpc:
         check_fd(fd, write=True)
         async with reporting(call, p.progress, "fetch") as prog:
             with _quota_errors():
-                await self.service.ensure(h, [])
+                await self.service.ensure(h, [], cause="user_get")
             reader = await trio.to_thread.run_sync(self.store.reader, h)
             try:
                 prog.phase, prog.total = "write", reader.size
@@ -189,6 +222,8 @@ class BlobRpc:
         return {"blob": h.hex(), "size": reader.size}
 
     async def list(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("all"):
+            return self._list_all(params)
         return {
             "blobs": [{"blob": h.hex(), "size": s} for h, s in self.store.items()],
             "stored_bytes": self.store.stored_bytes,
@@ -211,6 +246,39 @@ class BlobRpc:
             raise RpcError(NOT_HELD, f"blob {h.hex()} is not held on this node")
         self.service.removed(h)
         return {"blob": h.hex(), "size": size}
+
+    # --- the cooperative's blobs -----------------------------------------------------------
+
+    def _list_all(self, params: dict[str, Any]) -> dict[str, Any]:
+        p = parse(ListAllParams, params)
+        locations = self.service.locations
+        rows = locations.summary(p.limit)
+        return {
+            "blobs": [{"blob": h.hex(), "size": size, "holders": n} for h, size, n in rows],
+            "known": locations.blob_count,
+            "locations": len(locations),
+        }
+
+    async def locate(self, params: dict[str, Any]) -> dict[str, Any]:
+        h = parse(BlobParam, params).blob_hash
+        size, entries, asked = await self.service.locate(h)
+        return {
+            "blob": h.hex(),
+            "size": size,
+            "asked": asked,
+            "holders": [
+                {"did": did, "age_s": round(age, 1), "self": did == self.service.did}
+                for did, age in entries
+            ],
+        }
+
+    async def fetch(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Keep a replica here: fetch the blob from its holders without returning its bytes."""
+        h = parse(BlobParam, params).blob_hash
+        held = self.store.has(h)
+        with _quota_errors():
+            await self.service.ensure(h, [], cause="replica")
+        return {"blob": h.hex(), "size": self.store.size(h), "fetched": not held}
 
 
 def register(rpc: RpcRegistry, service: BlobService, in_use: InUse | None = None) -> None:

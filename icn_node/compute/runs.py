@@ -43,7 +43,7 @@ class Abandoned:
 class BlobFetcher(Protocol):
     """What a run needs of the blob service."""
 
-    async def ensure(self, h: bytes, holders: list[str]) -> None: ...
+    async def ensure(self, h: bytes, holders: list[str], *, cause: str = ...) -> None: ...
 
     def added(self, h: bytes, size: int) -> None: ...
 
@@ -104,9 +104,9 @@ class Runs:
             holders = [spec.submitter]
             try:
                 if spec.code_blob is not None:
-                    await self.fetcher.ensure(spec.code_blob, holders)
+                    await self.fetcher.ensure(spec.code_blob, holders, cause="module")
                 for _name, h in spec.input_blobs:
-                    await self.fetcher.ensure(h, holders)
+                    await self.fetcher.ensure(h, holders, cause="task_input")
             except BlobError as e:
                 # Not the task's fault: give it back so it is placed elsewhere (or here again
                 # once its blobs can be reached), instead of failing it.

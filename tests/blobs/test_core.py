@@ -1,4 +1,5 @@
-"""The blob core alone: locations, announcement scheduling and fetch bookkeeping, no I/O."""
+"""The blob core's locations protocol alone: announcements, withdrawals, expiry, queries and
+syncs, with their rate limits. Fetches are in test_transfer.py."""
 
 from __future__ import annotations
 
@@ -6,89 +7,78 @@ import hashlib
 import math
 import random
 
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from icn_node.blobs.core import (
     ANNOUNCE_BATCH,
     ANNOUNCE_DELAY_S,
-    FETCH_TIMEOUT_S,
-    LOCATION_TTL_S,
-    REANNOUNCE_S,
-    REQUEST_RESEND_S,
-    WINDOW,
+    ANNOUNCES_RECEIVED,
+    ANSWERS_PER_WINDOW,
+    ANSWERS_PER_WINDOW_ALL,
+    DROPPED,
+    MAX_QUERY_BACKLOG,
+    MAX_QUERY_BLOBS,
+    ONLINE_DELAY_S,
+    QUERIES_ANSWERED,
+    QUERIES_SENT,
+    QUERY_BACKOFF_S,
+    QUERY_GAP_S,
+    SYNC_GAP_S,
+    SYNC_SPREAD_S,
+    SYNCS_PER_WINDOW,
     BlobCore,
-    BlobLocations,
-    Commit,
-    Discard,
-    Failed,
+    Count,
+    Dropped,
     ListStore,
-    Open,
     Publish,
-    Request,
+    Send,
     SizeConflict,
-    Write,
+    cause_label,
 )
-from icn_node.wire import MAX_BLOB_CHUNK, BlobAnnounceMsg, BlobChunkMsg, BlobRequestMsg
+from icn_node.blobs.locations import EXPIRY_SLACK_S
+from icn_node.wire import (
+    LEGACY_REFRESH_S,
+    BlobAnnounceMsg,
+    BlobHaveMsg,
+    BlobQueryMsg,
+    BlobSyncMsg,
+    BlobWithdrawMsg,
+)
 
 ME, A, B, C = "did:me", "did:a", "did:b", "did:c"
+REFRESH = 600.0
 
 
 def h(n: int) -> bytes:
     return hashlib.sha256(n.to_bytes(4, "big")).digest()
 
 
-def published(acts) -> list[tuple[bytes, int]]:
-    out = []
-    for act in acts:
-        if isinstance(act, Publish):
-            out.extend(act.msg.blobs)
-    return out
+def announced(acts) -> list[tuple[bytes, int]]:
+    return [
+        b
+        for a in acts
+        if isinstance(a, Publish) and isinstance(a.msg, BlobHaveMsg)
+        for b in a.msg.blobs
+    ]
 
 
-# --- locations ----------------------------------------------------------------------------
+def withdrawn(acts) -> list[bytes]:
+    return [
+        b
+        for a in acts
+        if isinstance(a, Publish) and isinstance(a.msg, BlobWithdrawMsg)
+        for b in a.msg.blobs
+    ]
 
 
-def test_locations_record_holders_and_refuse_a_conflicting_size():
-    loc = BlobLocations()
-    assert loc.add(h(1), B, 10, 0.0) and loc.add(h(1), A, 10, 1.0)
-    assert loc.holders(h(1)) == [A, B]
-    assert loc.add(h(1), C, 11, 2.0) is False
-    assert loc.holders(h(1)) == [A, B]
-    assert loc.holders(h(2)) == []
-    snap = loc.snapshot()
-    assert snap.holders(h(1)) == {A, B} and snap.size(h(1)) == 10
-    assert loc.snapshot() is snap  # unchanged: the same immutable snapshot
-    loc.add(h(1), A, 10, 3.0)  # a refresh of a known holder is no change either
-    assert loc.snapshot() is snap
-
-
-def test_locations_expire_after_their_ttl():
-    loc = BlobLocations(ttl_s=10.0)
-    loc.add(h(1), A, 5, 0.0)
-    loc.add(h(1), B, 5, 5.0)
-    snap = loc.snapshot()
-    loc.expire(10.0)
-    assert loc.holders(h(1)) == [A, B]
-    loc.expire(10.5)
-    assert loc.holders(h(1)) == [B]
-    assert loc.snapshot() is not snap
-    loc.expire(15.5)
-    assert loc.holders(h(1)) == []
-    assert loc.add(h(1), C, 6, 16.0)  # forgotten entirely: a new size is no conflict
-
-
-# --- announcements ------------------------------------------------------------------------
-
-
-def started(now: float = 0.0, items=()) -> BlobCore:
-    core = BlobCore(ME)
+def started(now: float = 0.0, items=(), refresh_s: float = REFRESH, seed: int = 0) -> BlobCore:
+    core = BlobCore(ME, refresh_s=refresh_s, rng=random.Random(seed))
     core.start(now)
     assert core.next_deadline() == now
     assert core.on_timer(now) == [ListStore()]
     core.on_store_listed(list(items), now)
     return core
+
+
+# --- announcements ------------------------------------------------------------------------
 
 
 def test_nothing_is_due_before_start():
@@ -97,24 +87,24 @@ def test_nothing_is_due_before_start():
     assert core.on_timer(1e9) == []
 
 
-def test_everything_held_is_announced_at_start_and_every_reannounce_period():
+def test_everything_held_is_announced_at_start_and_every_refresh():
     items = [(h(i), i) for i in range(3)]
-    core = BlobCore(ME)
+    core = BlobCore(ME, refresh_s=REFRESH)
     core.start(100.0)
     assert core.on_timer(100.0) == [ListStore()]
-    assert published(core.on_store_listed(items, 100.0)) == items
-    assert core.locations.holders(h(1)) == [ME]
-    assert core.next_deadline() == 100.0 + REANNOUNCE_S
-    assert core.on_timer(100.0 + REANNOUNCE_S - 0.001) == []
-    assert core.on_timer(100.0 + REANNOUNCE_S) == [ListStore()]
-    assert core.next_deadline() == 100.0 + 2 * REANNOUNCE_S
+    acts = core.on_store_listed(items, 100.0)
+    assert acts == [Publish(BlobHaveMsg(tuple(items), REFRESH))]
+    assert core.locations.holders(h(1)) == [ME] and core.holds(h(1))
+    assert core.on_timer(100.0 + REFRESH - 0.001) == []
+    assert core.on_timer(100.0 + REFRESH) == [ListStore()]
+    assert core.on_timer(100.0 + 2 * REFRESH) == [ListStore()]
 
 
 def test_full_announcements_come_in_batches():
     items = [(h(i), i) for i in range(2 * ANNOUNCE_BATCH + 50)]
     acts = started().on_store_listed(items, 1.0)
     assert [len(a.msg.blobs) for a in acts] == [ANNOUNCE_BATCH, ANNOUNCE_BATCH, 50]
-    assert published(acts) == items
+    assert announced(acts) == items
     assert started().on_store_listed([], 1.0) == []  # nothing held: nothing sent
 
 
@@ -126,324 +116,196 @@ def test_new_blobs_are_batched_within_the_announce_delay():
     assert core.on_timer(5.1) == []
     core.added(h(2), 20, 5.1)  # rides the same batch: the deadline does not move
     assert core.next_deadline() == 5.0 + ANNOUNCE_DELAY_S
-    assert published(core.on_timer(5.0 + ANNOUNCE_DELAY_S)) == [(h(1), 10), (h(2), 20)]
-    assert core.next_deadline() == REANNOUNCE_S
+    assert announced(core.on_timer(5.0 + ANNOUNCE_DELAY_S)) == [(h(1), 10), (h(2), 20)]
     assert core.on_timer(6.0) == []
 
 
-def test_a_full_announcement_takes_the_place_of_a_pending_batch():
-    core = started()
-    core.added(h(1), 10, REANNOUNCE_S - 0.1)
-    assert core.on_timer(REANNOUNCE_S) == [ListStore()]
-    assert core.next_deadline() == 2 * REANNOUNCE_S  # the batch is not sent again
+def test_a_removed_blob_is_withdrawn_in_the_next_batch():
+    core = started(items=[(h(1), 10), (h(2), 20)])
+    core.added(h(3), 30, 1.0)
+    assert core.removed(h(3), 1.05) == [] and core.removed(h(1), 1.1) == []
+    assert core.locations.holders(h(1)) == [] and not core.holds(h(1))
+    acts = core.on_timer(1.0 + ANNOUNCE_DELAY_S)
+    assert announced(acts) == [] and withdrawn(acts) == [h(3), h(1)]
+    # added again: announced, not withdrawn
+    core.removed(h(2), 2.0)
+    core.added(h(2), 20, 2.1)
+    acts = core.on_timer(2.0 + ANNOUNCE_DELAY_S)
+    assert announced(acts) == [(h(2), 20)] and withdrawn(acts) == []
 
 
-def test_the_full_announcement_expires_old_locations_and_refreshes_our_own():
+def test_a_full_listing_withdraws_what_left_the_store_unannounced():
+    core = started(items=[(h(1), 10), (h(2), 20)])
+    acts = core.on_store_listed([(h(2), 20)], 600.0)
+    assert announced(acts) == [(h(2), 20)] and withdrawn(acts) == [h(1)]
+    assert core.locations.holders(h(1)) == []
+
+
+def test_the_full_announcement_expires_old_locations_and_keeps_our_own():
     core = started(items=[(h(1), 10)])
-    core.on_announce(A, BlobAnnounceMsg(((h(2), 5),)), 1.0)
+    core.on_message(A, BlobHaveMsg(((h(2), 5),), REFRESH), 1.0)
     assert core.locations.holders(h(2)) == [A]
-    later = 1.0 + LOCATION_TTL_S + 1.0
+    later = 1.0 + 3 * REFRESH + EXPIRY_SLACK_S + 1.0
     core.on_store_listed([(h(1), 10)], later)
-    assert core.locations.holders(h(2)) == []
+    assert core.locations.holders(h(2)) == [] and len(core.locations) == 1
     assert core.locations.holders(h(1)) == [ME]
 
 
-def test_size_conflicts_are_reported_not_recorded():
+def test_size_conflicts_are_reported_and_ours_wins():
     core = started()
-    assert core.on_announce(A, BlobAnnounceMsg(((h(1), 5), (h(2), 7))), 1.0) == []
-    acts = core.on_announce(B, BlobAnnounceMsg(((h(1), 6), (h(2), 7))), 2.0)
-    assert acts == [SizeConflict(h(1), B, 6)]
+    have = BlobHaveMsg(((h(1), 5), (h(2), 7)), REFRESH)
+    assert core.on_message(A, have, 1.0) == [Count(ANNOUNCES_RECEIVED, ("have",))]
+    acts = core.on_message(B, BlobHaveMsg(((h(1), 6), (h(2), 7)), REFRESH), 2.0)
+    assert SizeConflict(h(1), B, 6) in acts
     assert core.locations.holders(h(1)) == [A] and core.locations.holders(h(2)) == [A, B]
-    # our own blob contradicting an announcement: reported, and still announced
+    # our own (verified) size contradicting an announcement: reported, and ours stands
     assert core.added(h(1), 9, 3.0) == [SizeConflict(h(1), ME, 9)]
-    assert published(core.on_timer(3.0 + ANNOUNCE_DELAY_S)) == [(h(1), 9)]
-    acts = core.on_store_listed([(h(1), 9)], 4.0)
-    assert SizeConflict(h(1), ME, 9) in acts and published(acts) == [(h(1), 9)]
+    assert core.locations.holders(h(1)) == [ME] and core.locations.size(h(1)) == 9
+    assert announced(core.on_timer(3.0 + ANNOUNCE_DELAY_S)) == [(h(1), 9)]
 
 
-# --- fetches: a fake network ---------------------------------------------------------------
+# --- what peers announce ------------------------------------------------------------------
 
 
-def blob_data(size: int) -> bytes:
-    return (bytes(range(251)) * (size // 251 + 1))[:size]
+def test_a_peers_locations_expire_after_three_of_its_refreshes():
+    core = started()
+    core.on_message(A, BlobHaveMsg(((h(1), 5),), 10.0), 100.0)  # A refreshes every 10 s
+    core.on_message(B, BlobAnnounceMsg(((h(1), 5),)), 100.0)  # an older build: every 300 s
+    core.on_timer(100.0 + 30.0 + EXPIRY_SLACK_S)
+    assert core.locations.holders(h(1)) == [A, B]
+    core.on_timer(101.0 + 30.0 + EXPIRY_SLACK_S)
+    assert core.locations.holders(h(1)) == [B]
+    core.on_timer(101.0 + 3 * LEGACY_REFRESH_S + EXPIRY_SLACK_S)
+    assert core.locations.holders(h(1)) == []
 
 
-class Net:
-    """Routes a fetch's requests to holders (did -> bytes, or None: 'not found') and keeps the
-    file the driver would write; checks the core's promises as it goes."""
-
-    def __init__(self, core: BlobCore, holders: dict[str, bytes | None]) -> None:
-        self.core = core
-        self.holders = holders
-        self.inflight: list[tuple[str, BlobRequestMsg]] = []
-        self.file: bytearray | None = None
-        self.size: int | None = None
-        self.outcome: Commit | Failed | None = None
-        self.requests = 0
-
-    def apply(self, acts) -> None:
-        for act in acts:
-            assert self.outcome is None or isinstance(self.outcome, Commit), act
-            match act:
-                case Request(holder, msg):
-                    self.requests += 1
-                    if all(m.request_id != msg.request_id for _, m in self.inflight):
-                        self.inflight.append((holder, msg))
-                case Open(_, _, size):
-                    assert self.file is None
-                    self.file, self.size = bytearray(), size
-                case Write(_, offset, data):
-                    assert self.file is not None and offset == len(self.file)
-                    self.file += data
-                    assert len(self.file) <= self.size
-                case Discard():
-                    assert self.file is not None
-                    self.file = None
-                case Commit() | Failed():
-                    self.outcome = act
-                case _:
-                    raise AssertionError(act)
-        # never more than a window of requests in flight
-        assert len(self.inflight) <= WINDOW
-
-    def answer(self, holder: str, req: BlobRequestMsg, **change) -> BlobChunkMsg:
-        data = self.holders.get(holder)
-        if data is None:
-            return BlobChunkMsg(req.request_id, req.blob, req.offset, 0, b"", error="not found")
-        piece = data[req.offset : req.offset + req.length]
-        fields = {"data": piece, "size": len(data), **change}
-        return BlobChunkMsg(req.request_id, req.blob, req.offset, fields["size"], fields["data"])
-
-    def deliver(self, i: int = 0, now: float = 0.0, dup: bool = False, **change) -> None:
-        holder, req = self.inflight[i] if dup else self.inflight.pop(i)
-        self.apply(self.core.on_chunk(holder, self.answer(holder, req, **change), now))
-
-    def run(self, rng: random.Random | None = None, dup: bool = False) -> None:
-        while self.inflight and (self.outcome is None):
-            i = rng.randrange(len(self.inflight)) if rng else 0
-            if dup and rng and rng.random() < 0.3:
-                # a re-sent request answered twice: the second answer is ignored
-                holder, req = self.inflight[i]
-                reply = self.answer(holder, req)
-                self.deliver(i)
-                assert self.core.on_chunk(holder, reply, 0.0) == []
-            else:
-                self.deliver(i)
+def test_a_refresh_keeps_a_location_alive():
+    core = started()
+    for t in range(0, 200, 10):
+        core.on_message(A, BlobHaveMsg(((h(1), 5),), 10.0), float(t))
+    core.on_timer(225.0)
+    assert core.locations.holders(h(1)) == [A]
 
 
-def start_fetch(holders: dict[str, bytes | None], order=None, announced=(), now=0.0):
-    core = BlobCore(ME)
-    data = next((d for d in holders.values() if d is not None), b"")
-    blob = hashlib.sha256(data).digest()
-    for did in announced:
-        core.locations.add(blob, did, len(data), now)
-    net = Net(core, holders)
-    fid, acts = core.fetch(blob, list(order if order is not None else holders), now)
-    net.fid, net.blob, net.data = fid, blob, data
-    net.apply(acts)
-    return core, net
+def test_a_withdrawal_forgets_the_origins_location_only():
+    core = started()
+    core.on_message(A, BlobHaveMsg(((h(1), 5),), REFRESH), 1.0)
+    core.on_message(B, BlobHaveMsg(((h(1), 5),), REFRESH), 1.0)
+    acts = core.on_message(A, BlobWithdrawMsg((h(1), h(2))), 2.0)
+    assert acts == [Count(ANNOUNCES_RECEIVED, ("withdraw",))]
+    assert core.locations.holders(h(1)) == [B]
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    size=st.one_of(
-        st.integers(0, 3 * MAX_BLOB_CHUNK),
-        st.sampled_from([k * MAX_BLOB_CHUNK + d for k in range(1, 11) for d in (-1, 0, 1)]),
-    ),
-    seed=st.integers(0, 2**32 - 1),
-    dup=st.booleans(),
-)
-def test_any_blob_arrives_whole_in_any_reply_order(size, seed, dup):
-    data = blob_data(size)
-    core, net = start_fetch({A: data})
-    net.run(random.Random(seed), dup)
-    assert net.outcome == Commit(net.fid, net.blob, A, size)
-    assert bytes(net.file) == data
-    assert net.requests == max(1, math.ceil(size / MAX_BLOB_CHUNK))
-    assert core.next_deadline() == math.inf  # nothing in flight while the driver commits
-    core.committed(net.fid)
-    assert core.fetching() == 0
+def test_our_own_messages_are_dropped():
+    core = started()
+    assert core.on_message(ME, BlobHaveMsg(((h(1), 5),), REFRESH), 1.0) == [Dropped(ME, "own")]
 
 
-def test_the_first_piece_is_asked_for_alone_then_a_window_at_a_time():
-    data = blob_data(10 * MAX_BLOB_CHUNK)
-    core, net = start_fetch({A: data})
-    assert [m.offset for _, m in net.inflight] == [0]
-    net.deliver()
-    assert [m.offset for _, m in net.inflight] == [k * MAX_BLOB_CHUNK for k in range(1, 5)]
-    net.deliver(3)
-    net.deliver(1)
-    net.deliver(0)  # still one missing: nothing more asked for, nothing written past piece 0
-    assert len(net.inflight) == 1 and len(net.file) == MAX_BLOB_CHUNK
-    net.deliver()
-    assert [m.offset for _, m in net.inflight] == [k * MAX_BLOB_CHUNK for k in range(5, 9)]
-    assert len(net.file) == 5 * MAX_BLOB_CHUNK
+# --- coming online ------------------------------------------------------------------------
 
 
-def test_holders_are_tried_in_order_given_then_announced_never_ourselves():
-    data = blob_data(100)
-    holders = {ME: data, C: None, A: None, B: data}
-    core, net = start_fetch(holders, order=[ME, C], announced=[B, A, ME, C])
-    assert [d for d, _ in net.inflight] == [C]
-    net.run()
-    assert isinstance(net.outcome, Commit) and net.outcome.holder == B
-    assert bytes(net.file) == data
+def test_coming_online_announces_everything_and_asks_for_holdings():
+    core = started(items=[(h(1), 10)])
+    assert core.on_timer(2.0, peers=0) == []
+    acts = core.on_timer(4.0, peers=2)
+    assert acts == []
+    assert core.next_deadline() == 4.0 + ONLINE_DELAY_S
+    acts = core.on_timer(4.0 + ONLINE_DELAY_S, peers=2)
+    assert acts[0] == ListStore()
+    assert Publish(BlobSyncMsg()) in acts and Count(QUERIES_SENT, ("sync",)) in acts
+    # staying online: nothing more; offline and back: again
+    assert core.on_timer(20.0, peers=3) == []
+    core.on_timer(30.0, peers=0)
+    core.on_timer(32.0, peers=1)
+    assert Publish(BlobSyncMsg()) in core.on_timer(33.0, peers=1)
 
 
-def test_when_every_holder_fails_the_error_names_each():
-    core, net = start_fetch({A: None, B: None})
-    net.run()
-    assert net.outcome == Failed(
-        net.fid,
-        f"blob {net.blob.hex()} could not be fetched (did:a: not found; did:b: not found)",
-    )
-    assert core.fetching() == 0 and core.next_deadline() == math.inf
+def test_a_sync_is_answered_with_our_holdings_after_a_random_delay():
+    items = [(h(i), i) for i in range(ANNOUNCE_BATCH + 3)]
+    core = started(items=items)
+    assert core.on_message(A, BlobSyncMsg(), 10.0) == []
+    due = core.next_deadline()
+    assert 10.0 <= due <= 10.0 + SYNC_SPREAD_S
+    acts = core.on_timer(due)
+    sends = [a for a in acts if isinstance(a, Send)]
+    assert [s.to for s in sends] == [A, A]
+    assert [b for s in sends for b in s.msg.blobs] == items
+    assert Count(QUERIES_ANSWERED, ("sync",)) in acts
+    # one answer per member per window; at most SYNCS_PER_WINDOW members per window
+    assert core.on_message(A, BlobSyncMsg(), 11.0) == [Dropped(A, "sync-rate-member")]
+    for i in range(SYNCS_PER_WINDOW - 1):
+        assert core.on_message(f"did:m{i}", BlobSyncMsg(), 12.0) == []
+    assert core.on_message(B, BlobSyncMsg(), 12.0) == [Dropped(B, "sync-rate-all")]
+    assert core.on_message(A, BlobSyncMsg(), 10.0 + SYNC_GAP_S) == []
 
 
-def test_no_holder_at_all_fails_at_once():
-    core = BlobCore(ME)
-    fid, acts = core.fetch(h(1), [ME], 0.0)
-    assert acts == [Failed(fid, f"blob {h(1).hex()} could not be fetched (no holder)")]
-    assert core.fetching() == 0
+def test_a_node_holding_nothing_answers_a_sync_with_nothing():
+    core = started()
+    core.on_message(A, BlobSyncMsg(), 1.0)
+    assert core.on_timer(1.0 + SYNC_SPREAD_S) == []
 
 
-def test_an_unanswered_request_is_resent_then_the_holder_is_given_up_on():
-    data = blob_data(10)
-    core, net = start_fetch({A: data, B: data})
-    ((holder, req),) = net.inflight
-    t = 0.0
-    resends = []
-    while all(d == A for d, _ in net.inflight):
+# --- queries ------------------------------------------------------------------------------
+
+
+def test_a_query_is_answered_only_for_what_this_node_holds():
+    core = started(items=[(h(1), 10), (h(2), 20)])
+    core.on_message(B, BlobHaveMsg(((h(3), 30),), REFRESH), 1.0)  # B's: not ours to tell
+    acts = core.on_message(A, BlobQueryMsg((h(2), h(3), h(4))), 2.0)
+    assert acts == [
+        Send(A, BlobHaveMsg(((h(2), 20),), REFRESH)),
+        Count(QUERIES_ANSWERED, ("query",)),
+    ]
+    assert core.on_message(A, BlobQueryMsg((h(3),)), 2.0) == []  # silence
+
+
+def test_answers_are_rate_limited_per_member_and_in_all():
+    core = started(items=[(h(1), 10)])
+    q = BlobQueryMsg((h(1),))
+    for _ in range(ANSWERS_PER_WINDOW):
+        assert isinstance(core.on_message(A, q, 1.0)[0], Send)
+    assert core.on_message(A, q, 1.0) == [Dropped(A, "query-rate-member")]
+    answered = ANSWERS_PER_WINDOW
+    i = 0
+    while answered < ANSWERS_PER_WINDOW_ALL:
+        assert isinstance(core.on_message(f"did:m{i // 10}", q, 1.0)[0], Send)
+        answered += 1
+        i += 1
+    assert core.on_message(B, q, 1.0) == [Dropped(B, "query-rate-all")]
+    assert isinstance(core.on_message(A, q, 11.0)[0], Send)  # a new window
+
+
+def test_asking_batches_rate_limits_and_backs_off():
+    core = started()
+    until, acts = core.ask([h(1), h(2)], 10.0)
+    assert until > 10.0 and acts == []
+    assert core.next_deadline() == 10.0
+    acts = core.on_timer(10.0)
+    assert acts == [Publish(BlobQueryMsg((h(1), h(2)))), Count(QUERIES_SENT, ("query",))]
+    core.ask([h(1)], 10.1)  # asked just now: not again
+    core.ask([h(3)], 10.1)  # waits for the gap
+    assert core.next_deadline() == 10.0 + QUERY_GAP_S
+    assert core.on_timer(10.0 + QUERY_GAP_S)[0] == Publish(BlobQueryMsg((h(3),)))
+    core.ask([h(1)], 10.0 + QUERY_BACKOFF_S)
+    assert core.on_timer(10.0 + QUERY_BACKOFF_S)[0] == Publish(BlobQueryMsg((h(1),)))
+
+
+def test_a_long_question_goes_out_in_several_messages_and_the_backlog_is_bounded():
+    core = started()
+    _, acts = core.ask([h(i) for i in range(MAX_QUERY_BACKLOG + 5)], 1.0)
+    assert acts == [Count(DROPPED, ("query-backlog",))] * 5
+    sent = []
+    t = 1.0
+    while core.next_deadline() < 100.0:
         t = core.next_deadline()
-        acts = core.on_timer(t)
-        resends += [(t, a.msg) for a in acts if isinstance(a, Request) and a.holder == A]
-        net.apply(acts)
-    assert resends == [(k * REQUEST_RESEND_S, req) for k in range(1, 5)]
-    assert t == FETCH_TIMEOUT_S
-    # the answer from A, arriving late, is ignored; B is asked now
-    assert net.inflight.pop(0) == (A, req)
-    assert core.on_chunk(A, net.answer(A, req), t) == []
-    net.run()
-    assert net.outcome.holder == B and bytes(net.file) == data
-    assert core.fetching() == 1  # until the driver reports the commit
-
-
-def test_a_late_window_piece_times_out_and_the_partial_file_is_discarded():
-    data = blob_data(3 * MAX_BLOB_CHUNK)
-    core, net = start_fetch({A: data, B: None})
-    net.deliver(now=1.0)  # the first piece opens the file
-    net.deliver(now=1.5)
-    assert len(net.inflight) == 1
-    acts = core.on_timer(1.0 + FETCH_TIMEOUT_S)
-    assert acts[0] == Discard(net.fid) and acts[1].holder == B
-    net.apply(acts)
-    net.run()
-    assert net.outcome.error.endswith("(did:a: no answer within 10 s; did:b: not found)")
-
-
-def test_only_the_holder_asked_may_answer():
-    data = blob_data(10)
-    core, net = start_fetch({A: data})
-    holder, req = net.inflight[0]
-    forged = BlobChunkMsg(req.request_id, req.blob, 0, 3, b"bad")
-    assert core.on_chunk(B, forged, 0.0) == []
-    assert core.on_chunk(A, BlobChunkMsg(999, req.blob, 0, 3, b"bad"), 0.0) == []
-    net.run()
-    assert bytes(net.file) == data
-
-
-@pytest.mark.parametrize(
-    ("change", "error"),
-    [
-        ({"offset": 5}, "holder answered with the wrong range"),
-        ({"blob": bytes(32)}, "holder answered with the wrong range"),
-        ({"size": 5, "data": b"x" * 6}, "chunks exceed the announced size 5"),
-        ({"size": 5, "data": b""}, "holder sent an empty first chunk"),
-        ({"error": "disk on fire"}, "disk on fire"),
-    ],
-)
-def test_a_bad_first_piece_fails_the_attempt(change, error):
-    core, net = start_fetch({A: blob_data(10)})
-    _, req = net.inflight.pop()
-    reply = net.answer(A, req)
-    reply = BlobChunkMsg(
-        reply.request_id,
-        change.get("blob", reply.blob),
-        change.get("offset", reply.offset),
-        change.get("size", reply.size),
-        change.get("data", reply.data),
-        change.get("error", ""),
+        sent += [a.msg for a in core.on_timer(t) if isinstance(a, Publish)]
+    assert [len(m.blobs) for m in sent] == [MAX_QUERY_BLOBS] * (
+        MAX_QUERY_BACKLOG // MAX_QUERY_BLOBS
     )
-    net.apply(core.on_chunk(A, reply, 0.0))
-    assert net.outcome.error.endswith(f"(did:a: {error})")
-    assert net.file is None  # nothing was opened
+    assert t == 1.0 + (len(sent) - 1) * QUERY_GAP_S
 
 
-def test_a_short_piece_in_the_middle_is_a_gap():
-    data = blob_data(3 * MAX_BLOB_CHUNK)
-    core, net = start_fetch({A: data})
-    net.deliver()
-    net.deliver(0, data=b"short")  # offset 1 chunk: 5 bytes instead of a whole chunk
-    net.deliver(0)
-    expected = f"chunk at offset {2 * MAX_BLOB_CHUNK}, expected {MAX_BLOB_CHUNK + 5}"
-    assert net.outcome.error.endswith(f"(did:a: {expected})")
-    assert net.file is None  # discarded
-
-
-def test_a_short_last_piece_leaves_the_blob_incomplete():
-    data = blob_data(MAX_BLOB_CHUNK + 10)
-    core, net = start_fetch({A: data})
-    net.deliver()
-    net.deliver(0, data=b"12345")
-    total = MAX_BLOB_CHUNK + 10
-    assert net.outcome.error.endswith(f"blob incomplete: {MAX_BLOB_CHUNK + 5} of {total} bytes)")
-    assert net.file is None
-
-
-def test_an_overlong_window_piece_overruns():
-    data = blob_data(MAX_BLOB_CHUNK + 10)
-    core, net = start_fetch({A: data})
-    net.deliver()
-    net.deliver(0, data=b"x" * 11)
-    assert net.outcome.error.endswith(f"chunks exceed the announced size {MAX_BLOB_CHUNK + 10})")
-
-
-def test_bytes_that_fail_verification_move_on_to_the_next_holder():
-    data = blob_data(10)
-    core, net = start_fetch({A: data, B: data})
-    net.run()
-    assert net.outcome.holder == A
-    net.outcome = None
-    acts = core.attempt_failed(net.fid, "blob … failed verification", 1.0)
-    assert acts[0] == Discard(net.fid)  # a no-op for the driver: the writer aborted itself
-    net.apply(acts)
-    net.run()
-    assert net.outcome.holder == B
-
-
-def test_a_cancelled_fetch_is_forgotten():
-    core, net = start_fetch({A: blob_data(10)})
-    core.cancel(net.fid)
-    holder, req = net.inflight[0]
-    assert core.on_chunk(A, net.answer(A, req), 0.0) == []
-    assert core.next_deadline() == math.inf and core.on_timer(100.0) == []
-    assert core.fetching() == 0
-    assert core.attempt_failed(net.fid, "x", 0.0) == []
-
-
-def test_concurrent_fetches_keep_their_own_requests():
-    core = BlobCore(ME)
-    d1, d2 = blob_data(MAX_BLOB_CHUNK + 1), blob_data(7)
-    nets = []
-    for data in (d1, d2):
-        net = Net(core, {A: data})
-        blob = hashlib.sha256(data).digest()
-        fid, acts = core.fetch(blob, [A], 0.0)
-        net.fid = fid
-        net.apply(acts)
-        nets.append(net)
-    assert nets[0].fid != nets[1].fid
-    nets[1].run()
-    nets[0].run()
-    assert bytes(nets[0].file) == d1 and bytes(nets[1].file) == d2
-    assert nets[0].outcome.fetch == nets[0].fid and nets[1].outcome.fetch == nets[1].fid
+def test_causes_are_a_fixed_label_set():
+    assert cause_label("task_input") == "task_input"
+    assert cause_label("user_get") == "user_get"
+    assert cause_label("anything a peer made up") == "other"

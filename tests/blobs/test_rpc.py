@@ -83,13 +83,6 @@ async def test_bad_params_name_the_parameter(tmp_path):
             assert err["message"].startswith("blob: a blob id is 64 hex characters")
 
 
-async def test_a_blob_no_one_holds_is_a_domain_error(tmp_path):
-    reg, _ = node(tmp_path)
-    _, err = await call(reg, "blob.get", {"blob": blob_hash(b"x").hex()})
-    assert err["code"] != INVALID_PARAMS
-    assert err["message"].endswith("could not be fetched (no holder)")
-
-
 # --- streaming through a file descriptor --------------------------------------------------------
 
 

@@ -26,7 +26,11 @@ class InflatingPolicy(DefaultPlacementPolicy):
         super().__init__(**kw)
         self.components = dict(capacity=1.0, queue=1.0, locality=1.0, network=1.0, jitter=1.0)
 
+    region_lie = False
+
     def score(self, request, node, trust, context, now):
+        if self.region_lie:  # offer wherever the task must run
+            context = dataclasses.replace(context, region="us")
         res = super().score(request, node, trust, context, now)
         if not isinstance(res, PlacementOffer):
             return res
@@ -73,19 +77,25 @@ def test_a_liar_wins_nothing_and_loses_trust(lie):
 
 
 def test_claims_are_checked_against_the_executors_announcement():
-    net = network()
-    # C announces itself as nearly full, then offers as if it were empty.
-    net.run(1.0)
-    net.executor(C).update_capacity(_busy(), net.now)
-    net.announce_all()  # a newer announcement than the first (same-time ones are ignored)
+    """C announces the region eu; a task requires us: C's offer (a liar ignores the hint) is
+    refused for contradicting its own announcement."""
+    from icn_node.scheduler import RequireRegion
+
+    net = Network(latency=0.02)
+    net.add_submitter()
+    for d, region in ((A, "us"), (B, "us"), (C, "eu")):
+        net.add_executor(d, trust=0.9, seed=ord(d[-1]))
+        net.core(d).region = region
     net.executor(C).policy = InflatingPolicy()
-    net.executor(C).policy.components = dict(capacity=1.0)
-    th = net.submit(spec(profile=ResourceProfile.compute_heavy(0.2, 256)))  # fits C's scraps
+    net.executor(C).policy.components = dict(jitter=0.1)  # a plausible figure: only region lies
+    net.executor(C).policy.region_lie = True
+    net.announce_all()
+    th = net.submit(spec(hints=(RequireRegion("us"),)))
     net.settle(60)
     assert net.record(th).executor in (A, B)
     assert net.metrics["executor_penalties:lie"] == 1
     (rejected,) = [e for _, s, e in net.log if type(e).__name__ == "Rejected" and e.sender == C]
-    assert "capacity 1 but" in rejected.reason and "announced" in rejected.reason
+    assert "announced region 'eu' is not the required ['us']" in rejected.reason
 
 
 def _busy():

@@ -251,7 +251,7 @@ def test_fifty_tasks_on_five_nodes_complete_within_capacity(short_tmp):
         runs: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for task, (_i, n) in tasks.items():
             st = rows[task]
-            assert st["state"] == "completed", st
+            assert st["state"] == "completed", (st["reason"], st)
             res = st["result"]
             assert res["stdout"] == expected_sum(n), (n, res)
             assert res["executor"] == st["executor"]
@@ -441,7 +441,7 @@ def test_submitter_restart_mid_flight_loses_no_task(short_tmp):
 
         for task, n in tasks.items():
             st = wait_final(cluster, 0, task, timeout=30)
-            assert st["state"] == "completed", st
+            assert st["state"] == "completed", (st["reason"], st)
             assert st["result"]["stdout"] == expected_sum(n)
         listed = cluster.rpc(0, "compute.list", {"limit": 100})
         assert {r["task"] for r in listed["tasks"]} == set(tasks)
