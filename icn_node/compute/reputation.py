@@ -48,33 +48,61 @@ MAX_TRACKED = 10_000
 LOCALITY_MARGIN = 0.05
 
 
+FAULTS = frozenset({LOST})
+"""Penalties for unreliability (as opposed to dishonesty): they lower an executor's rank but
+never exclude it."""
+
+
 class Reputation:
     """Penalties by DID, each decaying with ``half_life_s``; bounded (the least penalised are
-    forgotten first once :data:`MAX_TRACKED` are held)."""
+    forgotten first once :data:`MAX_TRACKED` are held).
+
+    Two accounts per executor: *malice* (a lie, a wrong result, an overrun) and *fault* (a task
+    lost on it). Both lower its effective trust, which ranks offers; only malice counts against
+    ``min_trust``, so a flaky host under load is ranked down but never shut out, while a caught
+    liar is shut out once its penalty brings it below the threshold."""
 
     def __init__(self, half_life_s: float = 600.0) -> None:
         self.half_life_s = half_life_s
-        self._penalties: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._penalties: OrderedDict[str, tuple[float, float, float]] = OrderedDict()
 
-    def penalty(self, did: str, now: float) -> float:
+    def _now(self, did: str, now: float) -> tuple[float, float]:
         entry = self._penalties.get(did)
         if entry is None:
-            return 0.0
-        p, at = entry
-        return p * math.pow(0.5, max(0.0, now - at) / self.half_life_s)
+            return 0.0, 0.0
+        malice, fault, at = entry
+        k = math.pow(0.5, max(0.0, now - at) / self.half_life_s)
+        return malice * k, fault * k
+
+    def penalty(self, did: str, now: float) -> float:
+        """The combined penalty in [0, 1]: 1 − (1 − malice)(1 − fault)."""
+        malice, fault = self._now(did, now)
+        return 1.0 - (1.0 - malice) * (1.0 - fault)
+
+    def malice(self, did: str, now: float) -> float:
+        return self._now(did, now)[0]
 
     def penalize(self, did: str, reason: str, now: float) -> float:
-        """Add the penalty for ``reason``; returns the new penalty."""
-        p = min(1.0, self.penalty(did, now) + PENALTIES[reason])
-        self._penalties[did] = (p, now)
+        """Add the penalty for ``reason``; returns the new combined penalty."""
+        malice, fault = self._now(did, now)
+        if reason in FAULTS:
+            fault = min(1.0, fault + PENALTIES[reason])
+        else:
+            malice = min(1.0, malice + PENALTIES[reason])
+        self._penalties[did] = (malice, fault, now)
         self._penalties.move_to_end(did)
         if len(self._penalties) > MAX_TRACKED:
             least = min(self._penalties, key=lambda d: self.penalty(d, now))
             del self._penalties[least]
-        return p
+        return self.penalty(did, now)
 
     def effective(self, did: str, trust: float, now: float) -> float:
+        """Trust for ranking: less every penalty."""
         return trust * (1.0 - self.penalty(did, now))
+
+    def honest(self, did: str, trust: float, now: float) -> float:
+        """Trust for the ``min_trust`` gate: less malice only."""
+        return trust * (1.0 - self.malice(did, now))
 
     def penalised(self, now: float) -> dict[str, float]:
         """Every DID with a penalty above 1 %, for views."""

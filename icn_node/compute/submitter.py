@@ -312,7 +312,7 @@ class SubmitterCore:
         t.expected = frozenset(
             d
             for d in self.registry.candidates(spec.profile, now, excluded, spec.runtime)
-            if self.effective_trust(d, now) >= self.min_trust
+            if self.admissible(d, now)
         )
         t.deadline = now + self.offer_window_s
         self._set(
@@ -459,12 +459,14 @@ class SubmitterCore:
         if spec.profile is None:  # legacy: nobody asked to claim in the window
             self._round_failed(t, now, acts)
             return
+        # The min_trust gate counts malice only; ranking uses every penalty.
+        offers = [o for d, o in t.offers.items() if self.admissible(d, now)]
         trust = {d: self.effective_trust(d, now) for d in t.offers}
         ranking = rank_offers(
-            list(t.offers.values()),
+            offers,
             trust,
             weights=self.weights,
-            min_trust=self.min_trust,
+            min_trust=0.0,
             task_hash=spec.task_hash,
             max_cost=spec.max_cost,
         )
@@ -474,7 +476,7 @@ class SubmitterCore:
                 [r.offer for r in ranking.ranked],
                 trust,
                 weights=BLIND_WEIGHTS,
-                min_trust=self.min_trust,
+                min_trust=0.0,
                 task_hash=spec.task_hash,
                 max_cost=spec.max_cost,
             )
@@ -552,6 +554,11 @@ class SubmitterCore:
     def effective_trust(self, did: str, now: float) -> float:
         """The configured trust in ``did`` less the penalties this submitter gave it."""
         return self.reputation.effective(did, self.trust(did), now)
+
+    def admissible(self, did: str, now: float) -> bool:
+        """Trusted enough to be asked and claimed: ``min_trust`` against the configured trust
+        less malice (lies, wrong results, overruns; not lost tasks)."""
+        return self.reputation.honest(did, self.trust(did), now) >= self.min_trust
 
     def penalize(self, did: str, reason: str, now: float) -> list[Effect]:
         self.reputation.penalize(did, reason, now)
@@ -789,9 +796,8 @@ class SubmitterCore:
             state = t.rec.state
             if state is S.NEGOTIATING:
                 self._close_window(t, now, acts)
-            elif state is S.CLAIMING:
+            elif state is S.CLAIMING:  # a slow reply is not penalised: it may be the network
                 assert t.rec.executor is not None
-                acts += self.penalize(t.rec.executor, LOST, now)
                 self._lost(t, now, acts, t.rec.executor)
             elif state is S.RUNNING:
                 assert t.rec.executor is not None

@@ -279,3 +279,14 @@ def test_the_verdict_rules():
     assert verdict(2, [rec(0, 5), rec(1, 6), rec(2, 7), rec(3, 8)], False).kind == "no_agreement"
     failed = rec(1, 0, TaskState.FAILED)
     assert verdict(2, [rec(0, 5), failed], True).kind == "more"  # missing, not disagreeing
+
+
+def test_lost_tasks_rank_an_executor_down_but_never_shut_it_out():
+    r = Reputation()
+    for k in range(20):
+        r.penalize(A, "lost", float(k))
+    assert r.effective(A, 0.9, 20.0) < 0.1  # ranked last
+    assert r.honest(A, 0.9, 20.0) == 0.9  # still admissible
+    r.penalize(B, "lie", 0.0)
+    r.penalize(B, "lie", 0.0)
+    assert r.honest(B, 0.9, 0.0) == 0.0  # a repeat liar is shut out

@@ -287,10 +287,9 @@ def test_claim_timeout_cancels_excludes_and_moves_on():
     claiming(c, A, B)  # every expected executor offered: claimed at 0.5
     assert c.next_deadline() == 3.5
     acts = c.on_timer(3.5)
-    # A silent claimed executor is lost, and penalised a little (its effective trust drops).
-    assert kinds(acts)[:2] == ["Count:executor_penalties", "Send:task_cancel"]
-    assert acts[0].label == "lost" and acts[1].to == A
-    assert 0 < c.effective_trust(A, 3.5) < c.trust(A)
+    # A silent claimed executor is lost (not penalised: a slow reply may be the network).
+    assert kinds(acts)[:1] == ["Send:task_cancel"] and acts[0].to == A
+    assert c.effective_trust(A, 3.5) == c.trust(A)
     assert one_sent(acts, ClaimMsg).to == B and c.record(TH).excluded == (A,)
 
 

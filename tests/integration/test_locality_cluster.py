@@ -103,10 +103,18 @@ def put_blob(cluster: LocalCluster, i: int, tmp: Path, label: str, size: int) ->
     return json.loads(r.stdout)["blob"]
 
 
-def submit(cluster: LocalCluster, *args: str) -> str:
+def module(tmp: Path, label: str) -> Path:
+    """``sum.wat`` with a comment naming the test: a module no executor holds yet (a module is
+    the task's data too, and an executor that fetched it once holds it)."""
+    path = tmp / f"{label}.wat"
+    path.write_text(SUM.read_text() + f"\n;; {label}\n")
+    return path
+
+
+def submit(cluster: LocalCluster, code: Path, *args: str) -> str:
     """``icnctl compute submit`` on node0, retried while node0 has not heard of an input yet
     (announcements are batched: a fresh blob is known within a second)."""
-    argv = ["--json", "compute", "submit", str(SUM), "--arg", "100", "--cpu", "0.1", *args]
+    argv = ["--json", "compute", "submit", str(code), "--arg", "100", "--cpu", "0.1", *args]
 
     def probe() -> str | None:
         r = cluster.icnctl(0, *argv)
@@ -126,31 +134,39 @@ def winner(cluster: LocalCluster, task: str) -> int:
 
 def test_local_data_wins(coop, tmp_path):
     data = put_blob(coop, 2, tmp_path, "dataset-a", 300_000)
+    code = module(tmp_path, "local-data-wins")
     before = metrics(coop, 0)
-    placed = [winner(coop, submit(coop, "--input", f"data={data}")) for _ in range(3)]
+    placed = [winner(coop, submit(coop, code, "--input", f"data={data}")) for _ in range(3)]
     assert placed == [2, 2, 2]
     after = metrics(coop, 0)
 
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
 
-    module = SUM.stat().st_size
     assert delta("icn_compute_placement_with_data_total") == 3
-    # Each placement moved only the module (from node0); the 300 kB input stayed put.
-    assert delta("icn_compute_placement_data_transfer_needed_bytes_total") == 3 * module
+    # Only the first placement moved anything: the module (from node0); node2 then held it
+    # (fetched blobs are announced), and the 300 kB input never moved.
+    assert delta("icn_compute_placement_data_transfer_needed_bytes_total") == code.stat().st_size
+    assert delta("icn_compute_placement_data_local_total") == 2
 
 
-def test_lowest_rtt_wins_when_no_one_holds_data(coop):
+def test_lowest_rtt_wins_when_no_one_holds_data(coop, tmp_path):
     # --max-rtt 10: node1 (5 ms) scores 0.75 on network, node2 and node3 (beyond 10 ms) 0;
-    # that 0.071 of score is more than the 0.048 jitter can swing.
-    placed = [winner(coop, submit(coop, "--max-rtt", "10")) for _ in range(3)]
+    # that 0.071 of score is more than the 0.048 jitter can swing. Each task has a module of
+    # its own, held by node0 alone: no executor has data the others lack.
+    placed = [
+        winner(coop, submit(coop, module(tmp_path, f"rtt-{k}"), "--max-rtt", "10"))
+        for k in range(3)
+    ]
     assert placed == [1, 1, 1]
 
 
 def test_data_beats_network_when_both_apply(coop, tmp_path):
     data = put_blob(coop, 3, tmp_path, "dataset-b", 300_000)
+    code = module(tmp_path, "data-beats-network")
     placed = [
-        winner(coop, submit(coop, "--input", f"data={data}", "--max-rtt", "10")) for _ in range(3)
+        winner(coop, submit(coop, code, "--input", f"data={data}", "--max-rtt", "10"))
+        for _ in range(3)
     ]
     assert placed == [3, 3, 3]  # 100 ms away, but it holds the input
 
@@ -158,13 +174,14 @@ def test_data_beats_network_when_both_apply(coop, tmp_path):
 def test_require_region_never_places_outside_it(coop, tmp_path):
     # The input lives in eu (node1), yet the task must run in us: node2 fetches it.
     data = put_blob(coop, 1, tmp_path, "dataset-c", 200_000)
+    code = module(tmp_path, "require-region")
     placed = [
-        winner(coop, submit(coop, "--input", f"data={data}", "--require-region", "us"))
+        winner(coop, submit(coop, code, "--input", f"data={data}", "--require-region", "us"))
         for _ in range(4)
     ]
     assert placed == [2, 2, 2, 2]
     t0 = time.monotonic()
-    task = submit(coop, "--require-region", "asia")
+    task = submit(coop, code, "--require-region", "asia")
     st = wait_final(coop, 0, task, timeout=40)
     assert st["state"] == "failed" and st["executor"] is None, st
     assert time.monotonic() - t0 < 40
