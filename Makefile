@@ -6,13 +6,14 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs clean
+.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
 	@echo "make test          install (if needed) and run the whole test suite"
 	@echo "make run           one development node in the foreground (state in ./run/dev)"
 	@echo "make lint          ruff lint and format check, mypy (strict for the pure cores and the wire)"
+	@echo "make fuzz          a million fuzz cases: frames, every message type, config; figures table"
 	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs)"
 	@echo "make bench-blobs   put and get of a 2 GiB file through one icnd: throughput, daemon RSS"
 
@@ -29,6 +30,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+# FUZZ_ARGS="--cases 100000" for a shorter run; `make test` runs a few hundred cases per target.
+FUZZ_ARGS ?=
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz $(FUZZ_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m icn_dev.demo

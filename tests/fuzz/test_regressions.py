@@ -9,6 +9,8 @@ import pytest
 from icn_node import identity, wire
 from icn_node.errors import CodecError, IdentityError
 
+from .generators import RAW_SNIPPETS
+
 
 def body(fields: object, tag: str = "graft") -> bytes:
     return cbor2.dumps([tag, fields])
@@ -98,3 +100,10 @@ def test_errors_about_what_a_peer_sent_are_short():
         with pytest.raises(CodecError) as err:
             wire.decode_message(data)
         assert len(str(err.value)) <= 300, len(str(err.value))
+
+
+@pytest.mark.parametrize("snippet", RAW_SNIPPETS, ids=lambda s: s[:6].hex() or "empty")
+def test_malformed_cbor_in_a_field_is_a_codec_error(snippet):
+    data = b"\x82egraft\xa1etopic" + snippet
+    with pytest.raises(CodecError):
+        wire.decode_message(data)
