@@ -80,7 +80,7 @@ def check_hostport(text: str, *, listen: bool = False) -> tuple[str, int]:
     """A config address, strictly: ``host:port`` or ``[v6]:port``, where host is an IP literal
     or a host name (RFC 1123 labels), and port 1-65535 in ASCII digits (0 too for a ``listen``
     address: the system picks one). Raises ValueError saying what is wrong. Does not resolve
-    names: :func:`unresolved_addresses` does, for ``check-config`` and ``icnd run``."""
+    names: :func:`address_errors` does, for ``check-config`` and ``icnd run``."""
     host, port = parse_hostport(text)
     port_text = text.rpartition(":")[2]
     if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5):

@@ -82,11 +82,22 @@ def init(
 
 
 @app.command("check-config")
-def check_config(config: ConfigOpt = None) -> None:
+def check_config(
+    config: ConfigOpt = None,
+    resolve: Annotated[
+        bool,
+        typer.Option(
+            "--resolve/--no-resolve",
+            help="Look up the host names in addresses (--no-resolve: syntax only, as at boot, "
+            "where `icnd run` resolves what it binds and only warns about peers).",
+        ),
+    ] = True,
+) -> None:
     """Validate a config file (and ICN_* overrides) without starting anything; host names in
-    addresses are resolved."""
+    addresses are resolved unless --no-resolve."""
     cfg = _load(config)
-    _check_addresses(cfg, BIND_ADDRESS_KEYS + PEER_ADDRESS_KEYS)
+    if resolve:
+        _check_addresses(cfg, BIND_ADDRESS_KEYS + PEER_ADDRESS_KEYS)
     typer.echo(f"{cfg.source}: ok")
 
 

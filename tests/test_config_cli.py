@@ -93,6 +93,15 @@ def test_check_config_resolves_names_and_accepts_a_good_file(tmp_path):
     assert r.returncode == 0 and r.stdout == f"{path}: ok\n", (r.stdout, r.stderr)
 
 
+def test_check_config_no_resolve_checks_syntax_only(tmp_path):
+    path = tmp_path / "icnd.toml"
+    path.write_text('[mesh]\nbootstrap = ["peer.invalid:7946"]\n')
+    r = icnd("check-config", "--no-resolve", "--config", str(path))
+    assert r.returncode == 0 and r.stdout == f"{path}: ok\n", (r.stdout, r.stderr)
+    path.write_text('[mesh]\nbootstrap = ["peer invalid:7946"]\n')
+    refused(icnd("check-config", "--no-resolve", "-c", str(path)), "mesh.bootstrap: entry 1:")
+
+
 def test_run_refuses_a_listen_name_that_does_not_resolve(tmp_path):
     path = tmp_path / "icnd.toml"
     path.write_text(f'[node]\ndata_dir = "{tmp_path}"\n[mesh]\nlisten = "{NO_SUCH_HOST}:0"\n')
