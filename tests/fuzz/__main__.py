@@ -94,8 +94,8 @@ def run_chunk(
 
     try:
         one()
-    except Exception as e:  # a crash: hypothesis has shrunk it and noted the example
-        return "".join(traceback.format_exception(e)[-12:]).strip()
+    except Exception as e:  # a crash (or a group of distinct ones), shrunk, example noted
+        return "".join(traceback.format_exception(e)).strip()
     return None
 
 
