@@ -6,14 +6,15 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations clean
+.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
 	@echo "make test          install (if needed) and run the whole test suite"
 	@echo "make run           one development node in the foreground (state in ./run/dev)"
 	@echo "make lint          ruff lint and format check, mypy (strict for the pure cores and the wire)"
-	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs, locations)"
+	@echo "make fuzz          a million fuzz cases: frames, every message type, config; figures table"
+	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs, locations, locality)"
 	@echo "make bench-blobs   put and get of a 2 GiB file through one icnd: throughput, daemon RSS"
 
 $(STAMP): pyproject.toml
@@ -29,6 +30,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+# FUZZ_ARGS="--cases 100000" for a shorter run; `make test` runs a few hundred cases per target.
+FUZZ_ARGS ?=
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz $(FUZZ_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m icn_dev.demo
@@ -47,7 +53,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations
+bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations bench-locality
 
 bench-score: $(STAMP)
 	$(BIN)/python bench/bench_score.py
@@ -70,3 +76,6 @@ bench-blobs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .hypothesis .ruff_cache *.egg-info
+
+bench-locality: $(STAMP)
+	$(BIN)/python bench/bench_locality.py

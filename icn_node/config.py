@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import ipaddress
 import math
 import os
+import re
+import socket
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
@@ -26,29 +29,43 @@ from .errors import ConfigError, IdentityError
 from .identity import validate_did
 
 ENV_PREFIX = "ICN_"
+MAX_FILE_BYTES = 1 << 20
+"""A config file larger than this is refused (it is a few kilobytes; this stops ``/dev/zero``)."""
 
 
 # --- checks -----------------------------------------------------------------------------------
 
 
+def _show(value: Any) -> str:
+    """A value for an error message: tables and lists by kind, anything long shortened."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list) and not all(isinstance(v, str | int | float) for v in value):
+        return "a list of tables or lists"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**40:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
 def parse_hostport(text: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` → (host, port); raises ValueError."""
     if not isinstance(text, str) or ":" not in text:
-        raise ValueError(f"expected host:port, got {text!r}")
+        raise ValueError(f"expected host:port, got {_show(text)}")
     if text.startswith("["):
         host, sep, port = text[1:].partition("]:")
         if not sep:
-            raise ValueError(f"expected [v6-address]:port, got {text!r}")
+            raise ValueError(f"expected [v6-address]:port, got {_show(text)}")
     else:
         host, _, port = text.rpartition(":")
     if not host:
-        raise ValueError(f"missing host in {text!r}")
+        raise ValueError(f"missing host in {_show(text)}")
     try:
         num = int(port)
     except ValueError:
-        raise ValueError(f"port must be a number in {text!r}") from None
+        raise ValueError(f"port must be a number in {_show(text)}") from None
     if not 0 <= num <= 65535:
-        raise ValueError(f"port {num} out of range 0-65535 in {text!r}")
+        raise ValueError(f"port {_show(num)} out of range 0-65535 in {_show(text)}")
     return host, num
 
 
@@ -56,18 +73,54 @@ def format_hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _hostport(v: str) -> None:
-    parse_hostport(v)
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 
 
-def _optional_hostport(v: str) -> None:
-    if v:
-        parse_hostport(v)
+def check_hostport(text: str, *, listen: bool = False) -> tuple[str, int]:
+    """A config address, strictly: ``host:port`` or ``[v6]:port``, where host is an IP literal
+    or a host name (RFC 1123 labels), and port 1-65535 in ASCII digits (0 too for a ``listen``
+    address: the system picks one). Raises ValueError saying what is wrong. Does not resolve
+    names: :func:`address_errors` does, for ``check-config`` and ``icnd run``."""
+    host, port = parse_hostport(text)
+    port_text = text.rpartition(":")[2]
+    if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5):
+        raise ValueError(f"port must be digits 0-9 in {_show(text)}")
+    if port == 0 and not listen:
+        raise ValueError(f"port 0 is only meaningful for a listen address, in {_show(text)}")
+    bracketed = text.startswith("[")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if bracketed:
+        if not isinstance(ip, ipaddress.IPv6Address):
+            raise ValueError(f"only an IPv6 address goes in brackets, got {_show(text)}")
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address needs brackets, [{host}]:{port}, got {_show(text)}")
+    elif ip is None:
+        name = host[:-1] if host.endswith(".") else host
+        labels = name.split(".")
+        if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+            raise ValueError(f"{_show(host)} is neither an IP address nor a valid host name")
+        if labels[-1].isdigit():
+            raise ValueError(f"{_show(host)} is not a valid IPv4 address")
+    return host, port
+
+
+def _address(*, listen: bool = False, optional: bool = False) -> Callable[[str], None]:
+    def check(v: str) -> None:
+        if v or not optional:
+            check_hostport(v, listen=listen)
+
+    return check
 
 
 def _hostports(v: list[str]) -> None:
-    for item in v:
-        parse_hostport(item)
+    for i, item in enumerate(v):
+        try:
+            check_hostport(item)
+        except ValueError as e:
+            raise ValueError(f"entry {i + 1}: {e}") from None
 
 
 def _dids(v: list[str]) -> None:
@@ -81,31 +134,31 @@ def _dids(v: list[str]) -> None:
 def _absolute_paths(v: list[str]) -> None:
     for path in v:
         if not path.startswith("/"):
-            raise ValueError(f"expected absolute paths, got {path!r}")
+            raise ValueError(f"expected absolute paths, got {_show(path)}")
 
 
 def _between(lo: float, hi: float) -> Callable[[float], None]:
     def check(v: float) -> None:
         if not (lo <= v <= hi):
-            raise ValueError(f"must be between {lo} and {hi}, got {v}")
+            raise ValueError(f"must be between {lo} and {hi}, got {_show(v)}")
 
     return check
 
 
 def _positive(v: float) -> None:
     if not v > 0:
-        raise ValueError(f"must be greater than 0, got {v}")
+        raise ValueError(f"must be greater than 0, got {_show(v)}")
 
 
 def _non_negative(v: float) -> None:
     if v < 0:
-        raise ValueError(f"must not be negative, got {v}")
+        raise ValueError(f"must not be negative, got {_show(v)}")
 
 
 def _one_of(*choices: str) -> Callable[[str], None]:
     def check(v: str) -> None:
         if v not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}; got {v!r}")
+            raise ValueError(f"must be one of {', '.join(choices)}; got {_show(v)}")
 
     return check
 
@@ -117,9 +170,9 @@ def _trust_table(v: dict[str, float]) -> None:
         except IdentityError as e:
             raise ValueError(str(e)) from None
         if not isinstance(score, (int, float)) or isinstance(score, bool):
-            raise ValueError(f"trust for {did} must be a number, got {score!r}")
+            raise ValueError(f"trust for {did} must be a number, got {_show(score)}")
         if not 0.0 <= score <= 1.0:
-            raise ValueError(f"trust for {did} must be between 0 and 1, got {score}")
+            raise ValueError(f"trust for {did} must be between 0 and 1, got {_show(score)}")
 
 
 def key(default: Any, doc: str, check: Callable[[Any], None] | None = None) -> Any:
@@ -152,10 +205,14 @@ class LogSection:
 @dataclass(frozen=True)
 class MeshSection:
     listen: str = key(
-        "0.0.0.0:7946", "TLS listener address (host:port; port 0 picks one).", _hostport
+        "0.0.0.0:7946",
+        "TLS listener address (host:port; port 0 picks one).",
+        _address(listen=True),
     )
     advertise: str = key(
-        "", "Address peers should dial (host:port); empty: the listen address.", _optional_hostport
+        "",
+        "Address peers should dial (host:port); empty: the listen address.",
+        _address(optional=True),
     )
     bootstrap: list[str] = key([], "Addresses (host:port) dialled at start.", _hostports)
     members: list[str] = key([], "DIDs admitted to the mesh (the cooperative's members).", _dids)
@@ -202,7 +259,9 @@ class RpcSection:
 @dataclass(frozen=True)
 class MetricsSection:
     listen: str = key(
-        "127.0.0.1:9464", "Prometheus endpoint (host:port); empty: disabled.", _optional_hostport
+        "127.0.0.1:9464",
+        "Prometheus endpoint (host:port); empty: disabled.",
+        _address(listen=True, optional=True),
     )
 
 
@@ -329,6 +388,16 @@ class Config:
     capacity: CapacitySection = field(default_factory=CapacitySection)
     blobs: BlobsSection = field(default_factory=BlobsSection)
     source: str = "defaults"
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Where each key that is not at its default was set ("mesh.listen" → the file, an
+    environment variable or "command line")."""
+
+    def origin(self, *keys: str) -> str:
+        """Where the first of ``keys`` that was set came from (else the file, or "defaults")."""
+        for k in keys:
+            if k in self.origins:
+                return self.origins[k]
+        return self.source
 
     @property
     def data_dir(self) -> Path:
@@ -393,7 +462,10 @@ def _coerce(value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond the float range
+            raise TypeError from None
         if math.isnan(value) or math.isinf(value):
             raise TypeError
         return value
@@ -409,8 +481,6 @@ def _from_env_text(text: str, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin is list:
         return [part.strip() for part in text.split(",") if part.strip()]
-    if origin is dict:
-        raise TypeError
     if tp is bool:
         low = text.strip().lower()
         if low in ("1", "true", "yes", "on"):
@@ -430,15 +500,17 @@ def _build_section(name: str, cls: type, raw: dict[str, Any], origins: dict[str,
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     for k, v in raw.items():
-        src = origins.get(k, "config")
+        src = origins[f"{name}.{k}"]
         if k not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(f"unknown key (known keys: {known})", source=src, key=f"{name}.{k}")
+            raise ConfigError(
+                f"unknown key (known keys: {known})", source=src, key=f"{name}.{_label(k)}"
+            )
         try:
             value = _coerce(v, hints[k])
         except TypeError:
             raise ConfigError(
-                f"must be {_type_name(hints[k])}, got {v!r}", source=src, key=f"{name}.{k}"
+                f"must be {_type_name(hints[k])}, got {_show(v)}", source=src, key=f"{name}.{k}"
             ) from None
         values[k] = value
     section = cls(**values)
@@ -449,8 +521,14 @@ def _build_section(name: str, cls: type, raw: dict[str, Any], origins: dict[str,
         try:
             check(getattr(section, k))
         except ValueError as e:
-            raise ConfigError(str(e), source=origins.get(k, "config"), key=f"{name}.{k}") from None
+            dotted = f"{name}.{k}"
+            raise ConfigError(str(e), source=origins.get(dotted, "defaults"), key=dotted) from None
     return section
+
+
+def _label(name: str) -> str:
+    """A key or section name as written in an error: bare when it is a plain word."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name) else _show(name)
 
 
 def _cross_checks(cfg: Config) -> None:
@@ -459,15 +537,55 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(
             f"need degree_low <= degree <= degree_high, got {m.degree_low} <= {m.degree} <= "
             f"{m.degree_high}",
-            source=cfg.source,
+            source=cfg.origin("mesh.degree", "mesh.degree_low", "mesh.degree_high"),
             key="mesh.degree",
         )
     if m.redial_min_s > m.redial_max_s:
         raise ConfigError(
-            "redial_min_s must not exceed redial_max_s", source=cfg.source, key="mesh.redial_min_s"
+            "redial_min_s must not exceed redial_max_s",
+            source=cfg.origin("mesh.redial_min_s", "mesh.redial_max_s"),
+            key="mesh.redial_min_s",
         )
     if not cfg.node.data_dir:
-        raise ConfigError("must not be empty", source=cfg.source, key="node.data_dir")
+        raise ConfigError(
+            "must not be empty", source=cfg.origin("node.data_dir"), key="node.data_dir"
+        )
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The TOML document in ``path``; ConfigError naming the file when it cannot be read or is
+    not a TOML file (not UTF-8, bad syntax, nested too deeply, larger than MAX_FILE_BYTES)."""
+    source = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError("no such file", source=source) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a TOML file", source=source) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read ({e.strerror or e})", source=source) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"not a TOML file (larger than {MAX_FILE_BYTES} bytes)", source=source)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(
+            f"not a TOML file (not UTF-8: byte 0x{data[e.start]:02x} at offset {e.start}, "
+            f"line {line})",
+            source=source,
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not a TOML file ({e})", source=source) from None
+    except RecursionError:
+        raise ConfigError(
+            "not a TOML file (arrays or tables nested too deeply)", source=source
+        ) from None
+    except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits
+        raise ConfigError("not a TOML file (a number too long to read)", source=source) from None
 
 
 def load_config(
@@ -479,31 +597,31 @@ def load_config(
 
     ``path``: a TOML file (None: defaults only). ``env``: the environment to read ``ICN_*``
     overrides from (default ``os.environ``). ``overrides``: section → key → value applied last
-    (used by the command line).
+    (used by the command line). Raises :class:`ConfigError` only; looks nothing up on the
+    network (:func:`address_errors` resolves host names).
     """
     env = os.environ if env is None else env
     source = str(path) if path is not None else "defaults"
     raw: dict[str, dict[str, Any]] = {}
-    origins: dict[str, dict[str, str]] = {name: {} for name in SECTIONS}
+    origins: dict[str, str] = {}
     if path is not None:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError("no such file", source=source) from None
-        except OSError as e:
-            raise ConfigError(f"cannot read ({e.strerror})", source=source) from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"not valid TOML ({e})", source=source) from None
-        for name, body in data.items():
+        for name, body in read_config_file(path).items():
             if name not in SECTIONS:
-                raise ConfigError(
-                    f"unknown section [{name}] (known: {', '.join(SECTIONS)})", source=source
-                )
+                known = ", ".join(SECTIONS)
+                if isinstance(body, dict):
+                    problem = f"unknown section [{_label(name)}] (known: {known})"
+                else:
+                    problem = (
+                        f"{_label(name)} = ... is outside any section; keys go under a "
+                        f"[section] (known: {known})"
+                    )
+                raise ConfigError(problem, source=source)
             if not isinstance(body, dict):
-                raise ConfigError("must be a table", source=source, key=name)
+                raise ConfigError(
+                    f"must be a table ([{name}]), got {_show(body)}", source=source, key=name
+                )
             raw[name] = dict(body)
-            origins[name] = {k: source for k in body}
+            origins.update((f"{name}.{k}", source) for k in body)
 
     for var, text in env.items():
         if not var.startswith(ENV_PREFIX):
@@ -511,32 +629,89 @@ def load_config(
         section_name, _, key_name = var[len(ENV_PREFIX) :].lower().partition("_")
         if section_name not in SECTIONS or not key_name:
             continue  # e.g. ICN_SOCKET, read by icnctl, not a daemon key
+        where = f"environment {var}"
         hints = _field_types(SECTIONS[section_name])
+        dotted = f"{section_name}.{key_name}"
         if key_name not in hints:
-            raise ConfigError(f"unknown key {section_name}.{key_name}", source=f"environment {var}")
+            known = ", ".join(sorted(hints))
+            raise ConfigError(f"unknown key {dotted} (known keys: {known})", source=where)
+        if typing.get_origin(hints[key_name]) is dict:
+            raise ConfigError("a table; set it in the config file", source=where, key=dotted)
         try:
             value = _from_env_text(text, hints[key_name])
         except (TypeError, ValueError):
             raise ConfigError(
-                f"must be {_type_name(hints[key_name])}, got {text!r}",
-                source=f"environment {var}",
-                key=f"{section_name}.{key_name}",
+                f"must be {_type_name(hints[key_name])}, got {_show(text)}",
+                source=where,
+                key=dotted,
             ) from None
         raw.setdefault(section_name, {})[key_name] = value
-        origins[section_name][key_name] = f"environment {var}"
+        origins[dotted] = where
 
     for section_name, values in (overrides or {}).items():
+        if section_name not in SECTIONS:
+            raise ConfigError(f"unknown section [{section_name}]", source="command line")
         for k, v in values.items():
             raw.setdefault(section_name, {})[k] = v
-            origins[section_name][k] = "command line"
+            origins[f"{section_name}.{k}"] = "command line"
 
     sections = {
-        name: _build_section(name, cls, raw.get(name, {}), origins[name])
+        name: _build_section(name, cls, raw.get(name, {}), origins)
         for name, cls in SECTIONS.items()
     }
-    cfg = Config(**sections, source=source)
+    cfg = Config(**sections, source=source, origins=origins)
     _cross_checks(cfg)
     return cfg
+
+
+# --- addresses --------------------------------------------------------------------------------
+
+BIND_ADDRESS_KEYS = ("mesh.listen", "metrics.listen")
+"""Addresses this node binds: a name that does not resolve stops ``icnd run``."""
+PEER_ADDRESS_KEYS = ("mesh.advertise", "mesh.bootstrap")
+"""Addresses of this or other nodes as peers dial them: ``icnd run`` only warns (a peer's name
+may resolve later; the mesh redials), ``icnd check-config`` refuses them."""
+
+
+def _getaddrinfo(host: str, port: int) -> object:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+def address_errors(
+    cfg: Config,
+    keys: tuple[str, ...] = BIND_ADDRESS_KEYS + PEER_ADDRESS_KEYS,
+    resolve: Callable[[str, int], object] = _getaddrinfo,
+) -> list[ConfigError]:
+    """One ConfigError for each configured host name among ``keys`` that does not resolve,
+    naming the source and the key. IP literals are not looked up. This is the only function
+    here that uses the network (through the system resolver, ``resolve``)."""
+    errors = []
+    for dotted in keys:
+        section, _, name = dotted.partition(".")
+        value = getattr(getattr(cfg, section), name)
+        items = value if isinstance(value, list) else [value]
+        for i, text in enumerate(items):
+            if not text:
+                continue
+            host, port = parse_hostport(text)
+            try:
+                ipaddress.ip_address(host)
+                continue
+            except ValueError:
+                pass
+            try:
+                resolve(host, port)
+            except (OSError, UnicodeError) as e:
+                reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+                entry = f"entry {i + 1}: " if isinstance(value, list) else ""
+                errors.append(
+                    ConfigError(
+                        f"{entry}cannot resolve host {host!r} in {text!r} ({reason})",
+                        source=cfg.origin(dotted),
+                        key=dotted,
+                    )
+                )
+    return errors
 
 
 def describe_keys() -> list[tuple[str, str, Any, str]]:
@@ -553,8 +728,11 @@ __all__ = [
     "Config",
     "ConfigError",
     "SECTIONS",
+    "address_errors",
+    "check_hostport",
     "describe_keys",
     "format_hostport",
     "load_config",
     "parse_hostport",
+    "read_config_file",
 ]

@@ -16,7 +16,7 @@ import trio
 import typer
 
 from . import __version__
-from .config import Config, load_config
+from .config import BIND_ADDRESS_KEYS, PEER_ADDRESS_KEYS, Config, address_errors, load_config
 from .errors import ConfigError, IcnError, IdentityError
 from .identity import KEY_FILE, NodeIdentity, init_data_dir
 from .logs import configure_logging, get_logger
@@ -36,6 +36,15 @@ log = get_logger("icn.daemon")
 def _fail(message: str, code: int) -> typer.Exit:
     typer.echo(f"Error: {message}", err=True)
     return typer.Exit(code)
+
+
+def _check_addresses(cfg: Config, keys: tuple[str, ...]) -> None:
+    """Exit 2 listing every host name among ``keys`` that does not resolve."""
+    errors = address_errors(cfg, keys)
+    for e in errors[:-1]:
+        typer.echo(f"Error: {e}", err=True)
+    if errors:
+        raise _fail(str(errors[-1]), 2)
 
 
 ConfigOpt = Annotated[
@@ -73,9 +82,22 @@ def init(
 
 
 @app.command("check-config")
-def check_config(config: ConfigOpt = None) -> None:
-    """Validate a config file (and ICN_* overrides) without starting anything."""
+def check_config(
+    config: ConfigOpt = None,
+    resolve: Annotated[
+        bool,
+        typer.Option(
+            "--resolve/--no-resolve",
+            help="Look up the host names in addresses (--no-resolve: syntax only, as at boot, "
+            "where `icnd run` resolves what it binds and only warns about peers).",
+        ),
+    ] = True,
+) -> None:
+    """Validate a config file (and ICN_* overrides) without starting anything; host names in
+    addresses are resolved unless --no-resolve."""
     cfg = _load(config)
+    if resolve:
+        _check_addresses(cfg, BIND_ADDRESS_KEYS + PEER_ADDRESS_KEYS)
     typer.echo(f"{cfg.source}: ok")
 
 
@@ -104,7 +126,10 @@ def run(
     """Run the node in the foreground until SIGTERM or SIGINT."""
     log_overrides = {k: v for k, v in (("format", log_format), ("level", log_level)) if v}
     cfg = _load(config, data_dir, log_overrides)
+    _check_addresses(cfg, BIND_ADDRESS_KEYS)
     configure_logging(cfg.log.level, cfg.log.format)
+    for e in address_errors(cfg, PEER_ADDRESS_KEYS):
+        log.warning("address_unresolved", key=e.key, source=e.source, error=str(e))
     try:
         identity = NodeIdentity.load(cfg.data_dir / KEY_FILE)
     except IdentityError as e:

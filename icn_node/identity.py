@@ -26,6 +26,8 @@ _DID_PREFIX = "did:key:z"
 _ED25519_MULTICODEC = b"\xed\x01"
 _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
+# An Ed25519 did:key is 56 characters; anything much longer is refused before decoding.
+_MAX_DID_LEN = 64
 
 
 def b58encode(data: bytes) -> str:
@@ -59,12 +61,18 @@ def did_from_public_key(public_key: bytes) -> str:
 
 def public_key_from_did(did: str) -> bytes:
     """The raw Ed25519 public key inside a ``did:key`` DID; raises IdentityError if malformed."""
-    if not isinstance(did, str) or not did.startswith(_DID_PREFIX):
-        raise IdentityError(f"not an Ed25519 did:key DID: {did!r}")
+    # Length first: base58 decoding is quadratic, and a DID can come from a peer's frame.
+    if not isinstance(did, str) or not did.startswith(_DID_PREFIX) or len(did) > _MAX_DID_LEN:
+        raise IdentityError(f"not an Ed25519 did:key DID: {_shorten(did)}")
     raw = b58decode(did[len(_DID_PREFIX) :])
     if len(raw) != 34 or raw[:2] != _ED25519_MULTICODEC:
-        raise IdentityError(f"not an Ed25519 did:key DID: {did!r}")
+        raise IdentityError(f"not an Ed25519 did:key DID: {_shorten(did)}")
     return raw[2:]
+
+
+def _shorten(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 def validate_did(did: str) -> str:

@@ -69,6 +69,10 @@ SIGNATURE_BYTES = 64
 MAX_TOPIC_LEN = 128
 MAX_LIST_LEN = 256
 MAX_TEXT_LEN = 1024
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and maps in a body (the messages defined so far need 5)."""
+INT_RANGE = range(-(2**64), 2**64)
+"""Integers CBOR holds without a tag: every int field must be one (bignum tags are refused)."""
 
 # Domain labels: a signature made for one purpose can never be replayed as another.
 LINK_AUTH_LABEL = b"icn-link-auth-v1"
@@ -141,6 +145,8 @@ def _check(value: Any, hint: Any, path: str) -> Any:
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{path}: expected an integer, got {type(value).__name__}")
+        if value not in INT_RANGE:
+            raise ValueError(f"{path}: integer out of the range -2**64 .. 2**64-1")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -237,10 +243,43 @@ def _construct(cls: type[M], fields: dict[str, Any]) -> M:
     try:
         return cls(**fields)
     except ValueError as e:
-        raise CodecError(f"invalid {cls.TAG}: {e}") from None
+        raise CodecError(_clip(f"invalid {cls.TAG}: {e}")) from None
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    """An error message of bounded length: it names what a peer sent, and ends up in logs."""
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text)} characters)"
+    return text[: limit - len(tail)] + tail
 
 
 # --- body codec ---------------------------------------------------------------------------
+
+
+class _TagRefused(ValueError):
+    pass
+
+
+def _refuse_tag(tag: int) -> Callable[..., Any]:
+    def refuse(*_: Any) -> Any:
+        raise _TagRefused(f"CBOR tag {tag} (the protocol uses no tags)")
+
+    return refuse
+
+
+def _refuse_unknown_tag(tag: cbor2.CBORTag, *_: Any) -> Any:
+    raise _TagRefused(f"CBOR tag {tag.tag} (the protocol uses no tags)")
+
+
+# cbor2 decodes these tags itself (bignums, dates, shared references, regular expressions,
+# MIME messages, ...), bypassing tag_hook; each is overridden to refuse. A test checks that
+# every tag is refused, so a cbor2 upgrade that decodes a new one fails there.
+_BUILTIN_TAGS = (
+    *(0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100),
+    *(256, 258, 260, 261, 1004, 43000, 55799),
+)
+_NO_TAGS = {tag: _refuse_tag(tag) for tag in _BUILTIN_TAGS}
 
 
 def encode_message(msg: Message) -> bytes:
@@ -248,15 +287,37 @@ def encode_message(msg: Message) -> bytes:
     return cbor2.dumps([msg.TAG, msg.to_fields()])
 
 
-def decode_message(body: bytes) -> Message:
-    """One body back into its message; CodecError names the problem."""
+def decode_cbor(body: bytes) -> Any:
+    """One plain CBOR item, the whole of ``body``; CodecError otherwise.
+
+    Plain: arrays, maps with text or byte-string keys (no duplicates), text, bytes, integers
+    within 64 bits, floats, booleans and null, nested at most MAX_DEPTH deep. Tags (bignums,
+    dates, shared references, ...) are refused: the protocol uses none, and decoding some of
+    them costs far more than their size.
+    """
     fp = io.BytesIO(body)
+    decoder = cbor2.CBORDecoder(
+        fp,
+        tag_hook=_refuse_unknown_tag,
+        semantic_decoders=_NO_TAGS,
+        max_depth=MAX_DEPTH,
+        allow_duplicate_keys=False,
+        strict_hashable_types=True,
+    )
     try:
-        obj = cbor2.CBORDecoder(fp).decode()
+        obj = decoder.decode()
     except Exception as e:  # cbor2 raises several types for malformed input
-        raise CodecError(f"body is not valid CBOR ({type(e).__name__}: {e})") from None
+        if isinstance(e.__cause__, _TagRefused):
+            raise CodecError(f"body has a {e.__cause__}") from None
+        raise CodecError(_clip(f"body is not valid CBOR ({type(e).__name__}: {e})")) from None
     if fp.tell() != len(body):
         raise CodecError(f"{len(body) - fp.tell()} bytes after the CBOR body")
+    return obj
+
+
+def decode_message(body: bytes) -> Message:
+    """One body back into its message; CodecError names the problem."""
+    obj = decode_cbor(body)
     if not isinstance(obj, list) or len(obj) != 2:
         raise CodecError("body must be a CBOR array [tag, fields]")
     tag, fields = obj
@@ -264,13 +325,13 @@ def decode_message(body: bytes) -> Message:
         raise CodecError(f"message tag must be text, got {type(tag).__name__}")
     cls = REGISTRY.get(tag)
     if cls is None:
-        raise CodecError(f"unknown message type {tag!r}")
+        raise CodecError(_clip(f"unknown message type {tag!r}"))
     if not isinstance(fields, dict):
         raise CodecError(f"{tag}: fields must be a map")
     names = {name for name, _ in cls._FIELDS}
     unknown = set(fields) - names
     if unknown:
-        raise CodecError(f"{tag}: unknown fields {sorted(map(str, unknown))}")
+        raise CodecError(_clip(f"{tag}: unknown fields {sorted(map(str, unknown))}"))
     missing = cls._REQUIRED - set(fields)
     if missing:
         raise CodecError(f"{tag}: missing fields {sorted(missing)}")
@@ -1045,6 +1106,7 @@ __all__ = [
     "check_did",
     "check_topic",
     "decode_as",
+    "decode_cbor",
     "decode_message",
     "encode_frame",
     "encode_message",

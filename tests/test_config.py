@@ -103,7 +103,7 @@ def test_trust_table_out_of_range(tmp_path):
 def test_unknown_section_invalid_toml_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown section \[nodes\]"):
         load_config(write(tmp_path, "[nodes]\n"), env={})
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match="not a TOML file"):
         load_config(write(tmp_path, "[mesh\n"), env={})
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "absent.toml", env={})
