@@ -394,9 +394,12 @@ class MeshService:
         try:
             with trio.fail_after(self.config.handshake_timeout_s):
                 raw = await self._connect(address)
-        except (OSError, trio.TooSlowError) as e:
+        except (OSError, trio.TooSlowError, ValueError) as e:
+            # ValueError: an address a peer gave us that does not parse (a member's `peers` or
+            # `hello.listen` is its word): a failed dial like any other, never a crash.
+            reason = "bad-address" if isinstance(e, ValueError) else "unreachable"
             log.debug("dial_failed", address=address, did=did, error=str(e) or type(e).__name__)
-            self._apply(self.core.dial_failed(address, "unreachable", self.now(), None))
+            self._apply(self.core.dial_failed(address, reason, self.now(), None))
             self._rearm()
             return
         await self._run_link(raw, "out", address, did, address)

@@ -331,3 +331,25 @@ async def test_rtt_samples_bytes_and_links_for_the_network_map(autojump_clock):
         net.crash(B)
         await wait_for(lambda: not a.linked(ib.did))
         nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_address_that_does_not_parse_is_a_failed_dial_not_a_crash(autojump_clock):
+    """A member's ``peers`` and ``hello.listen`` are its word: an address without a port must
+    fail its dial like an unreachable one, and the node goes on."""
+    (ia,) = ids(1)
+    async with trio.open_nursery() as nursery:
+        net = MemNet(nursery)
+
+        async def connect(address: str) -> trio.abc.Stream:
+            from icn_node.config import parse_hostport
+
+            parse_hostport(address)  # as the real TCP connector does: raises ValueError
+            raise AssertionError("unreachable")
+
+        a = await net.start(ia, "10.0.0.1:7946", [ia.did])
+        a._connect = connect
+        await a._dial("x", None)  # no colon, no port
+        await a._dial("[::1", None)
+        assert a.peer_count() == 0
+        await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
