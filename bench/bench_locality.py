@@ -90,7 +90,7 @@ def run_mode(
                 "announce_interval_s": 1.0,
                 "heartbeat_interval_s": 1.0,
                 "lease_timeout_s": 30.0,
-                "max_negotiating": 64,
+                "max_negotiating": args.max_negotiating,
             },
             "trust": {"default": 0.9},
             "log": {"level": "warning"},
@@ -174,6 +174,9 @@ def main() -> int:
     ap.add_argument("--min-mb", type=float, default=5.0)
     ap.add_argument("--max-mb", type=float, default=200.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--max-negotiating", type=int, default=32, help="compute.max_negotiating (the default)"
+    )
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = ap.parse_args()
