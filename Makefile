@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs clean
+.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs chaos clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint          ruff lint and format check, mypy (strict for the pure cores and the wire)"
 	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs)"
 	@echo "make bench-blobs   put and get of a 2 GiB file through one icnd: throughput, daemon RSS"
+	@echo "make chaos         1,000 tasks on 8 icnd under SIGKILLs, a partition, kills during store writes"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +65,11 @@ bench-gossip: $(STAMP)
 # Needs three times the size in free disk under $TMPDIR (scales down, saying so, when short).
 bench-blobs: $(STAMP)
 	$(BIN)/python bench/bench_blobs.py --size-mb 2048
+
+# About 5 minutes on 2 cores; CHAOS_ARGS="--seed 7 --tasks 200" to vary (see --help).
+CHAOS_ARGS ?=
+chaos: $(STAMP)
+	$(BIN)/python -m icn_dev.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .hypothesis .ruff_cache *.egg-info
