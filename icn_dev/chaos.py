@@ -31,6 +31,7 @@ import argparse
 import base64
 import hashlib
 import json
+import math
 import random
 import shlex
 import shutil
@@ -91,7 +92,9 @@ class Plan:
     max_down: int = 2  # executors down at once, at most
     submitter_signal: str = "kill"  # kill, term or none
     partition_s: float = 30.0
-    partition_mode: str = "blackhole"  # or reset: links across the cut are closed, dials refused
+    # blackhole (bytes held, as when packets are dropped), reset (links closed, dials refused),
+    # or both: one cut of each, one after the other
+    partition_mode: str = "both"
     partition_tasks: int = 120
     liveness_s: float = 10.0  # mesh.liveness_timeout_s
     store_iterations: int = 20
@@ -130,17 +133,25 @@ class Fault:
 
 
 @dataclass
+class Cut:
+    """One partition: how it was made, and how the mesh took it."""
+
+    mode: str
+    seconds: float
+    heal_limit_s: float
+    gone_s: float | None = None  # cut → no active link across it (None: not within the cut)
+    heal_s: float = math.inf  # heal → every node linked to every other again
+    tasks: int = 0  # submitted just before and during it
+
+
+@dataclass
 class Figures:
     """What the table prints, beside the history check's :class:`Report`."""
 
     kills: int = 0
     restarts: int = 0
     submitter_restarts: list[str] = field(default_factory=list)
-    partitions: int = 0
-    partition_cut_s: float | None = None  # cut → every cross link gone
-    partition_heal_s: float | None = None  # heal → mesh whole again
-    partition_heal_limit_s: float = 0.0
-    partition_tasks: int = 0
+    partitions: list[Cut] = field(default_factory=list)
     store_kills: int = 0
     store_sqlite_kills: int = 0
     store_blob_kills: int = 0
@@ -155,9 +166,7 @@ class Figures:
 
     @property
     def heal_ok(self) -> bool:
-        return self.partition_heal_s is None or (
-            self.partition_heal_s <= self.partition_heal_limit_s
-        )
+        return all(c.heal_s <= c.heal_limit_s for c in self.partitions)
 
 
 # --- the cooperative --------------------------------------------------------------------------
@@ -543,6 +552,18 @@ def cross_links_gone(coop: Coop, groups: list[set[str]]) -> bool:
 
 
 def phase_partition(coop: Coop, plan: Plan, workload: Submitter, fig: Figures) -> None:
+    """One cut per mode the plan names (``both``: blackhole, then reset)."""
+    modes = ["blackhole", "reset"] if plan.partition_mode == "both" else [plan.partition_mode]
+    for mode in modes:
+        cut = Cut(mode, plan.partition_s, heal_limit_s=2 * plan.liveness_s)
+        fig.partitions.append(cut)
+        partition_once(coop, plan, workload, cut)
+        settle(coop, plan.settle_s)
+
+
+def partition_once(coop: Coop, plan: Plan, workload: Submitter, cut: Cut) -> None:
+    """Tasks go in, the even and odd nodes are cut apart for ``plan.partition_s`` while more go
+    in, then healed; ``cut`` gets the timings."""
     groups = [
         {coop.name(i) for i in range(plan.nodes) if i % 2 == 0},
         {coop.name(i) for i in range(plan.nodes) if i % 2 == 1},
@@ -550,12 +571,10 @@ def phase_partition(coop: Coop, plan: Plan, workload: Submitter, fig: Figures) -
     wait_for("the mesh whole before the cut", lambda: mesh_whole(coop), 4 * plan.liveness_s)
     stop = threading.Event()
     before = plan.partition_tasks // 4
-    fig.partition_heal_limit_s = 2 * plan.liveness_s
     n0 = len(workload.submissions)
     workload.run(before, 4.0, 0.2, stop)  # some long ones, so runs cross the cut
-    coop.board.partition(groups, mode=plan.partition_mode)
-    coop.log("partition", None, " | ".join(",".join(sorted(g)) for g in groups))
-    fig.partitions += 1
+    coop.board.partition(groups, mode=cut.mode)
+    coop.log("partition", None, f"{cut.mode}: " + " | ".join(",".join(sorted(g)) for g in groups))
     t_cut = time.monotonic()
     during = threading.Thread(
         target=workload.run,
@@ -570,7 +589,7 @@ def phase_partition(coop: Coop, plan: Plan, workload: Submitter, fig: Figures) -
             plan.partition_s,
             interval=0.5,
         )
-        fig.partition_cut_s = time.monotonic() - t_cut
+        cut.gone_s = time.monotonic() - t_cut
     except IcnError:
         pass  # a cut shorter than the liveness timeout: nothing was noticed
     if (left := plan.partition_s - (time.monotonic() - t_cut)) > 0:
@@ -581,10 +600,10 @@ def phase_partition(coop: Coop, plan: Plan, workload: Submitter, fig: Figures) -
     t_heal = time.monotonic()
     try:
         wait_for("the mesh whole after the heal", lambda: mesh_whole(coop), 4 * plan.liveness_s)
-        fig.partition_heal_s = time.monotonic() - t_heal
+        cut.heal_s = time.monotonic() - t_heal
     except IcnError:
-        fig.partition_heal_s = float("inf")
-    fig.partition_tasks = len(workload.submissions) - n0
+        pass  # never: heal_s stays infinite
+    cut.tasks = len(workload.submissions) - n0
 
 
 # --- reading the stores -------------------------------------------------------------------------
@@ -858,9 +877,8 @@ def coop_phases(
             log(f"phase 1 done in {fig.phase_s['crashes']:.0f} s (settled in {settled:.0f} s)")
         if plan.partition_s > 0:
             t = time.monotonic()
-            log(f"phase 2: partition for {plan.partition_s:g} s")
+            log(f"phase 2: partition ({plan.partition_mode}) for {plan.partition_s:g} s")
             phase_partition(coop, plan, workload, fig)
-            settle(coop, plan.settle_s)
             fig.phase_s["partition"] = time.monotonic() - t
             log(f"phase 2 done in {fig.phase_s['partition']:.0f} s")
     except IcnError as e:  # a node that would not start, a mesh that never formed: reported
@@ -920,8 +938,8 @@ def table(o: Outcome) -> str:
         ("faults: executor SIGKILLs", str(f.kills)),
         ("faults: executor restarts", str(f.restarts)),
         ("faults: submitter restarts", ", ".join(f.submitter_restarts) or "0"),
-        ("faults: partitions", f"{f.partitions} × {p.partition_s:g} s ({p.partition_mode})"
-            if f.partitions else "0"),
+        ("faults: partitions", ", ".join(f"{c.seconds:g} s {c.mode}" for c in f.partitions)
+            or "0"),
         ("tasks submitted (acknowledged)", str(r.tasks)),
         ("submissions without an answer", f"{r.indeterminate} ({r.indeterminate_found} recorded)"),
         ("completed", str(r.states.get("completed", 0))),
@@ -939,13 +957,16 @@ def table(o: Outcome) -> str:
             f"{k}: {v}" for k, v in sorted(r.job_states.items()))),
         ("state changes watched", f"{r.watch_events} ({r.watch_gaps} missed by the poller)"),
     ]  # fmt: skip
-    if f.partitions:
-        cut = "-" if f.partition_cut_s is None else f"{f.partition_cut_s:.1f} s"
-        heal = "never" if f.partition_heal_s == float("inf") else f"{f.partition_heal_s:.1f} s"
+    for c in f.partitions:
+        gone = "-" if c.gone_s is None else f"{c.gone_s:.1f} s"
+        heal = "never" if c.heal_s == math.inf else f"{c.heal_s:.1f} s"
         rows += [
-            ("partition: cross links gone after", cut),
-            ("partition: mesh whole after heal", f"{heal} (limit {f.partition_heal_limit_s:g} s)"),
-            ("partition: tasks submitted around it", str(f.partition_tasks)),
+            (f"partition ({c.mode}): cross links gone after", gone),
+            (
+                f"partition ({c.mode}): mesh whole after heal",
+                f"{heal} (limit {c.heal_limit_s:g} s)",
+            ),
+            (f"partition ({c.mode}): tasks submitted around it", str(c.tasks)),
         ]
     if f.store_kills:
         rows += [
@@ -974,8 +995,9 @@ def details(o: Outcome) -> str:
         if items:
             out.append(f"{kind}: {len(items)}")
             out += [f"  {x}" for x in items[:10]]
-    if not o.figures.heal_ok:
-        out.append(f"mesh not whole within {o.figures.partition_heal_limit_s:g} s of the heal")
+    for c in f.partitions:
+        if c.heal_s > c.heal_limit_s:
+            out.append(f"{c.mode} cut: mesh not whole within {c.heal_limit_s:g} s of the heal")
     return "\n".join(out)
 
 
@@ -993,8 +1015,8 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     values["down"] = tuple(values["down"])
     if values["submitter_signal"] not in ("kill", "term", "none"):
         ap.error("--submitter-signal: expected kill, term or none")
-    if values["partition_mode"] not in ("blackhole", "reset"):
-        ap.error("--partition-mode: expected blackhole or reset")
+    if values["partition_mode"] not in ("blackhole", "reset", "both"):
+        ap.error("--partition-mode: expected blackhole, reset or both")
     return Plan(**values), ns
 
 
