@@ -42,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -157,7 +157,7 @@ class Figures:
     store_blob_kills: int = 0
     store_acked_tasks: int = 0
     store_acked_blobs: int = 0
-    store_partial_puts: int = 0  # kills that left a partial blob in blobs/tmp (cleared at start)
+    store_put_kills: Counter[str] = field(default_factory=Counter)  # where in the put each landed
     store_problems: list[str] = field(default_factory=list)
     tracebacks: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # a phase that could not go on
@@ -689,16 +689,34 @@ def check_stores(cluster: LocalCluster, i: int, acked: set[str], blobs: set[str]
     return problems
 
 
-def big_file(path: Path, label: str, size: int) -> Path:
-    """``size`` bytes distinct per ``label`` (a label header before one repeated random MiB)."""
+def _largest(folder: Path) -> int:
+    """The size of the largest file in ``folder`` (0 when none)."""
+    sizes = [0]
+    try:
+        for f in folder.iterdir():
+            try:
+                sizes.append(f.stat().st_size)
+            except FileNotFoundError:
+                continue
+    except FileNotFoundError:
+        pass
+    return max(sizes)
+
+
+def big_file(path: Path, label: str, size: int) -> str:
+    """Write ``size`` bytes distinct per ``label`` (a label header before one repeated random
+    MiB) to ``path``; their SHA-256 (the blob's name), in hex."""
     block = random.Random(7).randbytes(MB)
+    h = hashlib.sha256()
     with open(path, "wb") as f:
-        f.write(hashlib.sha256(label.encode()).digest())
-        left = size - 32
+        piece = hashlib.sha256(label.encode()).digest()
+        left = size
         while left > 0:
-            f.write(block[: min(left, MB)])
-            left -= MB
-    return path
+            f.write(piece)
+            h.update(piece)
+            left -= len(piece)
+            piece = block[: min(left, MB)]
+    return h.hexdigest()
 
 
 class StoreCrasher:
@@ -712,7 +730,6 @@ class StoreCrasher:
         self.acked: set[str] = set()
         self.blobs: set[str] = set()
         self.module = base64.b64encode(SUM.read_bytes()).decode()
-        self.put_s = 1.0
 
     @staticmethod
     def _config(i: int, dids: list[str]) -> dict[str, Any]:
@@ -739,13 +756,7 @@ class StoreCrasher:
     def run(self) -> None:
         with self.cluster:
             self.cluster.start_all()
-            data = big_file(self.root / "big.bin", "calibrate", self.plan.store_blob_mb * MB)
-            t0 = time.monotonic()
-            r = subprocess.run(self._put_argv(data), capture_output=True, text=True, timeout=300)
-            self.put_s = time.monotonic() - t0
-            if r.returncode != 0:
-                self.fig.store_problems.append(f"calibration put failed: {r.stderr.strip()}")
-                return
+            data = self.root / "big.bin"
             for k in range(self.plan.store_iterations):
                 if k % 2 == 0:
                     self.kill_during_submissions(k)
@@ -792,17 +803,34 @@ class StoreCrasher:
 
     def kill_during_put(self, k: int, data: Path) -> None:
         """``icnctl blob put`` of a new large file, and a SIGKILL at a random point of it."""
-        big_file(data, f"put {k}", self.plan.store_blob_mb * MB)
+        size = self.plan.store_blob_mb * MB
+        blob = big_file(data, f"put {k}", size)
+        blobs = self.cluster.nodes[0].data_dir / "blobs"
+        tmp = blobs / "tmp"
+        # The kill lands when the daemon's temporary file has reached a random size (a quarter
+        # of the time: the whole size, i.e. during the fsync, the rename or the answer).
+        target = size if self.rng.random() < 0.25 else self.rng.randrange(1, size)
+        late = self.rng.uniform(0.0, 0.05)
         put = subprocess.Popen(self._put_argv(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(self.rng.uniform(0.1, self.put_s * 1.2))
+        deadline = time.monotonic() + 60
+        while put.poll() is None and time.monotonic() < deadline:
+            if _largest(tmp) >= target:
+                time.sleep(late if target == size else 0.0)
+                break
+            time.sleep(0.002)
         self.cluster.kill(0)
         self.fig.store_blob_kills += 1
         out, _ = put.communicate(timeout=30)
         if put.returncode == 0:
             self.blobs.add(json.loads(out)["blob"])
-        tmp = self.cluster.nodes[0].data_dir / "blobs" / "tmp"
-        if tmp.is_dir() and any(tmp.iterdir()):
-            self.fig.store_partial_puts += 1
+            when = "after the answer"
+        elif tmp.is_dir() and any(tmp.iterdir()):
+            when = "mid-write"  # the partial file must be gone after the start
+        elif (blobs / blob[:2] / blob).exists():
+            when = "stored, before the answer"
+        else:
+            when = "before the daemon wrote"
+        self.fig.store_put_kills[when] += 1
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -957,6 +985,8 @@ def table(o: Outcome) -> str:
             f"{k}: {v}" for k, v in sorted(r.job_states.items()))),
         ("state changes watched", f"{r.watch_events} ({r.watch_gaps} missed by the poller)"),
     ]  # fmt: skip
+    if not (p.tasks or p.partition_s):
+        rows = []
     for c in f.partitions:
         gone = "-" if c.gone_s is None else f"{c.gone_s:.1f} s"
         heal = "never" if c.heal_s == math.inf else f"{c.heal_s:.1f} s"
@@ -973,7 +1003,8 @@ def table(o: Outcome) -> str:
             ("store: SIGKILLs (SQLite / blob put)", f"{f.store_kills} ({f.store_sqlite_kills} / "
                                                     f"{f.store_blob_kills})"),
             ("store: acknowledged tasks / blobs", f"{f.store_acked_tasks} / {f.store_acked_blobs}"),
-            ("store: puts killed mid-write", str(f.store_partial_puts)),
+            ("store: put kills landed", ", ".join(
+                f"{k}: {v}" for k, v in sorted(f.store_put_kills.items()))),
             ("store: inconsistencies", str(len(f.store_problems))),
         ]  # fmt: skip
     rows += [
