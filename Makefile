@@ -66,7 +66,7 @@ bench-gossip: $(STAMP)
 bench-blobs: $(STAMP)
 	$(BIN)/python bench/bench_blobs.py --size-mb 2048
 
-# About 5 minutes on 2 cores; CHAOS_ARGS="--seed 7 --tasks 200" to vary (see --help).
+# About 4 minutes on 2 cores; CHAOS_ARGS="--seed 7 --tasks 200" to vary (see --help).
 CHAOS_ARGS ?=
 chaos: $(STAMP)
 	$(BIN)/python -m icn_dev.chaos $(CHAOS_ARGS)

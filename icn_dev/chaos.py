@@ -974,8 +974,8 @@ def table(o: Outcome) -> str:
     r, f, p = o.report, o.figures, o.plan
     failed = ", ".join(f"{k}: {v}" for k, v in sorted(r.failed_reasons.items())) or "-"
     rows: list[tuple[str, str]] = [
-        ("nodes", f"{p.nodes} ({p.submitters} submitters, {p.nodes - p.submitters} executors "
-                  f"capped at {p.executor_cores:g} cores / {p.executor_memory_mb} MB)"),
+        ("nodes", f"{p.nodes} ({p.submitters} submitting only, {p.nodes - p.submitters} "
+                  f"executors capped at {p.executor_cores:g} cores / {p.executor_memory_mb} MB)"),
         ("faults: executor SIGKILLs", str(f.kills)),
         ("faults: executor restarts", str(f.restarts)),
         ("faults: submitter restarts", ", ".join(f.submitter_restarts) or "0"),

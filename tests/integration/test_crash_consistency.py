@@ -4,10 +4,11 @@ One real icnd is SIGKILLed at random points (seeded) of a burst of ``compute.sub
 (the node runs the tasks too, so both the ``tasks`` and the ``jobs`` tables are being written)
 and of ``icnctl blob put`` of a 16 MiB file streamed through a passed descriptor (when the
 daemon's temporary file reaches a random size, or its full size: during the fsync, rename or
-answer), then started again. After each start: it answers, ``compute.list`` decodes every record and holds every
-task whose submission was acknowledged, ``PRAGMA integrity_check`` is ok, every row of both
-tables decodes, every blob file hashes to its name (acknowledged puts among them), and no
-temporary file or run directory is left. ``make chaos`` runs 20 iterations of 64 MiB puts.
+answer), then started again. After each start: it answers, ``compute.list`` decodes every
+record and holds every task whose submission was acknowledged, ``PRAGMA integrity_check`` is
+ok, every row of both tables decodes, every blob file hashes to its name (acknowledged puts
+among them), and no temporary file or run directory the kill left is still there. ``make chaos``
+runs 20 iterations with 64 MiB puts.
 """
 
 from __future__ import annotations

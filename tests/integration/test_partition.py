@@ -56,17 +56,19 @@ def board():
 
 
 def dial(port: int) -> socket.socket:
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.settimeout(0.5)
-    return s
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
-def echoed(s: socket.socket, data: bytes) -> bytes | None:
+def echoed(s: socket.socket, data: bytes, wait: float = 5.0) -> bytes | None:
+    """The echo of ``data``, or None when nothing came back within ``wait`` seconds."""
+    s.settimeout(wait)
     s.sendall(data)
     try:
         return s.recv(4096)
     except TimeoutError:
         return None
+    finally:
+        s.settimeout(5.0)
 
 
 def test_the_switchboard_names_the_dialling_process(board):
@@ -82,12 +84,10 @@ def test_a_blackhole_holds_bytes_until_the_heal_and_spares_a_group(board):
     with dial(front) as old:
         assert echoed(old, b"a") == b"A"
         board.partition([{"x"}, {"y"}])
-        assert echoed(old, b"b") is None  # held, as a partition makes TCP retransmit
+        assert echoed(old, b"b", wait=0.5) is None  # held, as a partition makes TCP retransmit
         with dial(front) as new:  # a new link is accepted, and gets nothing through
-            assert echoed(new, b"c") is None
+            assert echoed(new, b"c", wait=0.5) is None
             board.heal()
-            old.settimeout(5)
-            new.settimeout(5)
             assert old.recv(4096) == b"B"
             assert new.recv(4096) == b"C"
         board.partition([{"x", "y"}])  # one group: nothing is cut
@@ -99,10 +99,8 @@ def test_a_reset_closes_links_across_the_cut(board):
     with dial(front) as old:
         assert echoed(old, b"a") == b"A"
         board.partition([{"x"}, {"y"}], mode="reset")
-        old.settimeout(5)
         assert old.recv(4096) == b""
         with dial(front) as new:
-            new.settimeout(5)
             assert new.recv(4096) == b""
         board.heal()
         with dial(front) as again:
