@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality clean
+.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality chaos clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
@@ -16,6 +16,7 @@ help:
 	@echo "make fuzz          a million fuzz cases: frames, every message type, config; figures table"
 	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs, locations, locality)"
 	@echo "make bench-blobs   put and get of a 2 GiB file through one icnd: throughput, daemon RSS"
+	@echo "make chaos         1,000 tasks on 8 icnd under SIGKILLs, a partition, kills during store writes"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +74,11 @@ bench-gossip: $(STAMP)
 # Needs three times the size in free disk under $TMPDIR (scales down, saying so, when short).
 bench-blobs: $(STAMP)
 	$(BIN)/python bench/bench_blobs.py --size-mb 2048
+
+# About 4 minutes on 2 cores; CHAOS_ARGS="--seed 7 --tasks 200" to vary (see --help).
+CHAOS_ARGS ?=
+chaos: $(STAMP)
+	$(BIN)/python -m icn_dev.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .hypothesis .ruff_cache *.egg-info

@@ -445,7 +445,13 @@ class MeshCore:
     def _backoff(self, c: Candidate, now: float, event: DialEvent) -> None:
         c.advance(event)
         cfg = self.config
-        c.backoff = cfg.redial_min_s if c.backoff <= 0 else min(c.backoff * 2, cfg.redial_max_s)
+        cap = cfg.redial_max_s
+        if c.did is not None and self.admitted(c.did):
+            # A member is tried again at least every liveness timeout, so that after a
+            # partition heals the mesh is whole within about twice that, however long the
+            # dials were refused (docs/RELIABILITY.md, "Chaos").
+            cap = min(cap, cfg.liveness_timeout_s)
+        c.backoff = cfg.redial_min_s if c.backoff <= 0 else min(c.backoff * 2, cap)
         # "Equal jitter": somewhere between half the backoff and all of it.
         c.next_at = now + c.backoff * self.rng.uniform(0.5, 1.0)
 

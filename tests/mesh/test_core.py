@@ -168,6 +168,32 @@ def test_redial_backoff_doubles_with_jitter_up_to_the_cap():
         assert cap / 2 <= wait <= cap + 1e-9
 
 
+def test_a_member_lost_in_a_partition_is_redialled_at_least_every_liveness_timeout():
+    """Dials refused all through a long partition must not push the next one past the liveness
+    timeout, or the mesh would stay split for up to ``redial_max_s`` after the heal (the chaos
+    suite's partition with --partition-mode reset: 22 s with the defaults, limit 2 × 10 s)."""
+    a, b = identities(2)
+    addr = "10.0.0.2:7946"
+    core = make_core(
+        a, [b.did], bootstrap=(addr,), liveness_timeout_s=10.0, redial_min_s=0.5,
+        redial_max_s=30.0,
+    )  # fmt: skip
+    core.start(T0, ("10.0.0.1:7946",))
+    core.link_opened(1, b.did, "out", addr, T0, addr)
+    core.frame_received(1, wire.Hello(wire.PROTOCOL_VERSION, (addr,)), T0)
+    assert core.peer_count() == 1
+    now = T0 + 1
+    core.link_closed(1, "eof", now)  # the cut
+    waits = []
+    for _ in range(10):
+        now = core.candidates[addr].next_at
+        assert actions_of(core.tick(now), Dial) == [Dial(addr, b.did)]
+        core.dial_failed(addr, "refused", now)
+        waits.append(core.candidates[addr].next_at - now)
+    assert max(waits) <= 10.0
+    assert waits[-1] >= 5.0  # still backing off: at least half the cap (equal jitter)
+
+
 def test_dial_to_ourselves_is_forgotten():
     (a,) = identities(1)
     core = make_core(a, [], bootstrap=("10.0.0.5:1",))
