@@ -418,12 +418,7 @@ class SubmitterCore:
             return [Ignored("offer from an excluded executor", offer.task_hash, sender)]
         acts: list[Effect] = []
         assert t.request is not None
-        lie = offer_lie(
-            offer,
-            t.request,
-            self.registry.get(sender),
-            self.blobs() if self.blobs is not None else None,
-        )
+        lie = offer_lie(offer, t.request, self.registry.get(sender))
         if lie is not None:
             # Caught out: the offer is refused (it still counts as the executor's answer) and
             # the executor's effective trust at this submitter drops.

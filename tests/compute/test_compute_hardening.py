@@ -195,7 +195,7 @@ def test_the_score_components_of_an_honest_offer_are_within_the_checks():
         offer = pol.score(req, node, 0.9, LocalityContext.empty(), 0.0)
         assert isinstance(offer, PlacementOffer)
         info = ExecutorInfo(did=A, capacity=capacity(), queue_depth=k % 12)
-        assert offer_lie(offer, req, info, None) is None, offer.components
+        assert offer_lie(offer, req, info) is None, offer.components
         assert isinstance(offer.components, ScoreComponents)
 
 
