@@ -29,6 +29,7 @@ from .mesh.driver import MeshService
 from .mesh.rpc import register as register_mesh_rpc
 from .metrics import Metrics, serve_metrics
 from .rpc import RpcRegistry
+from .rpc.params import NoParams
 from .rpc.server import serve_rpc
 from .scheduler import Ewma, NodeCapacity, NodeMetrics
 from .scheduler.tasks import TaskSpec, TaskState
@@ -57,8 +58,8 @@ class Node:
         self.mesh: MeshService | None = None  # the mesh service, when running
         self.blobs: BlobService | None = None  # the blob service, when running
         self.compute: ComputeDriver | None = None  # the compute driver, when running
-        self.rpc.register("node.status", self._rpc_status)
-        self.rpc.register("node.capacity", self._rpc_capacity)
+        self.rpc.register("node.status", self._rpc_status, NoParams)
+        self.rpc.register("node.capacity", self._rpc_capacity, NoParams)
 
     # --- capacity ------------------------------------------------------------------------
 
@@ -93,7 +94,7 @@ class Node:
 
     # --- RPC -----------------------------------------------------------------------------
 
-    async def _rpc_status(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _rpc_status(self, params: NoParams) -> dict[str, Any]:
         uptime = trio.current_time() - self._started_at if self._started_at is not None else 0.0
         return {
             "did": self.did,
@@ -104,7 +105,7 @@ class Node:
             "peers": self.mesh.peer_count() if self.mesh is not None else 0,
         }
 
-    async def _rpc_capacity(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _rpc_capacity(self, params: NoParams) -> dict[str, Any]:
         capacity = self.capacity or await self.refresh_capacity()
         return capacity.to_dict()
 

@@ -3,10 +3,12 @@ import os
 import socket
 import stat
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import pytest
 import trio
 import trio.testing
+from structlog.testing import capture_logs
 
 from icn_node.errors import IcnError, RpcError
 from icn_node.rpc import RpcRegistry
@@ -322,3 +324,79 @@ async def test_pipelined_requests_each_get_their_own_descriptor(short_tmp):
         assert open_fds() == before
         a.close()
         b.close()
+
+
+# --- declared parameters, and bugs -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CountParams:
+    n: int
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise InvalidParams("n: expected a count (integer >= 0)")
+
+
+async def test_a_handler_with_declared_params_never_sees_bad_ones():
+    reg = RpcRegistry()
+    seen: list[CountParams] = []
+
+    @reg.method("count", CountParams)
+    async def count(p: CountParams):
+        seen.append(p)
+        return p.n + 1
+
+    ok = await handle(reg, {"jsonrpc": "2.0", "id": 1, "method": "count", "params": {"n": 2}})
+    assert ok["result"] == 3 and seen == [CountParams(2)]
+    for params, message in [
+        ({}, "n: missing"),
+        ({"n": "2"}, "n: expected an integer, got str"),
+        ({"n": 2.5}, "n: expected an integer, got 2.5"),
+        ({"n": -1}, "n: expected a count (integer >= 0)"),
+        ({"n": 1, "label": 5}, "label: expected a string, got int"),
+    ]:
+        out = await handle(reg, {"jsonrpc": "2.0", "id": 2, "method": "count", "params": params})
+        assert out["error"] == {"code": -32602, "message": message}, params
+    assert seen == [CountParams(2)]
+
+
+async def test_a_bug_is_an_internal_error_logged_in_full_once_then_counted():
+    reg = make_registry()
+    with capture_logs() as logs:
+        for i in range(9):
+            out = await handle(reg, {"jsonrpc": "2.0", "id": i, "method": "boom"})
+            assert out["error"]["code"] == -32603
+            assert out["error"]["message"] == "internal error in boom: ZeroDivisionError('bug')"
+    failures = [e for e in logs if e["event"] == "rpc_handler_failed"]
+    assert [e.get("times") for e in failures] == [None, 2, 4, 8]
+    assert failures[0]["method"] == "boom" and "exc_info" in failures[0]
+    assert all("exc_info" not in e for e in failures[1:])
+
+
+async def test_a_result_without_a_json_form_is_an_internal_error():
+    reg = RpcRegistry()
+
+    @reg.method("bad")
+    async def bad(params):
+        return {"x": float("nan"), "y": object()}
+
+    out = await handle(reg, {"jsonrpc": "2.0", "id": 1, "method": "bad"})
+    assert out == {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "error": {"code": -32603, "message": "internal error in bad"},
+    }
+
+
+async def test_hostile_lines_get_one_error_line_each():
+    reg = make_registry()
+    for line, code in [
+        (b"[" * 1500, -32700),
+        (b'{"jsonrpc":"2.0","id":' + b"9" * 5000 + b',"method":"echo"}', -32700),
+        (b'{"jsonrpc":"2.0","id":{},"method":"echo"}', -32600),
+    ]:
+        out = await reg.handle_line(line)
+        assert out is not None and out.endswith(b"\n") and out.count(b"\n") == 1
+        assert json.loads(out)["error"]["code"] == code
