@@ -6,15 +6,16 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs clean
+.PHONY: help install test test-fast run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-rpc clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
 	@echo "make test          install (if needed) and run the whole test suite"
 	@echo "make run           one development node in the foreground (state in ./run/dev)"
 	@echo "make lint          ruff lint and format check, mypy (strict for the pure cores and the wire)"
-	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs)"
+	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs, rpc)"
 	@echo "make bench-blobs   put and get of a 2 GiB file through one icnd: throughput, daemon RSS"
+	@echo "make bench-rpc     delay idle, slow-loris and not-reading RPC clients add to a new call"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +48,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs
+bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-rpc
 
 bench-score: $(STAMP)
 	$(BIN)/python bench/bench_score.py
@@ -64,6 +65,10 @@ bench-gossip: $(STAMP)
 # Needs three times the size in free disk under $TMPDIR (scales down, saying so, when short).
 bench-blobs: $(STAMP)
 	$(BIN)/python bench/bench_blobs.py --size-mb 2048
+
+# Exits 1 when any call is delayed more than 100 ms over the unloaded median.
+bench-rpc: $(STAMP)
+	$(BIN)/python bench/bench_rpc_clients.py
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .hypothesis .ruff_cache *.egg-info

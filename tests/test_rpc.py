@@ -14,7 +14,7 @@ from icn_node.errors import IcnError, RpcError
 from icn_node.rpc import RpcRegistry
 from icn_node.rpc.client import DaemonUnavailable, RpcClient
 from icn_node.rpc.protocol import InvalidParams
-from icn_node.rpc.server import _serve_connection, serve_rpc
+from icn_node.rpc.server import RpcServer, ServerLimits, serve_rpc
 
 
 def make_registry():
@@ -98,7 +98,7 @@ async def read_lines(stream, n):
 async def test_pipelined_requests_answered_in_order(autojump_clock):
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as n:
-        n.start_soon(_serve_connection, server, make_registry(), 1024, 30.0)
+        n.start_soon(RpcServer(make_registry(), ServerLimits(1024, 30.0)).handle_stream, server)
         reqs = b"".join(
             json.dumps({"jsonrpc": "2.0", "id": i, "method": "echo", "params": {"i": i}}).encode()
             + b"\n"
@@ -113,7 +113,7 @@ async def test_pipelined_requests_answered_in_order(autojump_clock):
 async def test_oversized_request_gets_error_then_close(autojump_clock):
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as n:
-        n.start_soon(_serve_connection, server, make_registry(), 1024, 30.0)
+        n.start_soon(RpcServer(make_registry(), ServerLimits(1024, 30.0)).handle_stream, server)
         await client.send_all(b"x" * 5000)
         out = await read_lines(client, 1)
         assert out[0]["error"]["code"] == -32600 and "1024" in out[0]["error"]["message"]
@@ -123,7 +123,7 @@ async def test_oversized_request_gets_error_then_close(autojump_clock):
 async def test_slow_client_is_disconnected_after_idle_timeout(autojump_clock):
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as n:
-        n.start_soon(_serve_connection, server, make_registry(), 1024, 30.0)
+        n.start_soon(RpcServer(make_registry(), ServerLimits(1024, 30.0)).handle_stream, server)
         start = trio.current_time()
         await client.send_all(b'{"jsonrpc": "2.0", ')
         assert await client.receive_some() == b""
@@ -400,3 +400,106 @@ async def test_hostile_lines_get_one_error_line_each():
         out = await reg.handle_line(line)
         assert out is not None and out.endswith(b"\n") and out.count(b"\n") == 1
         assert json.loads(out)["error"]["code"] == code
+
+
+# --- per-client limits, on memory streams with a mock clock ----------------------------------
+
+
+REQUEST = b'{"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"ok": true}}\n'
+
+
+def connect(nursery, server: RpcServer):
+    client, server_side = trio.testing.memory_stream_pair()
+    nursery.start_soon(server.handle_stream, server_side)
+    return client
+
+
+async def closed(stream) -> bool:
+    """Whether the server closed the connection (nothing more comes)."""
+    return await stream.receive_some() == b""
+
+
+async def test_an_idle_connection_is_closed_after_the_idle_timeout(autojump_clock):
+    server = RpcServer(make_registry(), ServerLimits(idle_timeout_s=5.0))
+    async with trio.open_nursery() as n:
+        start = trio.current_time()
+        silent = connect(n, server)
+        assert await closed(silent)
+        assert trio.current_time() - start == pytest.approx(5.0)
+        # Between requests too: idle for 5 s after its last reply.
+        regular = connect(n, server)
+        await regular.send_all(REQUEST)
+        assert (await read_lines(regular, 1))[0]["result"] == {"ok": True}
+        answered = trio.current_time()
+        assert await closed(regular)
+        assert trio.current_time() - answered == pytest.approx(5.0)
+    assert len(server.table) == 0
+
+
+async def test_a_client_that_does_not_read_its_reply_is_closed(autojump_clock):
+    server = RpcServer(make_registry(), ServerLimits(idle_timeout_s=60.0, send_timeout_s=10.0))
+    client, server_side = trio.testing.lockstep_stream_pair()  # a send waits for a receive
+    done = []
+
+    async def serve():
+        await server.handle_stream(server_side)
+        done.append(trio.current_time())
+
+    async with trio.open_nursery() as n:
+        n.start_soon(serve)
+        start = trio.current_time()
+        await client.send_all(REQUEST)  # ...and never reads the reply
+    assert done == [pytest.approx(start + 10.0)]
+
+
+async def test_idle_and_trickling_clients_do_not_delay_a_new_one(autojump_clock):
+    server = RpcServer(make_registry(), ServerLimits(idle_timeout_s=30.0, max_connections=8))
+
+    async def trickle(stream):
+        try:
+            for byte in b'{"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"x": "':
+                await stream.send_all(bytes([byte]))
+                await trio.sleep(1.0)
+        except trio.BrokenResourceError:  # closed for a newcomer
+            pass
+
+    async with trio.open_nursery() as n:
+        idle = [connect(n, server) for _ in range(50)]
+        for _ in range(50):
+            n.start_soon(trickle, connect(n, server))
+        await trio.sleep(3.0)
+        assert len(server.table) == 8  # the slots are full of clients that send no request
+        start = trio.current_time()
+        fresh = connect(n, server)
+        await fresh.send_all(REQUEST)
+        assert (await read_lines(fresh, 1))[0]["result"] == {"ok": True}
+        assert trio.current_time() == start  # answered without waiting for anyone
+        assert all([await closed(c) for c in idle])  # each closed for a newer connection
+        n.cancel_scope.cancel()
+
+
+async def test_running_handlers_keep_their_connections_and_a_newcomer_hears_busy(autojump_clock):
+    reg = make_registry()
+    release = trio.Event()
+
+    @reg.method("wait")
+    async def wait(params):
+        await release.wait()
+        return "done"
+
+    server = RpcServer(reg, ServerLimits(max_connections=2))
+    async with trio.open_nursery() as n:
+        waiting = [connect(n, server) for _ in range(2)]
+        for i, c in enumerate(waiting):
+            await c.send_all(b'{"jsonrpc": "2.0", "id": %d, "method": "wait"}\n' % i)
+        await trio.sleep(1.0)
+        late = connect(n, server)
+        (busy,) = await read_lines(late, 1)
+        assert busy["error"] == {
+            "code": -32002,
+            "message": "icnd is busy: all 2 RPC connections are running requests; try again",
+        }
+        assert await closed(late)
+        release.set()
+        assert [(await read_lines(c, 1))[0]["result"] for c in waiting] == ["done", "done"]
+        n.cancel_scope.cancel()

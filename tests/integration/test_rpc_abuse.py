@@ -1,14 +1,18 @@
-"""A real icnd under hostile local clients: lines that used to kill it."""
+"""A real icnd under hostile local clients: lines that used to kill it, and clients that hold
+its socket without using it."""
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 
 from icn_dev.cluster import LocalCluster
+from icn_dev.rpc_load import RpcLoad
 from icn_node.errors import RpcError
+from icn_node.rpc.client import RpcClient
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +69,21 @@ def test_lines_that_killed_icnd_get_an_error_and_it_keeps_serving(node):
         node.rpc(0, "compute.list", {"limit": 10**30})
     assert e.value.code == -32602 and str(e.value).startswith("limit: expected 1-")
     assert node.rpc(0, "node.status")["did"] == n.did
+
+
+def test_idle_and_slow_clients_do_not_stall_icnctl(node):
+    n = node.nodes[0]
+    # More than icnd's 128 slots: until issue 10 every icnctl call then waited ~30 s for one.
+    with RpcLoad(n.socket, idle=200, trickle=40, unread=10) as load:
+        time.sleep(1.0)
+        r = node.icnctl(0, "--timeout", "5", "node", "status")
+        assert r.returncode == 0, r.stderr
+        assert n.did in r.stdout
+        for _ in range(20):
+            with RpcClient(n.socket, timeout=5) as client:
+                assert client.call("node.status")["did"] == n.did
+        stats = load.snapshot()
+    # icnd made room by closing the clients that waited longest; it did not refuse anyone.
+    assert stats.refused == 0
+    assert stats.closed_by_daemon >= 250 - 128
+    assert n.running
