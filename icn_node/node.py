@@ -130,6 +130,7 @@ class Node:
                     cfg.rpc_socket,
                     max_request_bytes=cfg.rpc.max_request_bytes,
                     idle_timeout_s=cfg.rpc.idle_timeout_s,
+                    allowed_group=cfg.rpc.allowed_group,
                     task_status=task_status,
                 )
             )

@@ -4,6 +4,7 @@ import socket
 import stat
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 import trio
@@ -503,3 +504,102 @@ async def test_running_handlers_keep_their_connections_and_a_newcomer_hears_busy
         release.set()
         assert [(await read_lines(c, 1))[0]["result"] for c in waiting] == ["done", "done"]
         n.cancel_scope.cancel()
+
+
+# --- who may connect: SO_PEERCRED on the real socket -----------------------------------------
+
+NOBODY = 65534
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="runs a client as another user (setuid), which needs root"
+)
+
+
+def as_user(uid: int, gid: int, groups: list[int], fn) -> tuple[int, bytes]:
+    """Run ``fn() -> bytes`` in a forked child that became ``uid``/``gid`` first; its exit
+    code and what it returned."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no return from here
+        code = 0
+        try:
+            os.close(r)
+            os.setgroups(groups)
+            os.setgid(gid)
+            os.setuid(uid)
+            out = fn()
+        except BaseException as e:  # reported to the parent, whatever it is
+            out, code = repr(e).encode(), 1
+        os.write(w, out)
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def status_request(path) -> bytes:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(path))
+        try:
+            s.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"me": 1}}\n')
+        except BrokenPipeError:  # refused and closed: the error line is still there to read
+            pass
+        return s.recv(65536)
+
+
+@needs_root
+async def test_another_user_is_refused_with_a_reason(short_tmp):
+    os.chmod(short_tmp, 0o755)  # let the other user reach the socket; its own mode is 0660
+    path = short_tmp / "s.sock"
+    async with trio.open_nursery() as n:
+        await n.start(serve_rpc, make_registry(), path)
+        # In root's group, so the file mode lets it connect: only the credential check stops it.
+        code, out = await trio.to_thread.run_sync(
+            as_user, NOBODY, 0, [], lambda: status_request(path)
+        )
+        assert code == 0, out
+        reply = json.loads(out)
+        assert reply["error"] == {
+            "code": -32001,
+            "message": "permission denied: uid 65534 (nobody) is not icnd's user (uid 0), and "
+            "rpc.allowed_group is not set",
+        }
+        # root itself (and icnd's user, the same here) is served
+        ok = await trio.to_thread.run_sync(status_request, path)
+        assert json.loads(ok)["result"] == {"me": 1}
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_members_of_the_allowed_group_are_served(short_tmp):
+    import grp
+
+    os.chmod(short_tmp, 0o755)
+    path = short_tmp / "s.sock"
+    group = grp.getgrgid(NOBODY).gr_name  # "nogroup" on Debian, "nobody" elsewhere
+    async with trio.open_nursery() as n:
+        await n.start(partial(serve_rpc, make_registry(), path, allowed_group=group))
+        assert path.stat().st_gid == NOBODY and stat.S_IMODE(path.stat().st_mode) == 0o660
+        # By primary group, and by a supplementary group (SO_PEERGROUPS)
+        for gid, groups in [(NOBODY, []), (0, [NOBODY])]:
+            code, out = await trio.to_thread.run_sync(
+                as_user, NOBODY, gid, groups, lambda: status_request(path)
+            )
+            assert code == 0 and json.loads(out)["result"] == {"me": 1}, (gid, groups, out)
+        # Not in it (and let in by the file mode only through root's group): refused.
+        os.chown(path, -1, 0)
+        code, out = await trio.to_thread.run_sync(
+            as_user, NOBODY, 0, [], lambda: status_request(path)
+        )
+        assert json.loads(out)["error"]["message"] == (
+            f"permission denied: uid 65534 (nobody) is not icnd's user (uid 0) nor in group "
+            f"{group} (rpc.allowed_group)"
+        )
+        n.cancel_scope.cancel()
+
+
+async def test_an_unknown_allowed_group_is_a_clear_error(short_tmp):
+    with pytest.raises(IcnError, match="rpc.allowed_group: no group 'no-such-group-here'"):
+        await serve_rpc(make_registry(), short_tmp / "s.sock", allowed_group="no-such-group-here")

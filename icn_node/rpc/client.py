@@ -5,7 +5,7 @@
 that arrive before the response to ``on_notify``. The socket timeout applies to each wait, so a
 long call stays alive as long as the daemon keeps sending progress notifications.
 
-A daemon that refuses a connection (busy) writes one error line and closes:
+A daemon that refuses a connection (permission denied, busy) writes one error line and closes:
 the client reads that line even when the close broke its own send, and raises it as an
 :class:`~icn_node.errors.RpcError`. A connection kept open between calls may have been closed
 by the daemon meanwhile (idle too long, or closed to make room for a newer one); a call that

@@ -8,6 +8,8 @@ disconnected.
 
 Per-client limits keep any number of such clients from delaying anyone else:
 
+* who may connect is checked on accept with the peer's credentials (:mod:`.access`); a refused
+  client gets one error line;
 * at most ``max_connections`` are served at once (:mod:`.clients`): when all are taken, a new
   connection closes the one that has waited longest for its client (to send a request or read
   a reply); a connection whose handler is running is never closed for another, and when all
@@ -39,12 +41,15 @@ import trio
 
 from ..errors import IcnError
 from ..logs import get_logger
+from .access import Access, peer_credentials
 from .clients import ConnectionTable
 from .protocol import (
     BUSY,
     INVALID_REQUEST,
+    PERMISSION_DENIED,
     Call,
     RpcRegistry,
+    _Repeats,
     encode,
     error_line,
 )
@@ -227,14 +232,25 @@ class _Connection:
 class RpcServer:
     """Serves a registry's methods on stream connections, within per-client limits."""
 
-    def __init__(self, registry: RpcRegistry, limits: ServerLimits | None = None) -> None:
+    def __init__(
+        self,
+        registry: RpcRegistry,
+        limits: ServerLimits | None = None,
+        access: Access | None = None,
+    ) -> None:
         self.registry = registry
         self.limits = limits or ServerLimits()
+        self.access = access
         self.table: ConnectionTable[_Connection] = ConnectionTable(self.limits.max_connections)
+        self._refusals = _Repeats()
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
-        """An accepted connection: take a slot, serve it."""
+        """An accepted connection: check the peer (on a Unix socket), take a slot, serve it."""
         try:
+            refusal = self._check_peer(stream)
+            if refusal is not None:
+                await self._refuse(stream, PERMISSION_DENIED, refusal)
+                return
             conn = _Connection()
             admission = self.table.admit(conn, trio.current_time())
             if not admission.admitted:
@@ -253,6 +269,21 @@ class RpcServer:
                 self.table.remove(conn)
         finally:
             await trio.aclose_forcefully(stream)
+
+    def _check_peer(self, stream: trio.abc.Stream) -> str | None:
+        sock = getattr(stream, "socket", None)
+        if self.access is None or sock is None or sock.family != stdlib_socket.AF_UNIX:
+            return None
+        try:
+            peer = peer_credentials(sock)
+        except OSError as e:
+            return f"permission denied: icnd could not read the client's credentials ({e})"
+        refusal = self.access.refusal(peer)
+        if refusal is not None:
+            n, loud = self._refusals.count("uid", str(peer.uid))
+            if loud:
+                log.warning("rpc_client_refused", uid=peer.uid, pid=peer.pid, times=n)
+        return refusal
 
     async def _refuse(self, stream: trio.abc.Stream, code: int, message: str) -> None:
         with trio.move_on_after(REFUSAL_SEND_TIMEOUT_S):
@@ -320,9 +351,11 @@ class RpcServer:
         self,
         path: Path,
         *,
+        allowed_gid: int | None = None,
         task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on the Unix socket ``path`` (mode 0660) until cancelled; unlink it on exit."""
+        """Listen on the Unix socket ``path`` (mode 0660, given to group ``allowed_gid`` if
+        set) until cancelled; unlink it on exit."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_socket(path)
@@ -333,6 +366,14 @@ class RpcServer:
                 await sock.bind(str(path))
             finally:
                 os.umask(old_umask)
+            if allowed_gid is not None:
+                try:
+                    os.chown(path, -1, allowed_gid)
+                except OSError as e:
+                    raise IcnError(
+                        f"rpc.allowed_group: cannot give the socket {path} to group "
+                        f"{allowed_gid}: {e.strerror} (icnd's user must be in that group)"
+                    ) from None
             os.chmod(path, 0o660)
             # The kernel's most: connections beyond it are refused before icnd sees them.
             sock.listen(stdlib_socket.SOMAXCONN)
@@ -356,8 +397,13 @@ async def serve_rpc(
     max_request_bytes: int = 1 << 20,
     idle_timeout_s: float = 30.0,
     max_connections: int = MAX_CONNECTIONS,
+    allowed_group: str = "",
     task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``registry`` on the Unix socket ``path`` until cancelled."""
+    """Serve ``registry`` on the Unix socket ``path`` to icnd's user, root and members of
+    ``allowed_group`` (the socket file is given to that group) until cancelled."""
+    access = Access.for_daemon(allowed_group)
     limits = ServerLimits(max_request_bytes, idle_timeout_s, max_connections)
-    await RpcServer(registry, limits).serve(path, task_status=task_status)
+    server = RpcServer(registry, limits, access)
+    gid = access.group.gid if access.group is not None else None
+    await server.serve(path, allowed_gid=gid, task_status=task_status)

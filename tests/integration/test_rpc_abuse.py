@@ -1,18 +1,24 @@
-"""A real icnd under hostile local clients: lines that used to kill it, and clients that hold
-its socket without using it."""
+"""A real icnd under hostile local clients: lines that used to kill it, clients that hold its
+socket without using it, and users it does not serve."""
 
 from __future__ import annotations
 
+import contextlib
+import grp
+import io
 import json
+import os
 import socket
 import time
 
 import pytest
+from icn_cli.main import app as icnctl_app
 
 from icn_dev.cluster import LocalCluster
 from icn_dev.rpc_load import RpcLoad
 from icn_node.errors import RpcError
 from icn_node.rpc.client import RpcClient
+from tests.test_rpc import NOBODY, as_user, needs_root
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +93,51 @@ def test_idle_and_slow_clients_do_not_stall_icnctl(node):
     assert stats.refused == 0
     assert stats.closed_by_daemon >= 250 - 128
     assert n.running
+
+
+def icnctl_here(*args: str) -> bytes:
+    """icnctl run in this process (a forked child, as another user): its exit code and
+    output, as JSON."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            icnctl_app(list(args), prog_name="icnctl")
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return json.dumps({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}).encode()
+
+
+@needs_root
+def test_icnctl_run_by_a_user_icnd_does_not_serve_says_why(short_tmp):
+    group = grp.getgrgid(NOBODY).gr_name  # "nogroup" on Debian, "nobody" elsewhere
+    with LocalCluster(
+        short_tmp, 1, topology="none", node_config=lambda i, dids: {"rpc": {"allowed_group": group}}
+    ) as cluster:
+        cluster.start_all()
+        n = cluster.nodes[0]
+        for d in (short_tmp, n.data_dir):
+            os.chmod(d, 0o755)  # let other users reach the socket; its own mode is 0660
+        assert n.socket.stat().st_gid == NOBODY and (n.socket.stat().st_mode & 0o777) == 0o660
+        sock = str(n.socket)
+
+        def run_as(uid: int, gid: int) -> dict:
+            code, out = as_user(
+                uid, gid, [], lambda: icnctl_here("--socket", sock, "node", "status")
+            )
+            assert code == 0, out
+            return json.loads(out)
+
+        assert json.loads(icnctl_here("--socket", sock, "node", "status"))["code"] == 0  # root
+        member = run_as(NOBODY, NOBODY)
+        assert member["code"] == 0 and n.did in member["stdout"], member
+        # Someone else, let past the file mode by hand: the credential check still refuses.
+        os.chmod(n.socket, 0o666)
+        stranger = run_as(12345, 12345)
+        assert stranger["code"] == 1
+        assert stranger["stderr"] == (
+            "Error: permission denied: uid 12345 is not icnd's user (uid 0) nor in group "
+            f"{group} (rpc.allowed_group)\n"
+        )
+        assert n.running
+        assert cluster.rpc(0, "node.status")["did"] == n.did
