@@ -153,7 +153,8 @@ def main() -> int:
                     latencies = timed_calls(socket, args.calls)
                     after, t1 = load.snapshot(), time.perf_counter()
                     icnctl[name] = icnctl_seconds(socket)
-                    rate = (after.closed_by_daemon - before.closed_by_daemon) / (t1 - t0)
+                    gone = after.closed_by_daemon + after.told_busy
+                    rate = (gone - before.closed_by_daemon - before.told_busy) / (t1 - t0)
                     results.append(Result(name, latencies, after, rate, gated=refill is None))
             alive = cluster.nodes[0].running
 
@@ -168,7 +169,7 @@ def main() -> int:
     head = (
         f"{'scenario':10} {'median':>8} {'p95':>8} {'max':>8} {'added med':>10} {'added max':>10}"
     )
-    print(head + "  open (idle/slow/unread)  closed by icnd (/s)")
+    print(head + "  open (idle/slow/unread)  closed / told busy by icnd (/s)")
     worst = 0.0
     for r in results:
         added_med, added_max = r.ms("median") - base, r.ms("max") - base
@@ -177,13 +178,13 @@ def main() -> int:
                 worst = max(worst, added_max)
             o = r.load.open_now
             opened = f"{o.get('idle', 0)}/{o.get('trickle', 0)}/{o.get('unread', 0)}"
-            closed = f"{r.load.closed_by_daemon} ({r.closed_per_s:.0f}/s)"
+            closed = f"{r.load.closed_by_daemon} / {r.load.told_busy} ({r.closed_per_s:.0f}/s)"
         else:
             opened, closed = "-", "-"
         note = "" if r.gated else "  (not gated: a reconnection flood)"
         print(
             f"{r.name:10} {r.ms('median'):7.2f}ms {r.ms('p95'):7.2f}ms {r.ms('max'):7.2f}ms "
-            f"{added_med:9.2f}ms {added_max:9.2f}ms  {opened:>23}  {closed:>19}{note}"
+            f"{added_med:9.2f}ms {added_max:9.2f}ms  {opened:>23}  {closed:>32}{note}"
         )
     print(
         "icnctl node status (whole process): "

@@ -37,8 +37,9 @@ class _Conn:
 @dataclass
 class LoadStats:
     opened: int = 0
-    closed_by_daemon: int = 0
-    refused: int = 0  # connect() failed (the listen backlog was full, or the file mode)
+    closed_by_daemon: int = 0  # closed without a word (to make room, or timed out)
+    told_busy: int = 0  # refused with a "busy" line when it connected
+    refused: int = 0  # connect() failed (the listen backlog stayed full, or the file mode)
     open_now: dict[str, int] = field(default_factory=dict)
 
 
@@ -56,11 +57,11 @@ class RpcLoad:
         self.path = str(path)
         self.trickle_interval_s = trickle_interval_s
         self.refill_interval_s = refill_interval_s
-        self._conns = (
-            [_Conn("idle") for _ in range(idle)]
-            + [_Conn("trickle") for _ in range(trickle)]
-            + [_Conn("unread") for _ in range(unread)]
-        )
+        # Opened interleaved in proportion, so that whichever connections icnd keeps (the
+        # first to arrive hold its slots) are of every kind.
+        kinds = {"idle": idle, "trickle": trickle, "unread": unread}
+        order = sorted(((i + 0.5) / n, kind) for kind, n in kinds.items() for i in range(n))
+        self._conns = [_Conn(kind) for _, kind in order]
         self.stats = LoadStats()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -96,7 +97,7 @@ class RpcLoad:
             if c.sock is not None:
                 open_now[c.kind] = open_now.get(c.kind, 0) + 1
         s = self.stats
-        return LoadStats(s.opened, s.closed_by_daemon, s.refused, open_now)
+        return LoadStats(s.opened, s.closed_by_daemon, s.told_busy, s.refused, open_now)
 
     # --- the thread ---------------------------------------------------------------------
 
@@ -125,11 +126,14 @@ class RpcLoad:
         if c.kind == "unread":
             self._flood(c)
 
-    def _closed(self, c: _Conn) -> None:
+    def _closed(self, c: _Conn, told: bytes = b"") -> None:
         if c.sock is not None:
             c.sock.close()
             c.sock = None
-            self.stats.closed_by_daemon += 1
+            if b'"code":-32002' in told:
+                self.stats.told_busy += 1
+            else:
+                self.stats.closed_by_daemon += 1
 
     def _flood(self, c: _Conn) -> None:
         """Requests until the socket takes no more: the daemon's replies then wait on us."""
@@ -158,20 +162,20 @@ class RpcLoad:
             self._stop.wait(0.02)
 
     def _watch_closes(self) -> None:
-        """Notice connections the daemon closed: a peek sees the end of an idle or trickling
-        one; an unread one (its replies still unread) fails a one-space send."""
+        """Notice connections the daemon closed: an idle or trickling one reads the end, or
+        the one line the daemon writes before closing; an unread one (its replies still
+        unread) fails a one-space send."""
         for c in self._conns:
             if c.sock is None or c.kind == "unread":
                 continue
             try:
-                data = c.sock.recv(65536, socket.MSG_PEEK)
+                data = c.sock.recv(65536)
             except BlockingIOError:
                 continue
             except OSError:
                 self._closed(c)
                 continue
-            if not data:
-                self._closed(c)
+            self._closed(c, data)  # the end, or a refusal line before it
         for c in self._conns:
             if c.kind == "unread" and c.sock is not None:
                 try:

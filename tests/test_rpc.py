@@ -2,6 +2,7 @@ import json
 import os
 import socket
 import stat
+import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -454,7 +455,8 @@ async def test_a_client_that_does_not_read_its_reply_is_closed(autojump_clock):
 
 
 async def test_idle_and_trickling_clients_do_not_delay_a_new_one(autojump_clock):
-    server = RpcServer(make_registry(), ServerLimits(idle_timeout_s=30.0, max_connections=8))
+    limits = ServerLimits(idle_timeout_s=30.0, max_connections=8, evict_after_s=0.5)
+    server = RpcServer(make_registry(), limits)
 
     async def trickle(stream):
         try:
@@ -466,6 +468,7 @@ async def test_idle_and_trickling_clients_do_not_delay_a_new_one(autojump_clock)
 
     async with trio.open_nursery() as n:
         idle = [connect(n, server) for _ in range(50)]
+        await trio.sleep(1.0)
         for _ in range(50):
             n.start_soon(trickle, connect(n, server))
         await trio.sleep(3.0)
@@ -475,8 +478,29 @@ async def test_idle_and_trickling_clients_do_not_delay_a_new_one(autojump_clock)
         await fresh.send_all(REQUEST)
         assert (await read_lines(fresh, 1))[0]["result"] == {"ok": True}
         assert trio.current_time() == start  # answered without waiting for anyone
-        assert all([await closed(c) for c in idle])  # each closed for a newer connection
+        # The idle ones: 8 closed for the tricklers once they had waited 0.5 s; the 42 that
+        # found 8 connections younger than that were told "busy" (a client then tries again).
+        told = [await read_to_end(c) for c in idle]
+        assert told.count([]) == 8
+        assert all(lines == [BUSY_LINE] for lines in told if lines)
         n.cancel_scope.cancel()
+
+
+BUSY_LINE = {
+    "jsonrpc": "2.0",
+    "id": None,
+    "error": {
+        "code": -32002,
+        "message": "icnd is busy: its 8 RPC connections are all in use; try again",
+    },
+}
+
+
+async def read_to_end(stream) -> list[dict]:
+    buf = b""
+    while chunk := await stream.receive_some():
+        buf += chunk
+    return [json.loads(line) for line in buf.splitlines()]
 
 
 async def test_running_handlers_keep_their_connections_and_a_newcomer_hears_busy(autojump_clock):
@@ -498,7 +522,7 @@ async def test_running_handlers_keep_their_connections_and_a_newcomer_hears_busy
         (busy,) = await read_lines(late, 1)
         assert busy["error"] == {
             "code": -32002,
-            "message": "icnd is busy: all 2 RPC connections are running requests; try again",
+            "message": "icnd is busy: its 2 RPC connections are all in use; try again",
         }
         assert await closed(late)
         release.set()
@@ -603,3 +627,58 @@ async def test_members_of_the_allowed_group_are_served(short_tmp):
 async def test_an_unknown_allowed_group_is_a_clear_error(short_tmp):
     with pytest.raises(IcnError, match="rpc.allowed_group: no group 'no-such-group-here'"):
         await serve_rpc(make_registry(), short_tmp / "s.sock", allowed_group="no-such-group-here")
+
+
+# --- the client against a scripted daemon ----------------------------------------------------
+
+
+def scripted_daemon(path, replies: list[bytes | None]):
+    """A Unix socket that answers each connection, in turn, with one scripted line: an error
+    line written before reading anything (a refusal), or None: read the request, answer it."""
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(8)
+    seen: list[bytes] = []
+
+    def run():
+        with listener:
+            for reply in replies:
+                conn, _ = listener.accept()
+                with conn:
+                    if reply is not None:
+                        conn.sendall(reply)
+                        continue
+                    request = json.loads(conn.makefile("rb").readline())
+                    seen.append(request["method"].encode())
+                    answer = {"jsonrpc": "2.0", "id": request["id"], "result": "served"}
+                    conn.sendall(json.dumps(answer).encode() + b"\n")
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, seen
+
+
+def refusal(code: int, message: str) -> bytes:
+    line = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+    return json.dumps(line).encode() + b"\n"
+
+
+def test_the_client_tries_again_while_icnd_is_busy(short_tmp):
+    busy = refusal(-32002, "icnd is busy: its 128 RPC connections are all in use; try again")
+    thread, seen = scripted_daemon(short_tmp / "s.sock", [busy, busy, None])
+    assert RpcClient(short_tmp / "s.sock", timeout=5).call("node.status") == "served"
+    thread.join(5)
+    assert seen == [b"node.status"]  # the request reached the daemon once
+
+
+def test_the_client_raises_a_refusal_it_cannot_cure(short_tmp):
+    denied = refusal(-32001, "permission denied: uid 7 is not icnd's user (uid 0)")
+    thread, seen = scripted_daemon(short_tmp / "s.sock", [denied])
+    with pytest.raises(RpcError) as e:
+        RpcClient(short_tmp / "s.sock", timeout=5).call("node.status")
+    assert (e.value.code, str(e.value)) == (
+        -32001,
+        "permission denied: uid 7 is not icnd's user (uid 0)",
+    )
+    thread.join(5)
+    assert seen == []

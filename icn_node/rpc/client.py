@@ -7,9 +7,10 @@ long call stays alive as long as the daemon keeps sending progress notifications
 
 A daemon that refuses a connection (permission denied, busy) writes one error line and closes:
 the client reads that line even when the close broke its own send, and raises it as an
-:class:`~icn_node.errors.RpcError`. A connection kept open between calls may have been closed
-by the daemon meanwhile (idle too long, or closed to make room for a newer one); a call that
-finds it so, before any of its request was taken, reconnects once.
+:class:`~icn_node.errors.RpcError`; "busy" it first retries, with a growing pause, until the
+timeout (the request was never read, so trying again is safe). A connection kept open between
+calls may have been closed by the daemon meanwhile (idle too long, or closed to make room for
+a newer one); a call that finds it so, before any of its request was taken, reconnects once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IcnError, RpcError
+from .protocol import BUSY
 
 RECEIVE_BYTES = 1 << 20
 _CLOSED_BY_PEER = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)
@@ -98,6 +100,25 @@ class RpcClient:
     ) -> Any:
         """Call ``method``; ``fds`` travel with the request (the request names them by index,
         ``{"fd": 0}``); notifications before the response go to ``on_notify(method, params)``."""
+        deadline = time.monotonic() + self.timeout
+        pause = 0.005
+        while True:
+            try:
+                return self._call_once(method, params, fds, on_notify)
+            except RpcError as e:
+                if e.code != BUSY or time.monotonic() + pause > deadline:
+                    raise
+            self.close()
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+    def _call_once(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        fds: Sequence[int],
+        on_notify: Callable[[str, Any], None] | None,
+    ) -> Any:
         req = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or {}}
         data = json.dumps(req).encode() + b"\n"
         reused = self._sock is not None

@@ -12,8 +12,9 @@ Per-client limits keep any number of such clients from delaying anyone else:
   client gets one error line;
 * at most ``max_connections`` are served at once (:mod:`.clients`): when all are taken, a new
   connection closes the one that has waited longest for its client (to send a request or read
-  a reply); a connection whose handler is running is never closed for another, and when all
-  are running the newcomer gets a "busy" error line;
+  a reply); a connection whose handler is running, or that has waited less than
+  :data:`EVICT_AFTER_S`, is never closed for another, and when none can be closed the newcomer
+  gets a "busy" error line (the client tries again);
 * a handler is never interrupted by any of this: only a connection's waits are.
 
 A request may carry open file descriptors (SCM_RIGHTS) in the same ``sendmsg`` as its line, so
@@ -57,6 +58,7 @@ from .protocol import (
 log = get_logger("icn.rpc")
 
 MAX_CONNECTIONS = 128
+EVICT_AFTER_S = 0.5  # a connection may be closed for a newcomer once it has waited this long
 SEND_TIMEOUT_S = 10.0
 REFUSAL_SEND_TIMEOUT_S = 1.0  # a refused client gets this long to take its error line
 RECEIVE_BYTES = 65536
@@ -213,6 +215,7 @@ class ServerLimits:
     idle_timeout_s: float = 30.0
     max_connections: int = MAX_CONNECTIONS
     send_timeout_s: float = SEND_TIMEOUT_S
+    evict_after_s: float = EVICT_AFTER_S
 
 
 class _Connection:
@@ -241,7 +244,9 @@ class RpcServer:
         self.registry = registry
         self.limits = limits or ServerLimits()
         self.access = access
-        self.table: ConnectionTable[_Connection] = ConnectionTable(self.limits.max_connections)
+        self.table: ConnectionTable[_Connection] = ConnectionTable(
+            self.limits.max_connections, self.limits.evict_after_s
+        )
         self._refusals = _Repeats()
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
@@ -255,8 +260,8 @@ class RpcServer:
             admission = self.table.admit(conn, trio.current_time())
             if not admission.admitted:
                 busy = (
-                    f"icnd is busy: all {self.limits.max_connections} RPC connections are "
-                    "running requests; try again"
+                    f"icnd is busy: its {self.limits.max_connections} RPC connections are all "
+                    "in use; try again"
                 )
                 await self._refuse(stream, BUSY, busy)
                 return

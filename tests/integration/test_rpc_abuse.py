@@ -89,9 +89,10 @@ def test_idle_and_slow_clients_do_not_stall_icnctl(node):
             with RpcClient(n.socket, timeout=5) as client:
                 assert client.call("node.status")["did"] == n.did
         stats = load.snapshot()
-    # icnd made room by closing the clients that waited longest; it did not refuse anyone.
+    # Every connect() got through; beyond the 128 slots icnd closed the clients that had
+    # waited longest, or told those arriving in a burst (0.5 s of grace each) it was busy.
     assert stats.refused == 0
-    assert stats.closed_by_daemon >= 250 - 128
+    assert stats.closed_by_daemon + stats.told_busy >= 250 - 128
     assert n.running
 
 
