@@ -3,11 +3,14 @@ through the registry and through the real connection handler on a socket pair.
 
 Whatever comes in, out comes exactly one well-formed response line (none for a notification),
 with the request's id when it had a usable one; nothing raises and nothing hangs.
+
+``ICN_FUZZ_SCALE=N`` runs N times the examples (500 in all by default), for a long pass.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 from dataclasses import dataclass
 
@@ -22,6 +25,7 @@ from icn_node.rpc.request import MAX_SAFE_INTEGER, RequestRefused, read_request
 from icn_node.rpc.server import RpcServer
 
 HANG_S = 10.0  # far beyond any answer; only a hang reaches it
+SCALE = int(os.environ.get("ICN_FUZZ_SCALE", "1"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +127,9 @@ def check_response(line: bytes, out: bytes | None) -> None:
         assert err["message"]
 
 
-fuzz = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+fuzz = settings(
+    max_examples=200 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @fuzz
@@ -168,7 +174,7 @@ async def over_a_socket(payload: bytes, cut: int) -> bytes:
     return bytes(out)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(lines, min_size=1, max_size=4), st.integers(0, 10_000))
 def test_pipelined_lines_over_a_real_socket(batch, cut):
     batch = [line.replace(b"\n", b" ") for line in batch]
