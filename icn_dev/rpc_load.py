@@ -5,8 +5,10 @@
 * ``idle`` connections that never send a byte;
 * ``trickle`` connections that send a request one byte every ``trickle_interval_s`` and never
   finish it (slow loris);
-* ``unread`` connections that send requests as fast as the socket takes them and never read a
-  reply, until the daemon's replies fill the socket.
+* ``unread`` connections that send ``unread_request`` (a line whose reply is larger than the
+  socket's buffers, such as ``blob.get`` of a large blob) and never read the reply, so the
+  daemon's send waits on them; without it, ``node.status`` requests as fast as the socket
+  takes them, until the replies fill it (a request flood as well).
 
 With ``refill_interval_s`` it reopens, that often, every connection the daemon closed, as a
 client that comes back would, so the daemon's slots stay full of them. It counts what the
@@ -51,10 +53,12 @@ class RpcLoad:
         idle: int = 0,
         trickle: int = 0,
         unread: int = 0,
+        unread_request: bytes | None = None,
         trickle_interval_s: float = 0.5,
         refill_interval_s: float | None = None,
     ) -> None:
         self.path = str(path)
+        self.unread_request = unread_request
         self.trickle_interval_s = trickle_interval_s
         self.refill_interval_s = refill_interval_s
         # Opened interleaved in proportion, so that whichever connections icnd keeps (the
@@ -136,8 +140,13 @@ class RpcLoad:
                 self.stats.closed_by_daemon += 1
 
     def _flood(self, c: _Conn) -> None:
-        """Requests until the socket takes no more: the daemon's replies then wait on us."""
+        """The request whose reply will not fit, or requests until the socket takes no more:
+        the daemon's replies then wait on us."""
         assert c.sock is not None
+        if self.unread_request is not None:
+            with contextlib.suppress(BlockingIOError):
+                c.sock.send(self.unread_request)
+            return
         with contextlib.suppress(BlockingIOError):
             for _ in range(10_000):
                 c.sock.send(STATUS)

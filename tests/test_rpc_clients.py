@@ -58,17 +58,6 @@ def test_a_closed_connection_is_not_brought_back():
     assert "a" not in table and len(table) == 1
 
 
-def test_a_new_connection_has_a_grace_to_send_its_request():
-    table: ConnectionTable[str] = ConnectionTable(2, grace_s=0.5)
-    table.admit("old", 0.0)
-    table.admit("new", 1.0)
-    # A burst: "old" may go, "new" (waiting 0.2 s) may not, whatever keeps arriving.
-    assert table.admit("burst-1", 1.2) == Admission(True, evict="old")
-    assert table.admit("burst-2", 1.3) == Admission(False)
-    assert table.admit("burst-3", 1.4) == Admission(False)
-    assert table.admit("later", 1.5) == Admission(True, evict="new")  # waited 0.5 s
-
-
 def test_a_table_holds_at_least_one():
     with pytest.raises(ValueError):
         ConnectionTable(0)

@@ -4,14 +4,13 @@ A connection is either *waiting* (for its next request line, or for its client t
 reply) or *busy* (a handler runs for it). When every slot is taken, a new connection is still
 served: the connection that has been waiting longest is closed to make room, since a client
 that neither completes a request nor reads its reply holds a slot without using it (an idle
-connection, a client trickling a request a byte at a time, one that stopped reading). Two
-exceptions, where the newcomer is refused instead (it may try again):
+connection, a client trickling a request a byte at a time, one that stopped reading). A busy
+connection is never closed for a newcomer; when all are busy the newcomer is refused.
 
-* a busy connection is never closed for a newcomer;
-* nor is one that has waited less than ``grace_s``: a client gets that long after connecting
-  (or after its last reply) to send its request, however many connections arrive meanwhile.
-  Without it, a burst of more than ``limit`` connections could close a client's connection in
-  the moment between its ``connect()`` and its request.
+A connection closed for a newcomer may belong to a client that had just connected and was
+about to send its request (in a burst of more than ``limit`` arrivals); the server tells such a
+connection "busy" before closing it, so that its client tries again, rather than keeping new
+connections from being closed, which would let a stream of arrivals keep every newcomer out.
 
 Pure: the driver (:mod:`.server`) passes the time and closes what :meth:`admit` names.
 """
@@ -34,11 +33,10 @@ class Admission(Generic[K]):
 
 
 class ConnectionTable(Generic[K]):
-    def __init__(self, limit: int, grace_s: float = 0.0) -> None:
+    def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError("a connection table holds at least one connection")
         self.limit = limit
-        self.grace_s = grace_s
         self._waiting: dict[K, float] = {}  # connection -> since when it waits
         self._busy: set[K] = set()
 
@@ -55,8 +53,6 @@ class ConnectionTable(Generic[K]):
             if not self._waiting:
                 return Admission(False)
             victim = min(self._waiting, key=self._waiting.__getitem__)
-            if self._waiting[victim] > now - self.grace_s:
-                return Admission(False)
             del self._waiting[victim]
         self._waiting[key] = now
         return Admission(True, victim)

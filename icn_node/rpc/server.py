@@ -12,9 +12,9 @@ Per-client limits keep any number of such clients from delaying anyone else:
   client gets one error line;
 * at most ``max_connections`` are served at once (:mod:`.clients`): when all are taken, a new
   connection closes the one that has waited longest for its client (to send a request or read
-  a reply); a connection whose handler is running, or that has waited less than
-  :data:`EVICT_AFTER_S`, is never closed for another, and when none can be closed the newcomer
-  gets a "busy" error line (the client tries again);
+  a reply), telling it "busy" first when it was waiting for a request (its client, if it was
+  about to send one, tries again); a connection whose handler is running is never closed for
+  another, and when all are running the newcomer gets the "busy" line;
 * a handler is never interrupted by any of this: only a connection's waits are.
 
 A request may carry open file descriptors (SCM_RIGHTS) in the same ``sendmsg`` as its line, so
@@ -58,9 +58,12 @@ from .protocol import (
 log = get_logger("icn.rpc")
 
 MAX_CONNECTIONS = 128
-EVICT_AFTER_S = 0.5  # a connection may be closed for a newcomer once it has waited this long
 SEND_TIMEOUT_S = 10.0
 REFUSAL_SEND_TIMEOUT_S = 1.0  # a refused client gets this long to take its error line
+EVICTED = (
+    "icnd closed this connection for a newer one (all connections were taken and this one "
+    "had waited longest for a request); try again"
+)
 RECEIVE_BYTES = 65536
 MAX_FDS = 4  # file descriptors one request may carry
 _FD_BYTES = array.array("i").itemsize
@@ -215,7 +218,6 @@ class ServerLimits:
     idle_timeout_s: float = 30.0
     max_connections: int = MAX_CONNECTIONS
     send_timeout_s: float = SEND_TIMEOUT_S
-    evict_after_s: float = EVICT_AFTER_S
 
 
 class _Connection:
@@ -244,9 +246,7 @@ class RpcServer:
         self.registry = registry
         self.limits = limits or ServerLimits()
         self.access = access
-        self.table: ConnectionTable[_Connection] = ConnectionTable(
-            self.limits.max_connections, self.limits.evict_after_s
-        )
+        self.table: ConnectionTable[_Connection] = ConnectionTable(self.limits.max_connections)
         self._refusals = _Repeats()
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
@@ -260,8 +260,8 @@ class RpcServer:
             admission = self.table.admit(conn, trio.current_time())
             if not admission.admitted:
                 busy = (
-                    f"icnd is busy: its {self.limits.max_connections} RPC connections are all "
-                    "in use; try again"
+                    f"icnd is busy: all {self.limits.max_connections} RPC connections are "
+                    "running requests; try again"
                 )
                 await self._refuse(stream, BUSY, busy)
                 return
@@ -304,6 +304,9 @@ class RpcServer:
         try:
             while True:
                 line = None
+                if conn.evicted:  # before its task first ran (no wait to cancel then)
+                    await self._refuse(stream, BUSY, EVICTED)
+                    return
                 self.table.waiting(conn, trio.current_time())
                 try:
                     # A whole request must arrive within idle_timeout_s.
@@ -316,9 +319,12 @@ class RpcServer:
                     return
                 finally:
                     conn.wait = None
-                if line is None or conn.evicted:  # idle too long, closed, or made room
+                if conn.evicted:  # closed to make room; a line read meanwhile is not answered
                     if line is not None:
                         close_fds(line.fds)
+                    await self._refuse(stream, BUSY, EVICTED)
+                    return
+                if line is None:  # idle too long, or the client closed
                     return
                 self.table.busy(conn)
                 try:
