@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality chaos clean
+.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc chaos clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
@@ -14,9 +14,10 @@ help:
 	@echo "make run           one development node in the foreground (state in ./run/dev)"
 	@echo "make lint          ruff lint and format check, mypy (strict for the pure cores and the wire)"
 	@echo "make fuzz          a million fuzz cases: frames, every message type, config; figures table"
-	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs, locations, locality)"
+	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs, locations, locality, rpc)"
 	@echo "make bench-blobs   put and get of a 2 GiB file through one icnd: throughput, daemon RSS"
 	@echo "make chaos         1,000 tasks on 8 icnd under SIGKILLs, a partition, kills during store writes"
+	@echo "make bench-rpc     delay idle, slow-loris and not-reading RPC clients add to a new call"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +55,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations bench-locality
+bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations bench-locality bench-rpc
 
 bench-score: $(STAMP)
 	$(BIN)/python bench/bench_score.py
@@ -79,6 +80,9 @@ bench-blobs: $(STAMP)
 CHAOS_ARGS ?=
 chaos: $(STAMP)
 	$(BIN)/python -m icn_dev.chaos $(CHAOS_ARGS)
+# Exits 1 when any call is delayed more than 100 ms over the unloaded median.
+bench-rpc: $(STAMP)
+	$(BIN)/python bench/bench_rpc_clients.py
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .hypothesis .ruff_cache *.egg-info

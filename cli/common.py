@@ -17,6 +17,7 @@ import typer
 
 from icn_node.config import load_config
 from icn_node.errors import ConfigError, RpcError
+from icn_node.rpc import INTERNAL_ERROR
 from icn_node.rpc.client import DaemonUnavailable, RpcClient
 
 DEFAULT_SOCKET = "/var/lib/icn/icnd.sock"
@@ -51,7 +52,15 @@ def call(
     except DaemonUnavailable as e:
         raise fail(str(e)) from None
     except RpcError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
+
+
+def explain(e: RpcError) -> str:
+    """An error icnd answered, as icnctl prints it (after ``Error: ``): its message, which
+    names the parameter, the limit or the permission at fault; a bug in icnd says so."""
+    if e.code == INTERNAL_ERROR:
+        return f"{e} (a bug in icnd; its log has the details)"
+    return str(e)
 
 
 def emit(ctx: typer.Context, data: Any, human: str | None = None) -> None:

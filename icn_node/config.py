@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import grp
 import ipaddress
 import math
 import os
@@ -175,6 +176,15 @@ def _trust_table(v: dict[str, float]) -> None:
             raise ValueError(f"trust for {did} must be between 0 and 1, got {_show(score)}")
 
 
+def _group(v: str) -> None:
+    if not v:
+        return
+    try:
+        grp.getgrgid(int(v)) if v.isdigit() else grp.getgrnam(v)
+    except (KeyError, ValueError, OverflowError):
+        raise ValueError(f"no group {v!r} on this host") from None
+
+
 def key(default: Any, doc: str, check: Callable[[Any], None] | None = None) -> Any:
     """Declare one config key: its default, a line of documentation and an optional check."""
     meta = {"doc": doc, "check": check}
@@ -252,7 +262,16 @@ class RpcSection:
         1048576, "Largest request line accepted.", _between(1024, 64 << 20)
     )
     idle_timeout_s: float = key(
-        30.0, "A client idle this long mid-request is disconnected.", _positive
+        30.0,
+        "A client that sends no complete request for this long (or passes a descriptor that "
+        "moves no bytes) is disconnected.",
+        _positive,
+    )
+    allowed_group: str = key(
+        "",
+        "Group (name or gid) whose members may use the socket besides icnd's user and root; "
+        "the socket file is given to it. Empty: only those two.",
+        _group,
     )
 
 

@@ -31,6 +31,7 @@ from .metrics import Metrics, serve_metrics
 from .netmap.driver import NetmapService
 from .netmap.rpc import register as register_netmap_rpc
 from .rpc import RpcRegistry
+from .rpc.params import NoParams
 from .rpc.server import serve_rpc
 from .scheduler import Ewma, NodeCapacity, NodeMetrics
 from .scheduler.tasks import TaskSpec, TaskState
@@ -60,8 +61,8 @@ class Node:
         self.blobs: BlobService | None = None  # the blob service, when running
         self.compute: ComputeDriver | None = None  # the compute driver, when running
         self.netmap: NetmapService | None = None  # the network map, when running
-        self.rpc.register("node.status", self._rpc_status)
-        self.rpc.register("node.capacity", self._rpc_capacity)
+        self.rpc.register("node.status", self._rpc_status, NoParams)
+        self.rpc.register("node.capacity", self._rpc_capacity, NoParams)
 
     # --- capacity ------------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class Node:
 
     # --- RPC -----------------------------------------------------------------------------
 
-    async def _rpc_status(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _rpc_status(self, params: NoParams) -> dict[str, Any]:
         uptime = trio.current_time() - self._started_at if self._started_at is not None else 0.0
         return {
             "did": self.did,
@@ -107,7 +108,7 @@ class Node:
             "peers": self.mesh.peer_count() if self.mesh is not None else 0,
         }
 
-    async def _rpc_capacity(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _rpc_capacity(self, params: NoParams) -> dict[str, Any]:
         capacity = self.capacity or await self.refresh_capacity()
         return capacity.to_dict()
 
@@ -133,6 +134,7 @@ class Node:
                     cfg.rpc_socket,
                     max_request_bytes=cfg.rpc.max_request_bytes,
                     idle_timeout_s=cfg.rpc.idle_timeout_s,
+                    allowed_group=cfg.rpc.allowed_group,
                     task_status=task_status,
                 )
             )

@@ -10,13 +10,20 @@ own ``__post_init__`` checks the values. Either way the caller gets one
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..codec import from_doc
 from ..errors import CodecError, IcnError
-from .protocol import InvalidParams
+from .request import InvalidParams
 
 P = TypeVar("P")
+
+
+@dataclass(frozen=True, slots=True)
+class NoParams:
+    """The parameters of a method that takes none (``node.status``, ``mesh.peers``): any
+    object is accepted, as the codec ignores keys a class does not know."""
 
 
 def parse(cls: type[P], params: Any) -> P:
@@ -43,4 +50,4 @@ def _as_param(message: str) -> str:
     return message
 
 
-__all__ = ["parse"]
+__all__ = ["NoParams", "parse"]

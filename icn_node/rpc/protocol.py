@@ -1,10 +1,18 @@
 """JSON-RPC 2.0 request handling, independent of the socket.
 
 :class:`RpcRegistry` maps method names to async handlers and turns one request line into one
-response line (or none, for a notification). Handlers take the ``params`` object and return a
-JSON-serialisable result; they signal a domain failure with :class:`~icn_node.errors.RpcError`
-(or :class:`InvalidParams`). Any other exception becomes an "internal error" response and is
-logged: a handler bug never takes the server down.
+response line (or none, for a notification). The line is read within bounds and checked as a
+request by :mod:`.request` (depth, number and key sizes, values; ``id``, ``method``,
+``params``), so no line can raise out of :meth:`RpcRegistry.handle_line`.
+
+A method is registered with the dataclass its parameters are read into (``params=``): the
+registry parses them with :func:`~icn_node.rpc.params.parse` before the handler runs, so a
+handler never sees a parameter of the wrong type, and the client gets ``invalid params``
+naming it. Handlers return a JSON-serialisable result and signal a domain failure with
+:class:`~icn_node.errors.RpcError` (or :class:`InvalidParams`). Any other exception is a bug:
+an "internal error" response, logged with the method (the traceback the first time a method
+fails that way, then a count at every power of two, so a client repeating the call cannot
+flood the log); it never takes the server down.
 
 A method registered with :meth:`RpcRegistry.register_streaming` also gets a :class:`Call`: the
 file descriptors the client sent with the request (SCM_RIGHTS; the server owns and closes them
@@ -21,24 +29,29 @@ from typing import Any
 
 from ..errors import IcnError, RpcError
 from ..logs import get_logger
+from .params import parse
+from .request import (
+    DEFAULT_LIMITS,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    Limits,
+    Request,
+    RequestRefused,
+    read_request,
+)
+from .request import INVALID_PARAMS as INVALID_PARAMS  # re-exported: handlers import it here
+from .request import InvalidParams as InvalidParams
 
 log = get_logger("icn.rpc")
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
 # Application errors (JSON-RPC reserves -32000..-32099 for implementations).
 DOMAIN_ERROR = -32000
+PERMISSION_DENIED = -32001  # the connecting user may not use this socket (the server's)
+BUSY = -32002  # every connection is running a request (the server's)
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+Handler = Callable[[Any], Awaitable[Any]]
 Notify = Callable[[str, dict[str, Any]], Awaitable[bool]]
-
-
-class InvalidParams(RpcError):
-    def __init__(self, message: str):
-        super().__init__(INVALID_PARAMS, message)
 
 
 async def _no_notify(method: str, params: dict[str, Any]) -> bool:
@@ -96,6 +109,7 @@ def _fds(n: int) -> str:
 class _Method:
     handler: Callable[..., Awaitable[Any]]
     max_fds: int  # 0: a plain method, called with params only
+    params: type | None  # the parameter class the registry parses params into; None: the dict
 
 
 def _error(id_: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
@@ -106,39 +120,64 @@ def _error(id_: Any, code: int, message: str, data: Any = None) -> dict[str, Any
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n"
+    """One JSON line; strict JSON (no NaN or Infinity), ValueError or TypeError when ``obj``
+    has no such form."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+def error_line(id_: Any, code: int, message: str) -> bytes:
+    return encode(_error(id_, code, message))
+
+
+class _Repeats:
+    """How often each kind of failure has happened, to log the first fully and then only at
+    every power of two (1, 2, 4, 8, ...): a log line count that grows with the logarithm."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, ...], int] = {}
+
+    def count(self, *kind: str) -> tuple[int, bool]:
+        """The count of ``kind`` including this one, and whether to log it."""
+        n = self._counts.get(kind, 0) + 1
+        self._counts[kind] = n
+        return n, n & (n - 1) == 0
 
 
 class RpcRegistry:
-    """Method name → async handler."""
+    """Method name → async handler, with the class its parameters are read into."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self._methods: dict[str, _Method] = {}
+        self.limits = limits
+        self._failures = _Repeats()
 
-    def register(self, name: str, handler: Handler) -> None:
-        self._add(name, _Method(handler, 0))
+    def register(self, name: str, handler: Handler, params: type | None = None) -> None:
+        """``handler(params)``; with ``params`` (a parameter dataclass) it receives that class,
+        parsed and checked, else the params object as it came."""
+        self._add(name, _Method(handler, 0, params))
 
     def register_streaming(
         self,
         name: str,
-        handler: Callable[[dict[str, Any], Call], Awaitable[Any]],
+        handler: Callable[[Any, Call], Awaitable[Any]],
         *,
         max_fds: int = 1,
+        params: type | None = None,
     ) -> None:
         """A method called as ``handler(params, call)`` that takes up to ``max_fds`` file
         descriptors and may send notifications before its response."""
         if max_fds < 1:
             raise ValueError("a streaming method takes at least one file descriptor")
-        self._add(name, _Method(handler, max_fds))
+        self._add(name, _Method(handler, max_fds, params))
 
     def _add(self, name: str, method: _Method) -> None:
         if name in self._methods:
             raise ValueError(f"RPC method {name} registered twice")
         self._methods[name] = method
 
-    def method(self, name: str) -> Callable[[Handler], Handler]:
+    def method(self, name: str, params: type | None = None) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
-            self.register(name, fn)
+            self.register(name, fn, params)
             return fn
 
         return deco
@@ -149,54 +188,56 @@ class RpcRegistry:
 
     async def handle_line(self, line: bytes, call: Call | None = None) -> bytes | None:
         """One request line in, one response line out (None for a notification). ``call``:
-        what came with the line (file descriptors) and how to notify; none off a socket."""
+        what came with the line (file descriptors) and how to notify; none off a socket.
+        Raises nothing but cancellation."""
         call = call if call is not None else Call()
         try:
-            req = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            return encode(_error(None, PARSE_ERROR, f"parse error: {e}"))
-        if isinstance(req, list):
-            return encode(_error(None, INVALID_REQUEST, "batch requests are not supported"))
-        if not isinstance(req, dict):
-            return encode(_error(None, INVALID_REQUEST, "a request must be a JSON object"))
-        id_ = req.get("id")
-        is_notification = "id" not in req
-        if req.get("jsonrpc") != "2.0":
-            return encode(_error(id_, INVALID_REQUEST, 'missing "jsonrpc": "2.0"'))
-        if id_ is not None and not isinstance(id_, (str, int)) or isinstance(id_, bool):
-            return encode(_error(None, INVALID_REQUEST, "id must be a string, number or null"))
-        method = req.get("method")
-        if not isinstance(method, str):
-            return encode(_error(id_, INVALID_REQUEST, "method must be a string"))
-        params = req.get("params", {})
-        if params is None:
-            params = {}
-        if not isinstance(params, dict):
-            return encode(_error(id_, INVALID_PARAMS, "params must be an object (by-name)"))
-        entry = self._methods.get(method)
-        if entry is None:
-            return encode(_error(id_, METHOD_NOT_FOUND, f"unknown method {method!r}"))
-        refused = _fds_refused(method, entry.max_fds, call)
-        if refused is not None:
-            return encode(_error(id_, INVALID_REQUEST, refused))
-        call.request_id = id_
+            req = read_request(line, self.limits)
+        except RequestRefused as e:
+            return error_line(e.id, e.code, e.message)
+        response = await self._answer(req, call)
+        if req.notification:
+            return None
         try:
+            return encode(response)
+        except (TypeError, ValueError) as e:  # a result with no JSON form: a handler bug
+            self._log_bug(req.method, e)
+            return error_line(req.id, INTERNAL_ERROR, f"internal error in {req.method}")
+
+    async def _answer(self, req: Request, call: Call) -> dict[str, Any]:
+        entry = self._methods.get(req.method)
+        if entry is None:
+            return _error(req.id, METHOD_NOT_FOUND, f"unknown method {req.method!r}")
+        refused = _fds_refused(req.method, entry.max_fds, call)
+        if refused is not None:
+            return _error(req.id, INVALID_REQUEST, refused)
+        call.request_id = req.id
+        try:
+            params = req.params if entry.params is None else parse(entry.params, req.params)
             if entry.max_fds:
                 result = await entry.handler(params, call)
             else:
                 result = await entry.handler(params)
         except RpcError as e:
-            response = _error(id_, e.code, str(e), e.data)
+            return _error(req.id, e.code, str(e), e.data)
         except IcnError as e:
-            response = _error(id_, DOMAIN_ERROR, str(e))
+            return _error(req.id, DOMAIN_ERROR, str(e))
         except Exception as e:  # a handler bug must not take the server down
-            log.exception("rpc_handler_failed", method=method)
-            response = _error(id_, INTERNAL_ERROR, f"internal error in {method}: {e!r}")
-        else:
-            response = {"jsonrpc": "2.0", "id": id_, "result": result}
-        if is_notification:
-            return None
-        return encode(response)
+            self._log_bug(req.method, e)
+            return _error(req.id, INTERNAL_ERROR, f"internal error in {req.method}: {_short(e)}")
+        return {"jsonrpc": "2.0", "id": req.id, "result": result}
+
+    def _log_bug(self, method: str, e: Exception) -> None:
+        n, loud = self._failures.count(method, type(e).__name__)
+        if n == 1:
+            log.error("rpc_handler_failed", method=method, exc_info=e)
+        elif loud:
+            log.error("rpc_handler_failed", method=method, error=_short(e), times=n)
+
+
+def _short(e: BaseException, limit: int = 200) -> str:
+    text = repr(e)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _fds_refused(method: str, max_fds: int, call: Call) -> str | None:

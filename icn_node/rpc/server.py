@@ -2,8 +2,20 @@
 
 Each connection gets its own task, reads newline-terminated requests, and answers them in
 order. A request line longer than ``max_request_bytes`` gets an error and the connection is
-closed; a client that takes longer than ``idle_timeout_s`` to complete a request, or that does
-not read its responses, is disconnected. None of this affects other clients.
+closed; a client that takes longer than ``idle_timeout_s`` to complete a request (idle, or
+trickling it), or that does not read its responses for :data:`SEND_TIMEOUT_S`, is
+disconnected.
+
+Per-client limits keep any number of such clients from delaying anyone else:
+
+* who may connect is checked on accept with the peer's credentials (:mod:`.access`); a refused
+  client gets one error line;
+* at most ``max_connections`` are served at once (:mod:`.clients`): when all are taken, a new
+  connection closes the one that has waited longest for its client (to send a request or read
+  a reply), telling it "busy" first when it was waiting for a request (its client, if it was
+  about to send one, tries again); a connection whose handler is running is never closed for
+  another, and when all are running the newcomer gets the "busy" line;
+* a handler is never interrupted by any of this: only a connection's waits are.
 
 A request may carry open file descriptors (SCM_RIGHTS) in the same ``sendmsg`` as its line, so
 that a streaming method reads or writes what the client itself could open. The kernel hands
@@ -30,12 +42,28 @@ import trio
 
 from ..errors import IcnError
 from ..logs import get_logger
-from .protocol import INVALID_REQUEST, Call, RpcRegistry, _error, encode
+from .access import Access, peer_credentials
+from .clients import ConnectionTable
+from .protocol import (
+    BUSY,
+    INVALID_REQUEST,
+    PERMISSION_DENIED,
+    Call,
+    RpcRegistry,
+    _Repeats,
+    encode,
+    error_line,
+)
 
 log = get_logger("icn.rpc")
 
 MAX_CONNECTIONS = 128
 SEND_TIMEOUT_S = 10.0
+REFUSAL_SEND_TIMEOUT_S = 1.0  # a refused client gets this long to take its error line
+EVICTED = (
+    "icnd closed this connection for a newer one (all connections were taken and this one "
+    "had waited longest for a request); try again"
+)
 RECEIVE_BYTES = 65536
 MAX_FDS = 4  # file descriptors one request may carry
 _FD_BYTES = array.array("i").itemsize
@@ -138,8 +166,9 @@ class _Sender:
     not read, or cancellation mid-line) marks the stream broken: nothing may follow on it, and
     :meth:`send`/:meth:`notify` return False."""
 
-    def __init__(self, stream: trio.abc.SendStream) -> None:
+    def __init__(self, stream: trio.abc.SendStream, timeout_s: float = SEND_TIMEOUT_S) -> None:
         self._stream = stream
+        self._timeout_s = timeout_s
         self.broken = False
 
     async def send(self, data: bytes) -> bool:
@@ -147,7 +176,7 @@ class _Sender:
             return False
         sent = False
         try:
-            with trio.move_on_after(SEND_TIMEOUT_S):
+            with trio.move_on_after(self._timeout_s):
                 await self._stream.send_all(data)
                 sent = True
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -183,51 +212,193 @@ def _remove_stale_socket(path: Path) -> None:
         probe.close()
 
 
-async def _serve_connection(
-    stream: trio.abc.Stream,
-    registry: RpcRegistry,
-    max_request_bytes: int,
-    idle_timeout_s: float,
-) -> None:
-    reader = _LineReader(stream)
-    sender = _Sender(stream)
-    try:
-        while True:
-            line = None
-            try:
-                # A whole request must arrive within idle_timeout_s.
-                with trio.move_on_after(idle_timeout_s):
-                    line = await reader.next_line(max_request_bytes)
-            except _TooLarge:
-                too_large = f"request larger than {max_request_bytes} bytes"
-                await sender.send(encode(_error(None, INVALID_REQUEST, too_large)))
-                log.warning("rpc_request_too_large", limit=max_request_bytes)
+@dataclass(frozen=True)
+class ServerLimits:
+    max_request_bytes: int = 1 << 20
+    idle_timeout_s: float = 30.0
+    max_connections: int = MAX_CONNECTIONS
+    send_timeout_s: float = SEND_TIMEOUT_S
+
+
+class _Connection:
+    """One client's connection: the cancel scope of what it waits on now, if anything, so that
+    it can be closed for a newcomer without interrupting a handler."""
+
+    def __init__(self) -> None:
+        self.wait: trio.CancelScope | None = None
+        self.evicted = False
+
+    def evict(self) -> None:
+        self.evicted = True
+        if self.wait is not None:
+            self.wait.cancel()
+
+
+class RpcServer:
+    """Serves a registry's methods on stream connections, within per-client limits."""
+
+    def __init__(
+        self,
+        registry: RpcRegistry,
+        limits: ServerLimits | None = None,
+        access: Access | None = None,
+    ) -> None:
+        self.registry = registry
+        self.limits = limits or ServerLimits()
+        self.access = access
+        self.table: ConnectionTable[_Connection] = ConnectionTable(self.limits.max_connections)
+        self._refusals = _Repeats()
+
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """An accepted connection: check the peer (on a Unix socket), take a slot, serve it."""
+        try:
+            refusal = self._check_peer(stream)
+            if refusal is not None:
+                await self._refuse(stream, PERMISSION_DENIED, refusal)
                 return
-            if line is None:  # idle too long, or the client closed
-                return
-            try:
-                if not line.data.strip():
-                    continue
-                call = Call(
-                    fds=tuple(line.fds),
-                    fds_dropped=line.fds_dropped,
-                    send=sender.notify,
-                    io_timeout_s=idle_timeout_s,
+            conn = _Connection()
+            admission = self.table.admit(conn, trio.current_time())
+            if not admission.admitted:
+                busy = (
+                    f"icnd is busy: all {self.limits.max_connections} RPC connections are "
+                    "running requests; try again"
                 )
-                response = await registry.handle_line(line.data, call)
+                await self._refuse(stream, BUSY, busy)
+                return
+            if admission.evict is not None:
+                admission.evict.evict()
+                log.debug("rpc_connection_evicted", open=len(self.table))
+            try:
+                await self._serve(stream, conn)
             finally:
-                close_fds(line.fds)
-            if sender.broken:
-                log.warning("rpc_client_not_reading")
-                return
-            if response is not None and not await sender.send(response):
-                log.warning("rpc_client_not_reading")
-                return
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    finally:
-        reader.close()
-        await trio.aclose_forcefully(stream)
+                self.table.remove(conn)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    def _check_peer(self, stream: trio.abc.Stream) -> str | None:
+        sock = getattr(stream, "socket", None)
+        if self.access is None or sock is None or sock.family != stdlib_socket.AF_UNIX:
+            return None
+        try:
+            peer = peer_credentials(sock)
+        except OSError as e:
+            return f"permission denied: icnd could not read the client's credentials ({e})"
+        refusal = self.access.refusal(peer)
+        if refusal is not None:
+            n, loud = self._refusals.count("uid", str(peer.uid))
+            if loud:
+                log.warning("rpc_client_refused", uid=peer.uid, pid=peer.pid, times=n)
+        return refusal
+
+    async def _refuse(self, stream: trio.abc.Stream, code: int, message: str) -> None:
+        with trio.move_on_after(REFUSAL_SEND_TIMEOUT_S):
+            try:
+                await stream.send_all(error_line(None, code, message))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def _serve(self, stream: trio.abc.Stream, conn: _Connection) -> None:
+        limits = self.limits
+        reader = _LineReader(stream)
+        sender = _Sender(stream, limits.send_timeout_s)
+        try:
+            while True:
+                line = None
+                if conn.evicted:  # before its task first ran (no wait to cancel then)
+                    await self._refuse(stream, BUSY, EVICTED)
+                    return
+                self.table.waiting(conn, trio.current_time())
+                try:
+                    # A whole request must arrive within idle_timeout_s.
+                    with trio.move_on_after(limits.idle_timeout_s) as conn.wait:
+                        line = await reader.next_line(limits.max_request_bytes)
+                except _TooLarge:
+                    too_large = f"request larger than {limits.max_request_bytes} bytes"
+                    await sender.send(error_line(None, INVALID_REQUEST, too_large))
+                    log.warning("rpc_request_too_large", limit=limits.max_request_bytes)
+                    return
+                finally:
+                    conn.wait = None
+                if conn.evicted:  # closed to make room; a line read meanwhile is not answered
+                    if line is not None:
+                        close_fds(line.fds)
+                    await self._refuse(stream, BUSY, EVICTED)
+                    return
+                if line is None:  # idle too long, or the client closed
+                    return
+                self.table.busy(conn)
+                try:
+                    if not line.data.strip():
+                        continue
+                    call = Call(
+                        fds=tuple(line.fds),
+                        fds_dropped=line.fds_dropped,
+                        send=sender.notify,
+                        io_timeout_s=limits.idle_timeout_s,
+                    )
+                    response = await self.registry.handle_line(line.data, call)
+                finally:
+                    close_fds(line.fds)
+                if sender.broken:
+                    log.warning("rpc_client_not_reading")
+                    return
+                if response is None:
+                    continue
+                self.table.waiting(conn, trio.current_time())
+                sent = False
+                with trio.CancelScope() as conn.wait:
+                    sent = await sender.send(response)
+                conn.wait = None
+                if not sent:
+                    if not conn.evicted:
+                        log.warning("rpc_client_not_reading")
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            reader.close()
+
+    async def serve(
+        self,
+        path: Path,
+        *,
+        allowed_gid: int | None = None,
+        task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on the Unix socket ``path`` (mode 0660, given to group ``allowed_gid`` if
+        set) until cancelled; unlink it on exit."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_socket(path)
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        try:
+            old_umask = os.umask(0o117)
+            try:
+                await sock.bind(str(path))
+            finally:
+                os.umask(old_umask)
+            if allowed_gid is not None:
+                try:
+                    os.chown(path, -1, allowed_gid)
+                except OSError as e:
+                    raise IcnError(
+                        f"rpc.allowed_group: cannot give the socket {path} to group "
+                        f"{allowed_gid}: {e.strerror} (icnd's user must be in that group)"
+                    ) from None
+            os.chmod(path, 0o660)
+            # The kernel's most: connections beyond it are refused before icnd sees them.
+            sock.listen(stdlib_socket.SOMAXCONN)
+            listener = trio.SocketListener(sock)
+            log.info("rpc_listening", socket=str(path))
+            async with trio.open_nursery() as nursery:
+                task_status.started(path)
+                await trio.serve_listeners(self.handle_stream, [listener], handler_nursery=nursery)
+        finally:
+            sock.close()
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
 
 
 async def serve_rpc(
@@ -236,35 +407,14 @@ async def serve_rpc(
     *,
     max_request_bytes: int = 1 << 20,
     idle_timeout_s: float = 30.0,
-    task_status=trio.TASK_STATUS_IGNORED,
+    max_connections: int = MAX_CONNECTIONS,
+    allowed_group: str = "",
+    task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on the Unix socket ``path`` (mode 0660) until cancelled; unlink it on exit."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_socket(path)
-    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-    limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
-    try:
-        old_umask = os.umask(0o117)
-        try:
-            await sock.bind(str(path))
-        finally:
-            os.umask(old_umask)
-        os.chmod(path, 0o660)
-        sock.listen(64)
-        listener = trio.SocketListener(sock)
-        log.info("rpc_listening", socket=str(path))
-
-        async def handler(stream: trio.SocketStream) -> None:
-            async with limiter:
-                await _serve_connection(stream, registry, max_request_bytes, idle_timeout_s)
-
-        async with trio.open_nursery() as nursery:
-            task_status.started(path)
-            await trio.serve_listeners(handler, [listener], handler_nursery=nursery)
-    finally:
-        sock.close()
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+    """Serve ``registry`` on the Unix socket ``path`` to icnd's user, root and members of
+    ``allowed_group`` (the socket file is given to that group) until cancelled."""
+    access = Access.for_daemon(allowed_group)
+    limits = ServerLimits(max_request_bytes, idle_timeout_s, max_connections)
+    server = RpcServer(registry, limits, access)
+    gid = access.group.gid if access.group is not None else None
+    await server.serve(path, allowed_gid=gid, task_status=task_status)
