@@ -182,7 +182,8 @@ def _group(v: str) -> None:
     try:
         grp.getgrgid(int(v)) if v.isdigit() else grp.getgrnam(v)
     except (KeyError, ValueError, OverflowError):
-        raise ValueError(f"no group {v!r} on this host") from None
+        shown = repr(v) if len(v) <= 64 else f"{v[:48]!r}... ({len(v)} characters)"
+        raise ValueError(f"no group {shown} on this host") from None
 
 
 def key(default: Any, doc: str, check: Callable[[Any], None] | None = None) -> Any:

@@ -3,6 +3,8 @@ with an error naming the problem: never "internal error", and the node keeps ser
 
 The node runs in-process (``Node.run``: mesh, blob store, compute driver, RPC registry), alone.
 Each call gets a valid base for the method with one parameter replaced by a hostile value.
+``blob.get`` and ``blob.fetch`` ask for a blob the node holds: one it lacks, they look for on
+the network, which a lone node waits on (1 s a call, at most, here).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from icn_node.node import Node
 
 MODULE = base64.b64encode(b"\0asm\1\0\0\0").decode()
 BLOB = "ab" * 32
+HELD = "the blob the test puts first"
+ME = "the node's DID"
 
 # What each method needs to get past its first check, so the hostile value is what it meets.
 BASES: dict[str, dict[str, object]] = {
@@ -28,9 +32,12 @@ BASES: dict[str, dict[str, object]] = {
     "compute.result": {"task": "ab"},
     "compute.cancel": {"task": "ab"},
     "compute.watch": {"timeout_s": 0},
+    "compute.verify": {"task": "ab"},
     "blob.put": {"data": "aGk="},
-    "blob.get": {"blob": BLOB},
+    "blob.get": {"blob": HELD},
     "blob.rm": {"blob": BLOB},
+    "blob.fetch": {"blob": HELD},
+    "netmap.estimate": {"a": ME, "b": ME},
     "mesh.publish": {"topic": "t"},
     "mesh.subscribe": {"topic": "t"},
     "mesh.received": {"topic": "t"},
@@ -39,6 +46,7 @@ NAMES = sorted(
     {name for base in BASES.values() for name in base}
     | {"exec", "args", "inputs", "profile", "hints", "max_cost", "module_blob", "limit"}
     | {"state", "after", "fd", "progress", "text", "count", "interval_s", "payload"}
+    | {"all", "replicas"}
 )
 HOSTILE: list[object] = [
     None,
@@ -84,8 +92,10 @@ async def call(node: Node, method: str, params: object) -> dict:
 
 async def test_no_parameter_of_any_method_reaches_a_handler_unchecked(node):
     bugs = []
+    held = (await call(node, "blob.put", {"data": "aGk="}))["result"]["blob"]
+    given = {HELD: held, ME: node.did}
     for method in node.rpc.names:
-        base = BASES.get(method, {})
+        base = {k: given.get(v, v) for k, v in BASES.get(method, {}).items()}
         for name, value in itertools.product(NAMES, HOSTILE):
             # compute.watch may legitimately wait its timeout: that is not what is tested here
             with trio.move_on_after(1.0):
