@@ -21,7 +21,6 @@ class RateLimiter:
         self.burst = burst
         self.max_origins = max_origins
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self.refused = 0
 
     def allow(self, origin: str, now: float) -> bool:
         """Take one token from ``origin``'s bucket; False (refused) when it is empty."""
@@ -30,8 +29,6 @@ class RateLimiter:
         ok = tokens >= 1.0
         if ok:
             tokens -= 1.0
-        else:
-            self.refused += 1
         self._buckets[origin] = (tokens, now)
         self._buckets.move_to_end(origin)
         if len(self._buckets) > self.max_origins:
