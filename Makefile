@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc chaos clean
+.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood chaos clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-blobs   put and get of a 2 GiB file through one icnd: throughput, daemon RSS"
 	@echo "make chaos         1,000 tasks on 8 icnd under SIGKILLs, a partition, kills during store writes"
 	@echo "make bench-rpc     delay idle, slow-loris and not-reading RPC clients add to a new call"
+	@echo "make bench-flood   a member floods 10,000 requests/s: drops, RSS, others' placements"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +56,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations bench-locality bench-rpc
+bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood
 
 bench-score: $(STAMP)
 	$(BIN)/python bench/bench_score.py
@@ -83,6 +84,10 @@ chaos: $(STAMP)
 # Exits 1 when any call is delayed more than 100 ms over the unloaded median.
 bench-rpc: $(STAMP)
 	$(BIN)/python bench/bench_rpc_clients.py
+
+# Exits 1 when a node died or an honest task did not complete under the flood.
+bench-flood: $(STAMP)
+	$(BIN)/python bench/bench_flood.py --rate 10000 --seconds 10 --tasks 20
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .hypothesis .ruff_cache *.egg-info

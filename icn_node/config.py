@@ -234,6 +234,18 @@ class MeshSection:
     replay_window_s: float = key(
         60.0, "Gossip older or newer than this (seconds) is dropped.", _positive
     )
+    max_gossip_per_origin_s: float = key(
+        200.0,
+        "Gossip taken per second from one origin over one link, checked before its signature "
+        "(burst: twice); more is dropped as rate-limit and goes no further.",
+        _between(1.0, 1e6),
+    )
+    max_direct_per_peer_s: float = key(
+        2000.0,
+        "Direct messages taken per second from one linked peer (burst: twice); more are "
+        "dropped as rate-limit.",
+        _between(1.0, 1e6),
+    )
     degree: int = key(6, "Target gossip mesh degree D.", _between(1, 64))
     degree_low: int = key(4, "Graft below this many mesh peers.", _between(1, 64))
     degree_high: int = key(12, "Prune above this many mesh peers.", _between(1, 64))
@@ -334,7 +346,7 @@ class ComputeSection:
         _between(0.1, 3_600),
     )
     max_requests_per_s: float = key(
-        1000.0,
+        300.0,
         "Placement requests this executor takes from one member per second (burst: twice).",
         _between(1.0, 1e6),
     )

@@ -5,7 +5,8 @@ it appears. Under ``icn_node/`` a module is pure unless
 
 - its file name is a driver or storage room (:data:`DRIVER_ROOMS`: ``driver.py``, ``store.py``, …),
 - it sits in a package that is all I/O (:data:`IO_PACKAGES`: ``rpc/``, ``runner/``), or
-- it is a top-level module other than the wire layer (:data:`PURE_TOP_LEVEL`).
+- it is a top-level module other than the wire layer and the rate limiter
+  (:data:`PURE_TOP_LEVEL`).
 
 ``core.py`` and ``states.py`` are pure wherever they sit.
 """
@@ -20,7 +21,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "icn_node"
 DRIVER_ROOMS = {"driver.py", "rpc.py", "runs.py", "service.py", "store.py", "tls.py"}
 IO_PACKAGES = {"rpc", "runner"}
-PURE_TOP_LEVEL = {"wire.py", "codec.py"}
+PURE_TOP_LEVEL = {"wire.py", "codec.py", "limits.py"}
 ALWAYS_PURE = {"core.py", "states.py"}
 
 

@@ -44,12 +44,12 @@ from icn_node.compute.effects import (
     StateChanged,
 )
 from icn_node.compute.executor import ExecutorCore
-from icn_node.compute.limits import RateLimiter
 from icn_node.compute.records import JobRecord, TaskRecord
 from icn_node.compute.registry import ExecutorRegistry
 from icn_node.compute.replicas import Replicas
 from icn_node.compute.reputation import VERIFY
 from icn_node.compute.submitter import SubmitterCore
+from icn_node.limits import RateLimiter
 from icn_node.scheduler.cluster_metrics import NodeMetrics
 from icn_node.scheduler.coordinates import Coordinate
 from icn_node.scheduler.executors import ExecutorInfo
@@ -115,7 +115,7 @@ class ComputeCore:
         rtt_ms: Callable[[], Mapping[str, float]] = dict,
         bandwidth_mbps: Callable[[], Mapping[str, float]] = dict,
         coordinate: Callable[[], Coordinate | None] | None = None,
-        max_requests_per_s: float = 1000.0,
+        max_requests_per_s: float = 300.0,
     ) -> None:
         self.did = did
         self.submitter = submitter

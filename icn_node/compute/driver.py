@@ -122,6 +122,12 @@ class ComputeMetrics:
             E.OFFERS_SENT: Counter(
                 p + "offers_sent_total", "Placement offers this executor sent.", registry=registry
             ),
+            E.OFFERS_PREEMPTED: Counter(
+                p + "offers_preempted_total",
+                "Tentative reservations released because their submitter held more than its "
+                "fair share while another submitter's task did not fit.",
+                registry=registry,
+            ),
             E.OFFERS_RECEIVED: Counter(
                 p + "offers_received_total",
                 "Placement offers this submitter received in time.",

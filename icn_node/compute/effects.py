@@ -40,6 +40,7 @@ __all__ = [
     "LOSSES",
     "MESSAGES_DROPPED",
     "OFFERS_RECEIVED",
+    "OFFERS_PREEMPTED",
     "OFFERS_SENT",
     "PLACEMENT_DURATION",
     "REQUESTS_RECEIVED",
@@ -99,6 +100,9 @@ here drops."""
 REPLICAS = "replicas"
 """Submitter: a replica group settled (label: agreed, majority, no_agreement) or ran one more
 replica (extra)."""
+OFFERS_PREEMPTED = "offers_preempted"
+"""Executor: a tentative reservation released for another submitter's request because its
+submitter held more than its fair share (see ``ExecutorCore.on_request``)."""
 RATE_LIMITED = "rate_limited"
 """A member's request or announcement over its per-origin rate (label: request, announce)."""
 MESSAGES_DROPPED = "messages_dropped"

@@ -27,6 +27,7 @@ from icn_node.compute.effects import (
     LOCALITY_SCORE,
     LOSSES,
     NETWORK_SCORE,
+    OFFERS_PREEMPTED,
     OFFERS_SENT,
     REQUESTS_RECEIVED,
     SCORE,
@@ -73,6 +74,9 @@ __all__ = ["ExecutorCore"]
 _ACTIVE = (JobState.RESERVED, JobState.RUNNING)
 PLACEMENT = "placement"
 LEGACY = "legacy"
+FAIR_SHARE = 0.5
+"""Under contention, one submitter's unclaimed offers may hold at most this fraction of the
+host's CPU or memory (see ``ExecutorCore._make_room``)."""
 
 
 def _conf(
@@ -330,6 +334,7 @@ class ExecutorCore:
             )
         if self.overcommitted:
             return decline("no_capacity", "the host's capacity is below what running tasks hold")
+        acts += self._make_room(sub, request.profile)
         node = NodeState(self.did, self._ledger.capacity.snapshot(), self.queue_depth, load)
         res = self.policy.score(request, node, trust, context or LocalityContext.empty(), now)
         if isinstance(res, Decline):
@@ -360,6 +365,39 @@ class ExecutorCore:
             self._offered.add((th, attempt))
             acts += [Send(sub, PlacementOfferMsg(res, attempt)), Count(OFFERS_SENT)]
         return acts
+
+    def _make_room(self, sub: str, profile: ResourceProfile) -> list[Effect]:
+        """Fair share under contention. When ``profile`` does not fit, the tentative holds of
+        other submitters that hold more than ``FAIR_SHARE`` of the host's CPU or memory in
+        offers are released, newest first, until it fits or they are within their share.
+
+        An offer is a promise until claimed (a claim for a released one re-reserves, or is
+        refused ``no_capacity``), so this is safe; it is work-conserving (a lone submitter may
+        still hold everything) and it means one member flooding requests for tasks that fit
+        cannot keep everyone else's requests out with reservations it never claims."""
+        cap = self._ledger.capacity
+        if cap.can_fit(profile):
+            return []
+        others: dict[str, list[_Tentative]] = {}
+        for t in self._tentative.values():  # oldest first
+            if t.submitter != sub:
+                others.setdefault(t.submitter, []).append(t)
+        cpu_share = FAIR_SHARE * cap.cpu_cores_total
+        mem_share = FAIR_SHARE * cap.memory_mb_total
+        released = 0
+        for held in others.values():
+            cpu = sum(t.hold.profile.cpu_cores or 0.0 for t in held)
+            mem = sum(t.hold.profile.memory_mb or 0 for t in held)
+            while held and (cpu > cpu_share or mem > mem_share):
+                t = held.pop()
+                del self._tentative[t.task_hash]
+                self._ledger.release(t.hold)
+                released += 1
+                cpu -= t.hold.profile.cpu_cores or 0.0
+                mem -= t.hold.profile.memory_mb or 0
+                if cap.can_fit(profile):
+                    return [Count(OFFERS_PREEMPTED, n=released)]
+        return [Count(OFFERS_PREEMPTED, n=released)] if released else []
 
     def on_task_claimed(
         self, task_hash: bytes, winner: str, attempt: int, now: float

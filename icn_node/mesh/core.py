@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LocalProtocolError
 from ..identity import NodeIdentity
+from ..limits import RateLimiter
 from ..wire import (
     PROTOCOL_VERSION,
     Close,
@@ -65,6 +66,7 @@ PEX_EVERY_HEARTBEATS = 10
 PEX_MAX_PEERS = 64
 MAX_CANDIDATES = 1024
 SEEN_MAX_ENTRIES = 100_000
+MAX_ORIGIN_BUCKETS = 65_536  # (link, origin) rate buckets kept (least recently used go first)
 FEATURES = ("gossip-v1", "pex-v1", "direct-v1")
 
 
@@ -88,6 +90,8 @@ class CoreConfig:
     redial_min_s: float = 0.5
     redial_max_s: float = 30.0
     replay_window_s: float = 60.0
+    max_gossip_per_origin_s: float = 200.0
+    max_direct_per_peer_s: float = 2000.0
     region: str = ""
 
     def __post_init__(self) -> None:
@@ -110,6 +114,8 @@ class CoreConfig:
             redial_min_s=mesh.redial_min_s,
             redial_max_s=mesh.redial_max_s,
             replay_window_s=mesh.replay_window_s,
+            max_gossip_per_origin_s=mesh.max_gossip_per_origin_s,
+            max_direct_per_peer_s=mesh.max_direct_per_peer_s,
             region=region,
         )
 
@@ -309,6 +315,14 @@ class MeshCore:
         self.subscriptions: set[str] = set()
         self.mesh: dict[str, set[str]] = {}  # topic → DIDs in our mesh for it
         self.seen = SeenCache(2 * config.replay_window_s + 1.0)
+        # Gossip is checked before its signature is: a flood costs a dictionary lookup, not a
+        # verify, and goes no further than the first hop. Keyed by (link, claimed origin, to), so
+        # a forger can only spend the budget of what reaches us over its own link. Direct frames
+        # (unsigned, never forwarded, cheaper) have their own, larger budget per link.
+        rate = config.max_gossip_per_origin_s
+        self.gossip_limit = RateLimiter(rate, 2 * rate, max_origins=MAX_ORIGIN_BUCKETS)
+        rate = config.max_direct_per_peer_s
+        self.direct_limit = RateLimiter(rate, 2 * rate, max_origins=MAX_ORIGIN_BUCKETS)
         self.topic_stats: dict[str, TopicStats] = {}
         self.listen: tuple[str, ...] = ()
         self._self_addresses: set[str] = set()
@@ -633,6 +647,8 @@ class MeshCore:
         return []
 
     def _on_direct(self, link: Link, msg: Direct, now: float) -> list[Action]:
+        if not self.direct_limit.allow(link.id, now):
+            return [Drop("rate-limit", link.id, msg.topic, link.did)]
         ts_ms = int(now * 1000)
         delivery = Delivery(msg.topic, link.did, msg.payload, 0, ts_ms, True, b"")
         return [Deliver(delivery)]
@@ -651,8 +667,18 @@ class MeshCore:
         if msg.origin == self.did or not self.admitted(msg.origin):
             reason = "own" if msg.origin == self.did else "not-member"
             return [Drop(reason, link.id, msg.topic, msg.origin)]
+        # A message routed to one member has its own bucket, so answers a flood provokes (offers
+        # to the flooder) do not spend the origin's budget for everything else.
+        if not self.gossip_limit.allow((link.id, msg.origin, msg.to), now):
+            return [Drop("rate-limit", link.id, msg.topic, msg.origin)]
         if not msg.verify():
-            return [Drop("bad-signature", link.id, msg.topic, msg.origin)]
+            # Every node verifies before it forwards, so a bad signature on a link is the
+            # peer's own doing (a forger, or corruption TLS would have caught): drop the link.
+            detail = f"gossip from {msg.origin[:64]} with a bad signature"
+            return [
+                Drop("bad-signature", link.id, msg.topic, msg.origin),
+                *self._close(link, "bad-signature", detail, now),
+            ]
         self.seen.add(msg_id, now)
         return self._route(msg, msg_id, exclude=link.did)
 

@@ -184,13 +184,14 @@ def test_a_member_flooding_requests_is_throttled_and_others_are_not():
         req = PlacementRequest(s.task_hash, s.profile, flooder)
         effects = core.receive(flooder, PlacementRequestMsg(req, 1, 1.0), k / 5000)
         accepted += not any(type(x).__name__ == "Count" and x.label == "request" for x in effects)
-    # 1,000/s with a burst of 2,000: about 3,000 within the second, the rest dropped.
-    assert 2900 <= accepted <= 3100
+    # 300/s with a burst of 600: about 900 within the second, the rest dropped.
+    assert 850 <= accepted <= 950
     s = spec("honest")
     req = PlacementRequest(s.task_hash, s.profile, honest)
     kinds_ = [type(x).__name__ for x in core.receive(honest, PlacementRequestMsg(req, 1, 1.0), 1.0)]
     assert "Send" in kinds_  # the honest submitter's request is still answered
-    assert e.tentative()  # ... and holds a reservation
+    # ... and holds a reservation, though the flooder's unclaimed offers had filled the host
+    assert s.task_hash in e.tentative()
 
 
 def test_limited_log_shows_a_few_lines_then_a_count():

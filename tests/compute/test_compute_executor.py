@@ -20,6 +20,7 @@ from builders import (
 
 from icn_node.compute.effects import (
     LOSSES,
+    OFFERS_PREEMPTED,
     OFFERS_SENT,
     REQUESTS_RECEIVED,
     SCORE,
@@ -167,6 +168,40 @@ def test_an_executor_never_offers_more_than_it_has():
     answers = [offered(e, s) for s in specs]
     assert [bool(sent(a, PlacementOfferMsg)) for a in answers] == [True, True, False]
     assert one_sent(answers[2], DeclineMsg).msg.reason == "no_capacity"
+
+
+def test_a_submitter_over_its_fair_share_of_offers_yields_to_another():
+    # A flooder's unclaimed offers fill the host; another submitter's request still gets an
+    # offer: the flooder's newest holds beyond half the host are released for it.
+    flooder = did("Flood")
+    e = core(cap=capacity(cores=4, mem=8192))
+    flood = [spec(f"f{i}", submitter=flooder) for i in range(2)]
+    assert all(sent(offered(e, s), PlacementOfferMsg) for s in flood)
+    assert e.capacity.cpu_cores_available == 0.0
+    acts = offered(e, spec("honest"))
+    assert one_sent(acts, PlacementOfferMsg).to == SUB
+    assert counted(acts, OFFERS_PREEMPTED) == [Count(OFFERS_PREEMPTED, n=1)]
+    assert set(e.tentative()) == {flood[0].task_hash, spec("honest").task_hash}
+    # Within its share now, the flooder's next request is declined, not given the honest hold.
+    again = offered(e, spec("f2", submitter=flooder))
+    assert one_sent(again, DeclineMsg).msg.reason == "no_capacity"
+    assert not counted(again, OFFERS_PREEMPTED)
+    # A claim for the released offer re-reserves if it can, else is refused: nothing is lost.
+    reply = e.on_claim(flood[1].task_hash, flooder, 1, flood[1], 0.1)
+    assert one_sent(reply, ClaimReplyMsg).msg.reason == "no_capacity"
+
+
+def test_a_lone_submitter_may_hold_everything_and_keeps_its_share_under_contention():
+    e = core(cap=capacity(cores=4, mem=8192))
+    mine = [spec(f"t{i}") for i in range(2)]
+    assert all(sent(offered(e, s), PlacementOfferMsg) for s in mine)  # work-conserving
+    other = did("Other")
+    acts = offered(e, spec("o", submitter=other))
+    # SUB held all of it: one hold goes back, and SUB keeps its half.
+    assert sent(acts, PlacementOfferMsg) and counted(acts, OFFERS_PREEMPTED)
+    acts = offered(e, spec("o2", submitter=did("Third")))
+    assert one_sent(acts, DeclineMsg).msg.reason == "no_capacity"
+    assert not counted(acts, OFFERS_PREEMPTED)
 
 
 def test_tentative_reservation_expires_without_a_count():

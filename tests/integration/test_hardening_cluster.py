@@ -1,18 +1,25 @@
-"""Issue 10 on real icnd processes: replicated tasks agree across distinct executors, and a
-killed executor's task is re-placed within the link grace, not after the lease."""
+"""Issue 10 on real icnd processes: replicated tasks agree across distinct executors, a killed
+executor's task is re-placed within the link grace, not after the lease, and a member flooding
+placement requests is throttled at the first hop while everyone else's tasks are placed."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
+import trio
 
 from icn_dev.cluster import LocalCluster
+from icn_dev.flood import flood
+from icn_node.identity import NodeIdentity
 from tests.integration.test_compute_cluster import (
     INFINITE,
     SUM,
@@ -25,13 +32,21 @@ from tests.integration.test_compute_cluster import (
 
 pytestmark = pytest.mark.integration
 
+# An admitted member, trusted like everyone (0.9), that turns adversary in the flood test.
+FLOODER = NodeIdentity.generate()
+
 
 def node_config(i: int, dids: list[str]) -> dict[str, Any]:
     # Production lease (20 s) and link grace (3 s): what is measured is the grace.
     compute: dict[str, Any] = {"announce_interval_s": 1.0, "heartbeat_interval_s": 1.0}
     if i == 0:
         compute["executor"] = False
-    return {"compute": compute, "trust": {"default": 0.9}, "capacity": {"cpu_cores": 2.0}}
+    return {
+        "mesh": {"members": [*dids, FLOODER.did]},
+        "compute": compute,
+        "trust": {"default": 0.9},
+        "capacity": {"cpu_cores": 2.0},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -85,4 +100,55 @@ def test_a_killed_executor_is_replaced_within_the_grace_not_the_lease(coop):
     assert again["executor"] != st["executor"]
     coop.icnctl(0, "compute", "cancel", task)
     coop.start(victim)
+    check_logs_clean(coop)
+
+
+def dropped(coop: LocalCluster, i: int, reason: str) -> float:
+    addr = coop.rpc(i, "node.status")["listen"]["metrics"]
+    body = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+    line = f'icn_gossip_dropped_total{{reason="{reason}"}} '
+    return sum(float(x[len(line) :]) for x in body.splitlines() if x.startswith(line))
+
+
+def test_a_member_flooding_requests_is_throttled_and_others_are_still_placed(coop):
+    target = 1
+    rss = [psutil.Process(n.process.pid).memory_info().rss for n in coop.nodes]
+    limited_before = dropped(coop, target, "rate-limit")
+    report = []
+    attack = threading.Thread(
+        target=lambda: report.append(
+            trio.run(flood, coop.nodes[target].mesh_address, FLOODER, 10_000.0, 3.0)
+        ),
+        daemon=True,
+    )
+    started = time.monotonic()
+    attack.start()
+    wait_until("the flood to start", lambda: dropped(coop, target, "rate-limit") > 0, 30)
+    tasks = []
+    while attack.is_alive() and len(tasks) < 6:
+        r = coop.icnctl(0, "--json", "compute", "submit", str(SUM), "--arg", "100", "--cpu", "0.5")
+        assert r.returncode == 0, r.stderr
+        tasks.append(json.loads(r.stdout)["task"])
+        time.sleep(0.3)
+    attack.join(60)
+    assert report, "the flooder did not finish"
+    (sent,) = [r.sent for r in report]
+    assert tasks, "the flood ended before any honest task was submitted"
+    for task in tasks:
+        st = wait_final(coop, 0, task)
+        assert st["state"] == "completed", st
+    # Once node1 has read what is still in its socket buffers, at most the per-origin budget
+    # (200/s, burst 400) got past the first hop.
+    last = -1.0
+    while (limited := dropped(coop, target, "rate-limit") - limited_before) != last:
+        last = limited
+        time.sleep(1.0)
+    budget = 400 + 200 * (time.monotonic() - started)
+    assert limited >= sent - budget, (limited, sent, budget)
+    assert all(n.process.poll() is None for n in coop.nodes)
+    grown = [
+        (psutil.Process(n.process.pid).memory_info().rss - before) / 2**20
+        for n, before in zip(coop.nodes, rss, strict=True)
+    ]
+    assert max(grown) < 40, f"RSS grew by {grown} MB under the flood"
     check_logs_clean(coop)

@@ -6,6 +6,7 @@ import pytest
 
 from icn_node import wire
 from icn_node.errors import LocalProtocolError
+from icn_node.limits import RateLimiter
 from icn_node.mesh.core import CloseLink, Deliver, Dial, Drop, Reject, RttSample, SeenCache, Send
 from icn_node.mesh.states import (
     DialEvent,
@@ -291,21 +292,54 @@ def test_relays_drop_forged_replayed_and_stale_gossip():
     a, b, c = identities(3)
     relay = net.nodes["10.0.0.1:7946"]
     link = relay.core.active[a.did]
+    other = relay.core.active[c.did]
     now = net.now
     good = wire.Gossip.sign(a, "t", 1, int(now * 1000), b"ok")
     forged = wire.Gossip(**{**good.to_fields(), "payload": b"evil"})
     stale = wire.Gossip.sign(a, "t", 2, int((now - 61) * 1000), b"old")
     future = wire.Gossip.sign(a, "t", 3, int((now + 61) * 1000), b"new")
-    for msg in (forged, good, good, stale, future):
+    # The forgery arrives first, over c's link: it does not make the genuine message a duplicate.
+    out = relay.core.frame_received(other, forged, now)
+    assert [d.reason for d in actions_of(out, Drop)] == ["bad-signature"]
+    # Honest relays verify before they forward, so the link that carried it is the forger's.
+    (close,) = actions_of(out, CloseLink)
+    assert close.link == other and close.reason == "bad-signature"
+    net.do("10.0.0.1:7946", out)
+    for msg in (good, good, stale, future):
         net.do("10.0.0.1:7946", relay.core.frame_received(link, msg, now))
     reasons = [d.reason for d in relay.drops]
     assert reasons.count("bad-signature") == 1
     assert reasons.count("duplicate") >= 1
     assert reasons.count("replay-window") == 2
     assert [d.payload for d in relay.delivered] == [b"ok"]
-    # The forgery arrived first, yet the genuine message was still accepted and forwarded.
-    assert [d.payload for d in net.nodes["10.0.0.2:7946"].delivered] == [b"ok"]
-    assert relay.core.peer_count() == 2  # nobody was disconnected
+    assert relay.core.peer_count() == 1  # replays and stale copies cost nobody their link
+    assert c.did not in relay.core.active and a.did in relay.core.active
+
+
+def test_messages_over_an_origins_rate_on_a_link_are_dropped_before_verification():
+    net = subscribed_chain(n=3)
+    a, b, c = identities(3)
+    relay = net.nodes["10.0.0.1:7946"]
+    relay.core.gossip_limit = RateLimiter(10.0, 20.0)
+    relay.core.direct_limit = RateLimiter(10.0, 20.0)
+    link = relay.core.active[a.did]
+    other = relay.core.active[c.did]
+    now = net.now
+    msgs = [wire.Gossip.sign(a, "t", i, int(now * 1000), b"%d" % i) for i in range(25)]
+    for m in msgs:
+        net.do("10.0.0.1:7946", relay.core.frame_received(link, m, now))
+    assert len(relay.delivered) == 20
+    assert [d.reason for d in relay.drops] == ["rate-limit"] * 5
+    # Not verified, so not seen: the same message over another link is taken...
+    net.do("10.0.0.1:7946", relay.core.frame_received(other, msgs[-1], now))
+    assert len(relay.delivered) == 21
+    # ...and the budget refills with time. A forgery's budget is its own link's, not a's.
+    net.do("10.0.0.1:7946", relay.core.frame_received(link, msgs[-2], now + 0.5))
+    assert len(relay.delivered) == 22
+    # Direct frames from the link's peer have a budget of their own.
+    for _ in range(25):
+        net.do("10.0.0.1:7946", relay.core.frame_received(link, wire.Direct("t", b"d"), now))
+    assert [d.reason for d in relay.drops].count("rate-limit") == 5 + 5
 
 
 def test_gossip_from_a_non_member_origin_is_dropped():
