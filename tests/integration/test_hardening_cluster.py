@@ -103,17 +103,26 @@ def test_a_killed_executor_is_replaced_within_the_grace_not_the_lease(coop):
     check_logs_clean(coop)
 
 
-def dropped(coop: LocalCluster, i: int, reason: str) -> float:
+def sample(coop: LocalCluster, i: int, line: str) -> float:
+    """The value of the Prometheus sample ``line`` (name and labels as exposed) on node ``i``."""
     addr = coop.rpc(i, "node.status")["listen"]["metrics"]
     body = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
-    line = f'icn_gossip_dropped_total{{reason="{reason}"}} '
-    return sum(float(x[len(line) :]) for x in body.splitlines() if x.startswith(line))
+    return sum(float(x[len(line) + 1 :]) for x in body.splitlines() if x.startswith(line + " "))
+
+
+def dropped(coop: LocalCluster, i: int, reason: str) -> float:
+    return sample(coop, i, f'icn_gossip_dropped_total{{reason="{reason}"}}')
+
+
+def requests(coop: LocalCluster, i: int) -> float:
+    return sample(coop, i, "icn_compute_placement_requests_received_total")
 
 
 def test_a_member_flooding_requests_is_throttled_and_others_are_still_placed(coop):
     target = 1
     rss = [psutil.Process(n.process.pid).memory_info().rss for n in coop.nodes]
     limited_before = dropped(coop, target, "rate-limit")
+    taken_before = requests(coop, target)
     report = []
     attack = threading.Thread(
         target=lambda: report.append(
@@ -137,14 +146,18 @@ def test_a_member_flooding_requests_is_throttled_and_others_are_still_placed(coo
     for task in tasks:
         st = wait_final(coop, 0, task)
         assert st["state"] == "completed", st
-    # Once node1 has read what is still in its socket buffers, at most the per-origin budget
-    # (200/s, burst 400) got past the first hop.
+    # Once node1 has read what is still in its socket buffers, its executor has taken at most
+    # the per-origin budget (200/s, burst 400) of the flood, and most of it went no further
+    # than the first hop. (What the flooder counts as sent may include frames its closing
+    # socket reset away unread, so the bound is on what node1 took.)
     last = -1.0
     while (limited := dropped(coop, target, "rate-limit") - limited_before) != last:
         last = limited
         time.sleep(1.0)
-    budget = 400 + 200 * (time.monotonic() - started)
-    assert limited >= sent - budget, (limited, sent, budget)
+    taken = requests(coop, target) - taken_before
+    budget = 400 + 200 * (time.monotonic() - started) + len(tasks)
+    assert taken <= budget, (taken, budget)
+    assert limited >= sent / 2, (limited, sent)
     assert all(n.process.poll() is None for n in coop.nodes)
     grown = [
         (psutil.Process(n.process.pid).memory_info().rss - before) / 2**20

@@ -263,10 +263,9 @@ def test_forged_replayed_and_oversized_frames_are_dropped_without_harm(cluster):
         victim = cluster.nodes[3].did
         forged = wire.Gossip(TOPIC, victim, 1, now_ms, b"forged", b"\x00" * 64)
         stale = wire.Gossip.sign(RAW, TOPIC, 2, now_ms - 3_600_000, b"stale")
-        raw.send(forged)
         raw.send(genuine)  # a replay: already seen everywhere
         raw.send(stale)
-        for reason in ("bad-signature", "duplicate", "replay-window"):
+        for reason in ("duplicate", "replay-window"):
             wait_until(
                 lambda reason=reason: (
                     raw.keepalive()  # polling may take a while on a loaded machine
@@ -276,7 +275,16 @@ def test_forged_replayed_and_oversized_frames_are_dropped_without_harm(cluster):
                 10,
                 f"a {reason} drop on node{target}",
             )
-        # The link survived those; an oversized frame closes it with a reason.
+        # The link survived those. A forgery closes it: honest relays verify before forwarding.
+        raw.send(forged)
+        close = raw.recv_until(lambda m: isinstance(m, wire.Close))
+        assert close is not None and close.reason == "bad-signature", close
+        assert metric(cluster, target, "icn_gossip_dropped_total", reason="bad-signature") > (
+            before["bad-signature"]
+        )
+        raw.close()
+        # An oversized frame closes a link too, with its reason.
+        raw = join_as_raw_client(cluster, target)
         raw.sock.sendall(wire.HEADER.pack(MAX_FRAME + 1) + b"\x00" * 16)
         close = raw.recv_until(lambda m: isinstance(m, wire.Close))
         assert close is not None and close.reason == "frame-too-large"
