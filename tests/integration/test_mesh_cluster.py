@@ -279,8 +279,9 @@ def test_forged_replayed_and_oversized_frames_are_dropped_without_harm(cluster):
         raw.send(forged)
         close = raw.recv_until(lambda m: isinstance(m, wire.Close))
         assert close is not None and close.reason == "bad-signature", close
-        assert metric(cluster, target, "icn_gossip_dropped_total", reason="bad-signature") > (
-            before["bad-signature"]
+        assert (
+            metric(cluster, target, "icn_gossip_dropped_total", reason="bad-signature")
+            > (before["bad-signature"])
         )
         raw.close()
         # An oversized frame closes a link too, with its reason.
