@@ -367,9 +367,10 @@ class ExecutorCore:
         return acts
 
     def _make_room(self, sub: str, profile: ResourceProfile) -> list[Effect]:
-        """Fair share under contention. When ``profile`` does not fit, the tentative holds of
-        other submitters that hold more than ``FAIR_SHARE`` of the host's CPU or memory in
-        offers are released, newest first, until it fits or they are within their share.
+        """Fair share under contention. When ``profile`` does not fit, and ``sub``'s own offers
+        with it would stay within ``FAIR_SHARE`` of the host's CPU and memory, the tentative
+        holds of other submitters that hold more than their share are released, newest first,
+        until it fits or they are within their share.
 
         An offer is a promise until claimed (a claim for a released one re-reserves, or is
         refused ``no_capacity``), so this is safe; it is work-conserving (a lone submitter may
@@ -378,12 +379,18 @@ class ExecutorCore:
         cap = self._ledger.capacity
         if cap.can_fit(profile):
             return []
+        cpu_share = FAIR_SHARE * cap.cpu_cores_total
+        mem_share = FAIR_SHARE * cap.memory_mb_total
         others: dict[str, list[_Tentative]] = {}
+        own_cpu, own_mem = profile.cpu_cores or 0.0, profile.memory_mb or 0
         for t in self._tentative.values():  # oldest first
             if t.submitter != sub:
                 others.setdefault(t.submitter, []).append(t)
-        cpu_share = FAIR_SHARE * cap.cpu_cores_total
-        mem_share = FAIR_SHARE * cap.memory_mb_total
+            else:
+                own_cpu += t.hold.profile.cpu_cores or 0.0
+                own_mem += t.hold.profile.memory_mb or 0
+        if own_cpu > cpu_share or own_mem > mem_share:
+            return []  # over its own share: it may not take from others (no ping-pong)
         released = 0
         for held in others.values():
             cpu = sum(t.hold.profile.cpu_cores or 0.0 for t in held)

@@ -204,6 +204,18 @@ def test_a_lone_submitter_may_hold_everything_and_keeps_its_share_under_contenti
     assert not counted(acts, OFFERS_PREEMPTED)
 
 
+def test_a_submitter_over_its_own_share_takes_nothing_from_others():
+    # Two submitters, each with half the host in offers; neither may take the other's.
+    e = core(cap=capacity(cores=4, mem=8192))
+    other = did("Other")
+    assert sent(offered(e, spec("t0")), PlacementOfferMsg)
+    assert sent(offered(e, spec("o0", submitter=other)), PlacementOfferMsg)
+    for s in (spec("t1"), spec("o1", submitter=other)):
+        acts = offered(e, s)
+        assert one_sent(acts, DeclineMsg).msg.reason == "no_capacity"
+        assert not counted(acts, OFFERS_PREEMPTED)
+
+
 def test_tentative_reservation_expires_without_a_count():
     e = core()
     offered(e)
