@@ -172,6 +172,7 @@ class ComputeCore:
             weights=compute.placement_weights,
             blobs=blob_registry,
             link_grace_s=compute.link_grace_s,
+            invite=compute.invite,
         )
         executor = None
         if compute.executor:
