@@ -356,6 +356,12 @@ class ComputeSection:
         "phase16a (no locality: the locality-blind baseline).",
         _one_of("phase16a", "phase16c"),
     )
+    announce_budget_per_s: float = key(
+        20.0,
+        "Executor announcements a second the whole cooperative should make: beyond "
+        "announce_interval_s x this many executors, the interval grows with their number.",
+        _between(0.01, 1e6),
+    )
     invite: int = key(
         16,
         "Executors a placement invites: the data's holders, the best by announcements and a "
