@@ -356,6 +356,18 @@ class ComputeSection:
         "phase16a (no locality: the locality-blind baseline).",
         _one_of("phase16a", "phase16c"),
     )
+    announce_budget_per_s: float = key(
+        20.0,
+        "Executor announcements a second the whole cooperative should make: beyond "
+        "announce_interval_s x this many executors, the interval grows with their number.",
+        _between(0.01, 1e6),
+    )
+    invite: int = key(
+        16,
+        "Executors a placement invites: the data's holders, the best by announcements and a "
+        "few explored (0: every executor that could fit). Doubled per round nobody took.",
+        _between(0, 1_000_000),
+    )
     max_negotiating: int = key(
         32,
         "Tasks this submitter places at once; more wait, queued in order, as pending.",

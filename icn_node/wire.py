@@ -51,11 +51,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import cbor2
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .errors import CodecError, IcnError, IdentityError
-from .identity import NodeIdentity, public_key_from_did, validate_did
+from .identity import NodeIdentity, validate_did, verify_signature
 from .scheduler.coordinates import Coordinate
 from .scheduler.executors import ExecutorInfo
 from .scheduler.policy import PlacementOffer, PlacementRequest
@@ -101,11 +99,6 @@ def _valid_did(did: str) -> bool:
     except IdentityError:
         return False
     return True
-
-
-@functools.lru_cache(maxsize=4096)
-def _public_key(did: str) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(public_key_from_did(did))
 
 
 def check_topic(topic: str) -> str:
@@ -585,11 +578,7 @@ class Gossip(Message):
         return hashlib.sha256(self.signing_bytes()).digest()[:20]
 
     def verify(self) -> bool:
-        try:
-            _public_key(self.origin).verify(self.signature, self.signing_bytes())
-        except (InvalidSignature, IdentityError, ValueError):
-            return False
-        return True
+        return verify_signature(self.origin, self.signature, self.signing_bytes())
 
     @classmethod
     def sign(

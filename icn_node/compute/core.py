@@ -116,8 +116,13 @@ class ComputeCore:
         bandwidth_mbps: Callable[[], Mapping[str, float]] = dict,
         coordinate: Callable[[], Coordinate | None] | None = None,
         max_requests_per_s: float = 300.0,
+        announce_budget_per_s: float = 20.0,
     ) -> None:
         self.did = did
+        self.announce_budget_per_s = announce_budget_per_s
+        """Announcements a second the whole cooperative should make: the interval grows past
+        ``announce_interval_s`` once the executors known would make more (see
+        :meth:`ExecutorRegistry.interval_for`)."""
         self.submitter = submitter
         self.executor = executor
         self.registry = registry
@@ -172,6 +177,7 @@ class ComputeCore:
             weights=compute.placement_weights,
             blobs=blob_registry,
             link_grace_s=compute.link_grace_s,
+            invite=compute.invite,
         )
         executor = None
         if compute.executor:
@@ -198,6 +204,7 @@ class ComputeCore:
             bandwidth_mbps=bandwidth_mbps,
             coordinate=coordinate,
             max_requests_per_s=compute.max_requests_per_s,
+            announce_budget_per_s=compute.announce_budget_per_s,
         )
 
     # -- events from the network -----------------------------------------------------------
@@ -467,14 +474,21 @@ class ComputeCore:
         if ex is None:
             return None
         last = self._announced_at
-        due = last + self.registry.interval_s
+        interval = self.announce_interval()
+        due = last + interval
         if self._peers > self._announced_to:
             due = min(due, last + MIN_ANNOUNCE_GAP_S)
         if due > last + MIN_ANNOUNCE_GAP_S and ex.significant_change():
             # Submitters judge "could fit" against announced totals, so an early announcement
             # is a courtesy: at most one per half interval.
-            due = min(due, last + max(MIN_ANNOUNCE_GAP_S, self.registry.interval_s / 2))
+            due = min(due, last + max(MIN_ANNOUNCE_GAP_S, interval / 2))
         return due
+
+    def announce_interval(self) -> float:
+        """Seconds between this executor's announcements: the configured interval, longer in
+        a cooperative large enough that everyone announcing that often would exceed
+        ``announce_budget_per_s`` in all."""
+        return self.registry.interval_for(self.announce_budget_per_s)
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`on_timer` has work, or None."""
@@ -502,6 +516,12 @@ class ComputeCore:
         self._announced_at = now
         self._announced_to = self._peers
         coordinate = self._coordinate() if self._coordinate is not None else None
+        interval = self.announce_interval()
         return ex.announce_info(
-            now, metrics=self._metrics, region=self.region, coordinate=coordinate
+            now,
+            metrics=self._metrics,
+            region=self.region,
+            coordinate=coordinate,
+            # Said only when it differs from the configured one (receivers' default).
+            interval_s=interval if interval > self.registry.interval_s else None,
         )

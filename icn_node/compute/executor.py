@@ -243,6 +243,7 @@ class ExecutorCore:
         metrics: NodeMetrics | None = None,
         region: str | None = None,
         coordinate: Coordinate | None = None,
+        interval_s: float | None = None,
     ) -> ExecutorInfo:
         """This executor's ``ExecutorAnnounce`` content; remembers it for
         :meth:`significant_change`."""
@@ -256,6 +257,7 @@ class ExecutorCore:
             announced_at=now,
             runtimes=self.runtimes,
             coordinate=coordinate,
+            interval_s=interval_s,
         )
 
     def significant_change(self) -> bool:

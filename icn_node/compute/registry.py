@@ -47,12 +47,22 @@ class ExecutorRegistry:
         self._entries[info.did] = (info, now)
         return True
 
-    def _alive(self, received_at: float, now: float) -> bool:
-        return now - received_at <= self.ttl_s
+    def interval_for(self, budget_per_s: float) -> float:
+        """The announce interval for a cooperative this registry sees: ``interval_s``, or longer
+        once every executor announcing that often would make more than ``budget_per_s``
+        announcements a second in all (every node receives every announcement, so this keeps
+        that load flat as the cooperative grows)."""
+        return max(self.interval_s, len(self._entries) / budget_per_s)
+
+    def _ttl(self, info: ExecutorInfo) -> float:
+        return MISSED_INTERVALS * (info.interval_s or self.interval_s)
+
+    def _alive(self, entry: tuple[ExecutorInfo, float], now: float) -> bool:
+        return now - entry[1] <= self._ttl(entry[0])
 
     def expire(self, now: float) -> list[str]:
         """Drop entries not renewed for three intervals; returns their DIDs, sorted."""
-        gone = sorted(d for d, (_, t) in self._entries.items() if not self._alive(t, now))
+        gone = sorted(d for d, e in self._entries.items() if not self._alive(e, now))
         for d in gone:
             del self._entries[d]
         return gone
@@ -61,11 +71,11 @@ class ExecutorRegistry:
         """When the next entry expires (for the driver's timer), None when empty."""
         if not self._entries:
             return None
-        return min(t for _, t in self._entries.values()) + self.ttl_s
+        return min(t + self._ttl(i) for i, t in self._entries.values())
 
     def live(self, now: float) -> list[ExecutorInfo]:
         """The live entries, sorted by DID."""
-        return [i for d, (i, t) in sorted(self._entries.items()) if self._alive(t, now)]
+        return [e[0] for _, e in sorted(self._entries.items()) if self._alive(e, now)]
 
     def get(self, did: str) -> ExecutorInfo | None:
         e = self._entries.get(did)

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from icn_node.compute import sample
 from icn_node.compute.data import (
     BLIND_WEIGHTS,
     Data,
@@ -147,6 +148,7 @@ class SubmitterCore:
         reputation: Reputation | None = None,
         avoid: Callable[[TaskSpec], frozenset[str]] | None = None,
         link_grace_s: float = 3.0,
+        invite: int = 16,
     ) -> None:
         chk.text("submitter.did", did, max_len=512)
         self.did = did
@@ -174,6 +176,12 @@ class SubmitterCore:
         """Where blobs are and their sizes (this node's blob locations), for the data a
         request carries and the bytes a placement saves; None: tasks carry no data."""
         self.min_trust = chk.number("compute.min_trust", min_trust, lo=0.0, hi=1.0)
+        try:
+            self.invite = chk.integer("compute.invite", invite, lo=0, hi=1_000_000)
+        except ResourceError as e:
+            raise ConfigError(str(e), key="compute.invite") from None
+        """Executors a placement invites (0: every candidate); doubled for each round nobody
+        took, everyone in the last (see :mod:`icn_node.compute.sample`)."""
         self._tasks: dict[bytes, _Task] = {}
         if max_negotiating is not None:
             try:
@@ -309,11 +317,9 @@ class SubmitterCore:
         # Executors lost earlier, and those running another replica of the same group.
         others = self.avoid(spec) - set(t.rec.excluded) if self.avoid is not None else set()
         excluded = t.rec.excluded + tuple(sorted(others))
-        t.expected = frozenset(
-            d
-            for d in self.registry.candidates(spec.profile, now, excluded, spec.runtime)
-            if self.admissible(d, now)
-        )
+        if spec.profile is not None and not t.data and self.blobs is not None:
+            t.data = task_data(spec, self.blobs())
+        t.expected = self._invitees(t, now, excluded, attempt)
         t.deadline = now + self.offer_window_s
         self._set(
             t,
@@ -331,8 +337,6 @@ class SubmitterCore:
         if spec.profile is None:
             acts.append(Publish(TaskSubmittedMsg(spec, attempt, self.offer_window_s, excluded)))
         else:
-            if not t.data and self.blobs is not None:
-                t.data = task_data(spec, self.blobs())
             req = PlacementRequest(
                 spec.task_hash,
                 spec.profile,
@@ -351,6 +355,36 @@ class SubmitterCore:
                 acts.extend(Send(d, msg) for d in sorted(t.expected))
             else:
                 acts.append(Publish(msg))
+
+    def _invitees(
+        self, t: _Task, now: float, excluded: tuple[str, ...], attempt: int
+    ) -> frozenset[str]:
+        """The executors this round asks: live, could fit, admissible; a sample of them when
+        there are more than ``invite`` (doubled per round nobody took)."""
+        spec = t.rec.spec
+        found = [
+            d
+            for d in self.registry.candidates(spec.profile, now, excluded, spec.runtime)
+            if self.admissible(d, now)
+        ]
+        # Doubled for each round nobody took; the last round before failing asks everyone.
+        last = t.rec.retries >= len(self.retry_backoff_s)
+        k = 0 if last or not self.invite else self.invite << min(t.rec.retries, 20)
+        if k == 0 or len(found) <= k:
+            return frozenset(found)
+        infos = [i for i in map(self.registry.get, found) if i is not None]
+        holders: set[str] = set()
+        if t.data and self.blobs is not None:
+            locations = self.blobs()
+            for h, _ in t.data:
+                holders |= locations.holders(h)
+        return sample.choose(
+            infos,
+            k,
+            trust=lambda d: self.effective_trust(d, now),
+            holders=holders,
+            salt=spec.task_hash + attempt.to_bytes(4, "big"),
+        )
 
     def _round_failed(self, t: _Task, now: float, acts: list[Effect]) -> None:
         """The round ended without a running executor: back off and retry, or give up."""

@@ -38,6 +38,9 @@ class ExecutorInfo(TaskDocument):
     # Its network coordinate (netmap); left out of the document when unknown, so an
     # announcement without one reads exactly as before.
     coordinate: Annotated[Coordinate | None, OMIT_DEFAULT] = None
+    # Seconds until its next announcement: the interval grows with the cooperative so that
+    # announcements stay a fixed load on every node (None: the receiver's own interval).
+    interval_s: Annotated[float | None, OMIT_DEFAULT] = None
     _could_fit_cap: NodeCapacity = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +62,14 @@ class ExecutorInfo(TaskDocument):
             s(self, "runtimes", runtimes)
             if self.coordinate is not None and not isinstance(self.coordinate, Coordinate):
                 raise TaskError("executor_info.coordinate: expected a Coordinate or None")
+            if self.interval_s is not None:
+                s(
+                    self,
+                    "interval_s",
+                    chk.number(
+                        "executor_info.interval_s", self.interval_s, lo=0.0, hi=1e6, lo_open=True
+                    ),
+                )
             s(
                 self,
                 "announced_at",

@@ -98,6 +98,39 @@ def test_executors_announce_on_their_interval_early_on_change_and_when_peers_joi
     assert core.next_deadline() == 2.0 + 5.0
 
 
+def test_the_announce_interval_grows_with_the_cooperative_and_receivers_honour_it():
+    net = Network()
+    net.add_executor(A, cap=capacity(cores=8))
+    core = net.core(A)
+    core.on_timer(0.0)  # its first announcement, into its own registry too
+    assert core.announce_interval() == 10.0  # 1 executor known: the configured interval
+    # 999 others known: at 10 s they would make 100 announcements/s; the budget is 20/s.
+    for i in range(999):
+        core.registry.announce(ExecutorInfo(did=did(f"X{i}"), capacity=capacity()), 0.0)
+    assert core.announce_interval() == pytest.approx(1000 / 20)  # 999 and its own
+    assert core.next_deadline() == pytest.approx(50.0)
+    (pub,) = [x for x in core.on_timer(50.0) if isinstance(x, Publish)]
+    assert pub.msg.info.interval_s == pytest.approx(50.0)
+    assert core.next_deadline() == pytest.approx(100.0)
+    # A receiver keeps that entry alive for three of *its* intervals, not three of its own.
+    reg = ExecutorRegistry(10.0)
+    reg.announce(pub.msg.info, 100.0)
+    reg.announce(ExecutorInfo(did=B, capacity=capacity()), 100.0)
+    assert {i.did for i in reg.live(100.0 + 31.0)} == {A}
+    assert reg.next_expiry() == 130.0
+    assert reg.expire(131.0) == [B]
+    assert reg.next_expiry() == 250.0
+    assert reg.expire(251.0) == [A]
+
+
+def test_a_small_cooperative_announces_as_before():
+    net = Network()
+    net.add_executor(A)
+    (pub,) = [x for x in net.core(A).on_timer(0.0) if isinstance(x, Publish)]
+    assert pub.msg.info.interval_s is None  # the document is unchanged: no interval_s field
+    assert "interval_s" not in pub.msg.info.to_dict()
+
+
 def test_task_locations_are_remembered_and_bounded(monkeypatch):
     monkeypatch.setattr(core_mod, "MAX_TASK_LOCATIONS", 3)
     core = lone_submitter()

@@ -1,0 +1,134 @@
+"""Invitations to a sample: who a placement asks (icn_node.compute.sample and the submitter)."""
+
+from __future__ import annotations
+
+from builders import SUB, capacity, did, spec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from icn_node.compute import sample
+from icn_node.compute.registry import ExecutorRegistry
+from icn_node.compute.submitter import SubmitterCore
+from icn_node.scheduler import NodeCapacity
+from icn_node.scheduler.executors import ExecutorInfo
+from icn_node.scheduler.tasks import TaskState
+from icn_node.wire import PlacementRequestMsg
+
+EXECS = [did(f"E{i:03d}") for i in range(40)]
+
+
+def info(d: str, free: float = 1.0, queue: int = 0) -> ExecutorInfo:
+    cap = NodeCapacity(
+        cpu_cores_total=8.0,
+        memory_mb_total=16384,
+        storage_mb_total=100_000,
+        network_mbps=1000.0,
+        cpu_cores_available=8.0 * free,
+        memory_mb_available=int(16384 * free),
+    )
+    return ExecutorInfo(did=d, capacity=cap, queue_depth=queue)
+
+
+def flat(_d: str) -> float:
+    return 0.9
+
+
+def test_everyone_when_there_are_at_most_k_or_k_is_zero():
+    pool = [info(d) for d in EXECS[:8]]
+    assert sample.choose(pool, 8, trust=flat) == set(EXECS[:8])
+    assert sample.choose(pool, 0, trust=flat) == set(EXECS[:8])
+    assert sample.choose([info(d) for d in EXECS], 0, trust=flat) == set(EXECS)
+
+
+def test_holders_first_then_the_best_by_announcements_then_explored():
+    # E000-E009 announce themselves busy; E010-E039 free, E039 with a long queue.
+    pool = [
+        info(d, free=0.1 if i < 10 else 1.0, queue=9 if i == 39 else 0) for i, d in enumerate(EXECS)
+    ]
+    chosen = sample.choose(pool, 8, trust=flat, holders={EXECS[3], "did:key:z6MkNotACandidate"})
+    assert len(chosen) == 8
+    assert EXECS[3] in chosen  # holds the data, though busy
+    explored = sample.explore_places(8)
+    assert explored == 1
+    # 8 - 1 holder - 1 explored = 6 by the prior: the free ones, lowest DID first on ties.
+    assert set(EXECS[10:16]) <= chosen
+    assert len(chosen - {EXECS[3]} - set(EXECS[10:16])) == 1
+
+
+def test_trust_ranks_the_sample():
+    pool = [info(d) for d in EXECS]
+    trusted = set(EXECS[30:37])
+    chosen = sample.choose(pool, 8, trust=lambda d: 0.95 if d in trusted else 0.6)
+    assert trusted <= chosen
+
+
+def test_exploration_is_deterministic_per_salt_and_reaches_everyone_across_tasks():
+    pool = [info(d) for d in EXECS]
+    a = sample.choose(pool, 8, trust=flat, salt=b"task-1")
+    assert a == sample.choose(pool, 8, trust=flat, salt=b"task-1")
+    reached: set[str] = set()
+    for i in range(400):
+        reached |= sample.choose(pool, 8, trust=flat, salt=b"task-%d" % i)
+    assert reached == set(EXECS)  # newcomers and stale announcements all get asked
+
+
+def test_more_holders_than_places_keeps_the_best_holders():
+    pool = [info(d, free=1.0 if i % 2 else 0.2) for i, d in enumerate(EXECS)]
+    chosen = sample.choose(pool, 4, trust=flat, holders=set(EXECS[:10]))
+    assert chosen == {EXECS[1], EXECS[3], EXECS[5], EXECS[7]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(0, 60),
+    k=st.integers(0, 70),
+    holders=st.sets(st.integers(0, 59), max_size=10),
+    salt=st.binary(max_size=8),
+)
+def test_the_sample_is_a_subset_of_size_k_holding_the_holders(n, k, holders, salt):
+    pool = [info(EXECS[i % 40] if i < 40 else did(f"X{i}")) for i in range(n)]
+    dids = [i.did for i in pool]
+    held = {dids[h] for h in holders if h < n}
+    chosen = sample.choose(pool, k, trust=flat, holders=held, salt=salt)
+    assert chosen <= set(dids)
+    assert len(chosen) == (n if k == 0 or n <= k else k)
+    if len(held) <= k or k == 0:
+        assert held <= chosen
+
+
+# -- in the submitter --------------------------------------------------------------------------
+
+
+def submitter(invite: int) -> SubmitterCore:
+    reg = ExecutorRegistry(1000.0)
+    for d in EXECS:
+        reg.announce(ExecutorInfo(did=d, capacity=capacity()), 0.0)
+    return SubmitterCore(SUB, flat, reg, invite=invite, retry_backoff_s=(1.0, 2.0))
+
+
+def invited(effects) -> set[str]:
+    return {e.to for e in effects if isinstance(getattr(e, "msg", None), PlacementRequestMsg)}
+
+
+def test_a_placement_invites_k_and_widens_until_everyone_before_it_fails():
+    sub = submitter(8)
+    s = spec("wide")
+    first = invited(sub.submit(s, 0.0))
+    assert len(first) == 8
+    assert sub.expected(s.task_hash) == first
+    now = 0.0
+    rounds = [first]
+    for _ in range(2):
+        for d in sorted(rounds[-1]):
+            sub.on_decline(s.task_hash, d, sub.record(s.task_hash).attempt, "no_capacity", now)
+        now += 5.0
+        rounds.append(invited(sub.on_timer(now)))
+    assert [len(r) for r in rounds] == [8, 16, 40]  # doubled, then everyone in the last round
+    for d in sorted(rounds[-1]):
+        sub.on_decline(s.task_hash, d, sub.record(s.task_hash).attempt, "no_capacity", now)
+    sub.on_timer(now + 5.0)
+    assert sub.record(s.task_hash).state is TaskState.FAILED
+
+
+def test_invite_zero_asks_every_candidate():
+    assert len(invited(submitter(0).submit(spec("all"), 0.0))) == 40
