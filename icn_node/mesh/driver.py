@@ -575,7 +575,10 @@ class MeshService:
         try:
             half = self.config.send_queue_len // 2
             async for data in receive:
-                # Coalesce what is already queued: one TLS record and one syscall per batch.
+                # Let the tasks already runnable in this tick queue theirs, then send all that
+                # is queued at once: one TLS record and one syscall per batch, not per frame
+                # (on loopback a send also pays for the receiver's wake-up).
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 batch = [data]
                 size = len(data)
                 while size < WRITE_BATCH_BYTES:
