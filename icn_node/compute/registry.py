@@ -9,6 +9,7 @@ announcements from the same executor).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 from icn_node.scheduler import _checks as chk
@@ -25,7 +26,7 @@ MISSED_INTERVALS = 3
 class ExecutorRegistry:
     """Live executors by DID. ``interval_s`` is ``compute.announce_interval_s``."""
 
-    __slots__ = ("interval_s", "_entries")
+    __slots__ = ("interval_s", "_entries", "_order", "_index")
 
     def __init__(self, interval_s: float) -> None:
         with _task_errors():
@@ -33,6 +34,9 @@ class ExecutorRegistry:
                 "compute.announce_interval_s", interval_s, lo=0.0, hi=1e9, lo_open=True
             )
         self._entries: dict[str, tuple[ExecutorInfo, float]] = {}
+        # The DIDs in a list too (swap-removed), so that a random entry is one index away.
+        self._order: list[str] = []
+        self._index: dict[str, int] = {}
 
     @property
     def ttl_s(self) -> float:
@@ -44,8 +48,19 @@ class ExecutorRegistry:
         old = self._entries.get(info.did)
         if old is not None and old[0].announced_at >= info.announced_at:
             return False
+        if old is None:
+            self._index[info.did] = len(self._order)
+            self._order.append(info.did)
         self._entries[info.did] = (info, now)
         return True
+
+    def _drop(self, did: str) -> None:
+        del self._entries[did]
+        i = self._index.pop(did)
+        last = self._order.pop()
+        if last != did:
+            self._order[i] = last
+            self._index[last] = i
 
     def interval_for(self, budget_per_s: float) -> float:
         """The announce interval for a cooperative this registry sees: ``interval_s``, or longer
@@ -64,7 +79,7 @@ class ExecutorRegistry:
         """Drop entries not renewed for three intervals; returns their DIDs, sorted."""
         gone = sorted(d for d, e in self._entries.items() if not self._alive(e, now))
         for d in gone:
-            del self._entries[d]
+            self._drop(d)
         return gone
 
     def next_expiry(self) -> float | None:
@@ -98,6 +113,46 @@ class ExecutorRegistry:
             and runtime in i.runtimes
             and (profile is None or i.could_fit(profile))
         )
+
+    def probe(
+        self,
+        profile: ResourceProfile | None,
+        now: float,
+        want: int,
+        salt: bytes,
+        exclude: Iterable[str] = (),
+        runtime: str = "wasm",
+    ) -> list[ExecutorInfo]:
+        """Up to ``want`` distinct candidates (as :meth:`candidates` would count them) found by
+        looking at no more than ``4 * want`` entries picked by a hash of ``salt``: O(want),
+        whatever the registry's size (Sparrow's and Nomad's random probing). Deterministic for
+        a given salt and registry."""
+        ex = frozenset(exclude)
+        n = len(self._order)
+        found: dict[str, ExecutorInfo] = {}
+        for j in range(4 * want):
+            if len(found) >= want or n == 0:
+                break
+            digest = hashlib.blake2b(salt + j.to_bytes(4, "big"), digest_size=8).digest()
+            did = self._order[int.from_bytes(digest, "big") % n]
+            if did in found or did in ex:
+                continue
+            info = self.candidate(did, profile, now, runtime)
+            if info is not None:
+                found[did] = info
+        return list(found.values())
+
+    def candidate(
+        self, did: str, profile: ResourceProfile | None, now: float, runtime: str = "wasm"
+    ) -> ExecutorInfo | None:
+        """``did``'s entry if it is a live candidate for ``profile`` and ``runtime``."""
+        entry = self._entries.get(did)
+        if entry is None or not self._alive(entry, now):
+            return None
+        info = entry[0]
+        if runtime not in info.runtimes or (profile is not None and not info.could_fit(profile)):
+            return None
+        return info
 
     def __len__(self) -> int:
         return len(self._entries)

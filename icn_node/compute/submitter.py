@@ -112,6 +112,10 @@ class _Task:
     """Set while the link to the executor is down: past it the executor is lost."""
 
 
+PROBE_ABOVE = 8
+"""A registry more than this many times the sample is probed at random, not scanned."""
+
+
 class SubmitterCore:
     """This node's submitted tasks. See the module docstring and docs/ARCHITECTURE.md.
 
@@ -359,31 +363,48 @@ class SubmitterCore:
     def _invitees(
         self, t: _Task, now: float, excluded: tuple[str, ...], attempt: int
     ) -> frozenset[str]:
-        """The executors this round asks: live, could fit, admissible; a sample of them when
-        there are more than ``invite`` (doubled per round nobody took)."""
+        """The executors this round asks: live, could fit, admissible; a sample of ``invite``
+        of them when there are more (doubled per round nobody took, everyone in the last).
+
+        In a registry much larger than the sample, the candidates are not scanned: ``2k`` are
+        found by random probing and the data's holders are added, so the work per placement
+        is O(k) whatever the cooperative's size."""
         spec = t.rec.spec
-        found = [
-            d
-            for d in self.registry.candidates(spec.profile, now, excluded, spec.runtime)
-            if self.admissible(d, now)
-        ]
+        salt = spec.task_hash + attempt.to_bytes(4, "big")
         # Doubled for each round nobody took; the last round before failing asks everyone.
         last = t.rec.retries >= len(self.retry_backoff_s)
         k = 0 if last or not self.invite else self.invite << min(t.rec.retries, 20)
-        if k == 0 or len(found) <= k:
-            return frozenset(found)
-        infos = [i for i in map(self.registry.get, found) if i is not None]
+        if k == 0 or len(self.registry) <= PROBE_ABOVE * k:
+            found = [
+                d
+                for d in self.registry.candidates(spec.profile, now, excluded, spec.runtime)
+                if self.admissible(d, now)
+            ]
+            if k == 0 or len(found) <= k:
+                return frozenset(found)
+            pool = [i for i in map(self.registry.get, found) if i is not None]
+        else:
+            pool = [
+                i
+                for i in self.registry.probe(spec.profile, now, 2 * k, salt, excluded, spec.runtime)
+                if self.admissible(i.did, now)
+            ]
         holders: set[str] = set()
         if t.data and self.blobs is not None:
             locations = self.blobs()
             for h, _ in t.data:
                 holders |= locations.holders(h)
+            known = {i.did for i in pool}
+            for d in sorted(holders - known - set(excluded)):
+                info = self.registry.candidate(d, spec.profile, now, spec.runtime)
+                if info is not None and self.admissible(d, now):
+                    pool.append(info)
         return sample.choose(
-            infos,
+            pool,
             k,
             trust=lambda d: self.effective_trust(d, now),
             holders=holders,
-            salt=spec.task_hash + attempt.to_bytes(4, "big"),
+            salt=salt,
         )
 
     def _round_failed(self, t: _Task, now: float, acts: list[Effect]) -> None:

@@ -132,3 +132,59 @@ def test_a_placement_invites_k_and_widens_until_everyone_before_it_fails():
 
 def test_invite_zero_asks_every_candidate():
     assert len(invited(submitter(0).submit(spec("all"), 0.0))) == 40
+
+
+# -- probing a large registry ------------------------------------------------------------------
+
+
+def big_registry(n: int, cores=lambda i: 8.0) -> ExecutorRegistry:
+    reg = ExecutorRegistry(10.0)
+    for i in range(n):
+        reg.announce(ExecutorInfo(did=did(f"P{i:04d}"), capacity=capacity(cores=cores(i))), 0.0)
+    return reg
+
+
+def test_probe_finds_distinct_live_candidates_in_o_of_want():
+    reg = big_registry(1000, cores=lambda i: 1.0 if i % 2 else 8.0)  # odd ones cannot fit 2 cores
+    s = spec("probe")
+    got = reg.probe(s.profile, 1.0, 16, b"salt")
+    assert len(got) == 16 and len({i.did for i in got}) == 16
+    assert all(i.could_fit(s.profile) for i in got)
+    assert got == reg.probe(s.profile, 1.0, 16, b"salt")  # deterministic per salt
+    assert {i.did for i in got} != {i.did for i in reg.probe(s.profile, 1.0, 16, b"other")}
+    excluded = {i.did for i in got}
+    again = reg.probe(s.profile, 1.0, 16, b"salt", exclude=excluded)
+    assert not excluded & {i.did for i in again}
+    assert reg.probe(s.profile, 1000.0, 16, b"salt") == []  # all expired: nothing live
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 30), st.floats(0, 100)), max_size=80))
+def test_the_registry_index_follows_announcements_and_expiry(ops):
+    reg = ExecutorRegistry(10.0)
+    now = 0.0
+    for announce, i, dt in ops:
+        now += dt
+        if announce:
+            reg.announce(ExecutorInfo(did=did(f"R{i}"), capacity=capacity(), announced_at=now), now)
+        else:
+            reg.expire(now)
+        assert sorted(reg._order) == sorted(reg._entries)
+        assert all(reg._order[j] == d for d, j in reg._index.items())
+
+
+def test_a_large_cooperative_is_probed_and_the_holder_still_invited():
+    reg = big_registry(500)
+    holder = did("P0499")
+
+    class Locations:
+        def holders(self, h):
+            return frozenset({holder})
+
+        def lookup(self, h):
+            return (1 << 30, frozenset({holder}))
+
+    sub = SubmitterCore(SUB, flat, reg, invite=8, blobs=Locations)
+    s = spec("data")
+    chosen = invited(sub.submit(s, 0.0))
+    assert len(chosen) == 8 and holder in chosen
