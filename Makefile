@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood chaos clean
+.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood bench-signatures chaos clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
@@ -56,7 +56,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood
+bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood bench-signatures
 
 bench-score: $(STAMP)
 	$(BIN)/python bench/bench_score.py
@@ -84,6 +84,9 @@ chaos: $(STAMP)
 # Exits 1 when any call is delayed more than 100 ms over the unloaded median.
 bench-rpc: $(STAMP)
 	$(BIN)/python bench/bench_rpc_clients.py
+
+bench-signatures: $(STAMP)
+	$(BIN)/python bench/bench_signatures.py
 
 # Exits 1 when a node died or an honest task did not complete under the flood.
 bench-flood: $(STAMP)
