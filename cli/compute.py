@@ -283,6 +283,14 @@ def submit(
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow the task and print its result.")
     ] = False,
+    wait_for_capacity: Annotated[
+        bool,
+        typer.Option(
+            "--wait-for-capacity",
+            help="Stay pending until some executor could fit it, instead of failing at once "
+            "when none of those known can.",
+        ),
+    ] = False,
 ) -> None:
     """Submit a task: a WebAssembly MODULE, or with --exec a host command that executors'
     operators allow. With a resource profile it is placed by negotiation; without, by the
@@ -332,6 +340,7 @@ def submit(
         "max_cost": max_cost,
         "timeout_s": duration,
         **({"replicas": replicas} if replicas > 1 else {}),
+        **({"wait_for_capacity": True} if wait_for_capacity else {}),
     }
     out = call(ctx, "compute.submit", params)
     if not wait:

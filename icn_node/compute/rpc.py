@@ -84,6 +84,7 @@ class SubmitParams:
     max_cost: int | None = None
     timeout_s: float | None = None
     replicas: int = 1
+    wait_for_capacity: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.replicas <= MAX_REPLICAS:
@@ -276,6 +277,7 @@ class ComputeRpc:
                         created_at=d.now(),
                         group=group,
                         replicas=p.replicas,
+                        wait_for_capacity=p.wait_for_capacity,
                     )
                 )
         except IcnError as e:

@@ -56,9 +56,11 @@ from icn_node.compute.registry import ExecutorRegistry
 from icn_node.compute.reputation import LIE, LOST, OVERRUN, Reputation, offer_lie
 from icn_node.errors import ConfigError, LocalProtocolError, ResourceError
 from icn_node.scheduler import _checks as chk
+from icn_node.scheduler.executors import ExecutorInfo
 from icn_node.scheduler.locality import BlobRegistry
 from icn_node.scheduler.policy import MIN_TRUST_EXECUTE, PlacementOffer, PlacementRequest, Weights
 from icn_node.scheduler.ranking import RankedOffer, rank_offers
+from icn_node.scheduler.resources import ResourceProfile
 from icn_node.scheduler.tasks import TaskResult, TaskSpec, TaskState
 from icn_node.wire import (
     ClaimMsg,
@@ -114,6 +116,39 @@ class _Task:
 
 PROBE_ABOVE = 8
 """A registry more than this many times the sample is probed at random, not scanned."""
+
+
+def describe_misfit(profile: ResourceProfile, live: list[ExecutorInfo], runtime: str) -> str:
+    """Why none of ``live`` could fit ``profile``, from their announced totals: what is
+    missing first, then the largest executor known."""
+    n = len(live)
+    if not any(runtime in i.runtimes for i in live):
+        return f"no executor of the {n} live runs {runtime} tasks"
+    gpu = profile.gpu_spec
+    if gpu is not None and not any(i.capacity.gpu_devices for i in live):
+        what = "no executor has a GPU"
+    elif gpu is not None:
+        what = "no executor has a GPU that matches"
+    else:
+        what = "no executor is large enough"
+    big = max(live, key=lambda i: (i.capacity.cpu_cores_total, i.capacity.memory_mb_total))
+    c = big.capacity
+    gpus = f", {len(c.gpu_devices)} GPU" if c.gpu_devices else ""
+    return (
+        f"{what} (asked {_ask(profile)}); largest of {n} live: {c.cpu_cores_total:g} cores, "
+        f"{c.memory_mb_total / 1024:.1f} GB{gpus}"
+    )
+
+
+def _ask(profile: ResourceProfile) -> str:
+    parts = []
+    if profile.cpu_cores:
+        parts.append(f"{profile.cpu_cores:g} cores")
+    if profile.memory_mb:
+        parts.append(f"{profile.memory_mb / 1024:.1f} GB")
+    if profile.gpu_spec is not None:
+        parts.append("a GPU")
+    return ", ".join(parts) or "nothing"
 
 
 class SubmitterCore:
@@ -324,6 +359,21 @@ class SubmitterCore:
         if spec.profile is not None and not t.data and self.blobs is not None:
             t.data = task_data(spec, self.blobs())
         t.expected = self._invitees(t, now, excluded, attempt)
+        if not t.expected and spec.profile is not None:
+            # Nobody to ask although executors are known: say why now rather than after
+            # four rounds. (Nobody known at all: gossip the request, as below.)
+            why = self._why_nobody(spec, now, excluded)
+            if why is not None and spec.wait_for_capacity:
+                t.deadline = now + self.retry_backoff_s[-1] if self.retry_backoff_s else now + 1
+                self._set(
+                    t, now, acts, first=first, state=S.PENDING, attempt=attempt,
+                    executor=None, reason=f"waiting for capacity: {why}",
+                )  # fmt: skip
+                return
+            if why is not None:
+                self._set(t, now, acts, first=first, attempt=attempt, executor=None)
+                self._finish(t, now, acts, S.FAILED, f"{NO_EXECUTOR}: {why}")
+                return
         t.deadline = now + self.offer_window_s
         self._set(
             t,
@@ -406,6 +456,28 @@ class SubmitterCore:
             holders=holders,
             salt=salt,
         )
+
+    def _why_nobody(self, spec: TaskSpec, now: float, excluded: tuple[str, ...]) -> str | None:
+        """Why no live executor can be asked for ``spec``, in words, or None when no executor
+        is known at all (then the request is gossiped to whoever hears it)."""
+        live = self.registry.live(now)
+        if not live:
+            return None
+        profile = spec.profile
+        assert profile is not None
+        fit = [i for i in live if i.could_fit(profile) and spec.runtime in i.runtimes]
+        if not fit:
+            return describe_misfit(profile, live, spec.runtime)
+        usable = [i for i in fit if i.did not in excluded]
+        if not usable:
+            return f"the {len(fit)} live executors that could fit it all lost it before"
+        trusted = [i for i in usable if self.admissible(i.did, now)]
+        if not trusted:
+            return (
+                f"none of the {len(usable)} live executors that could fit it is trusted "
+                f"at min_trust {self.min_trust:g} or more"
+            )
+        return None
 
     def _round_failed(self, t: _Task, now: float, acts: list[Effect]) -> None:
         """The round ended without a running executor: back off and retry, or give up."""

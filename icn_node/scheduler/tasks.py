@@ -230,6 +230,8 @@ class TaskSpec(TaskDocument):
     group: Annotated[bytes | None, OMIT_DEFAULT] = None
     """Replicated tasks: the group's id (16 bytes), the same in every replica."""
     replicas: Annotated[int, OMIT_DEFAULT] = 1
+    wait_for_capacity: Annotated[bool, OMIT_DEFAULT] = False
+    """Stay pending until some live executor could fit it, instead of failing at once."""
     """How many replicas must agree before the group's result is accepted."""
     _hash: bytes = field(init=False, repr=False, compare=False)
 

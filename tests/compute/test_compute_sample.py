@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from icn_node.compute import sample
 from icn_node.compute.registry import ExecutorRegistry
 from icn_node.compute.submitter import SubmitterCore
-from icn_node.scheduler import NodeCapacity
+from icn_node.scheduler import NodeCapacity, ResourceProfile
 from icn_node.scheduler.executors import ExecutorInfo
 from icn_node.scheduler.tasks import TaskState
 from icn_node.wire import PlacementRequestMsg
@@ -188,3 +188,64 @@ def test_a_large_cooperative_is_probed_and_the_holder_still_invited():
     s = spec("data")
     chosen = invited(sub.submit(s, 0.0))
     assert len(chosen) == 8 and holder in chosen
+
+
+# -- failing fast, saying why ------------------------------------------------------------------
+
+
+def small_submitter(**kw) -> SubmitterCore:
+    reg = ExecutorRegistry(10.0)
+    for i in range(3):
+        reg.announce(ExecutorInfo(did=did(f"S{i}"), capacity=capacity(cores=2, mem=3200)), 0.0)
+    return SubmitterCore(SUB, flat, reg, retry_backoff_s=(1.0, 2.0), **kw)
+
+
+def test_a_task_no_known_executor_could_fit_fails_at_once_saying_why():
+    sub = small_submitter()
+    s = spec("huge", profile=ResourceProfile(cpu_cores=64.0))
+    effects = sub.submit(s, 0.0)
+    rec = sub.record(s.task_hash)
+    assert rec.state is TaskState.FAILED and not invited(effects)
+    assert rec.reason == (
+        "no_executor: no executor is large enough (asked 64 cores); "
+        "largest of 3 live: 2 cores, 3.1 GB"
+    )
+    gpu = spec("gpu", profile=ResourceProfile.gpu(16.0, "sm_90"))
+    sub.submit(gpu, 0.0)
+    assert sub.record(gpu.task_hash).reason.startswith(
+        "no_executor: no executor has a GPU (asked 1 cores, 4.0 GB, a GPU); largest of 3 live"
+    )
+
+
+def test_untrusted_executors_are_named_as_the_reason():
+    reg = ExecutorRegistry(10.0)
+    reg.announce(ExecutorInfo(did=did("U"), capacity=capacity()), 0.0)
+    sub = SubmitterCore(SUB, lambda _d: 0.1, reg, retry_backoff_s=(1.0,))
+    s = spec("t")
+    sub.submit(s, 0.0)
+    assert "trusted" in sub.record(s.task_hash).reason
+
+
+def test_with_no_executor_known_the_request_is_gossiped_as_before():
+    sub = SubmitterCore(SUB, flat, ExecutorRegistry(10.0))
+    s = spec("early", profile=ResourceProfile(cpu_cores=64.0))
+    effects = sub.submit(s, 0.0)
+    assert sub.record(s.task_hash).state is TaskState.NEGOTIATING
+    assert [type(e).__name__ for e in effects if getattr(e, "msg", None) is not None][-1] == (
+        "Publish"
+    )
+
+
+def test_waiting_for_capacity_stays_pending_until_an_executor_could_fit():
+    sub = small_submitter()
+    s = spec("big", profile=ResourceProfile(cpu_cores=6.0), wait_for_capacity=True)
+    sub.submit(s, 0.0)
+    rec = sub.record(s.task_hash)
+    assert rec.state is TaskState.PENDING
+    assert rec.reason.startswith("waiting for capacity: no executor is large enough")
+    sub.on_timer(10.0)
+    assert sub.record(s.task_hash).state is TaskState.PENDING  # still nobody: still waiting
+    sub.registry.announce(ExecutorInfo(did=did("Big"), capacity=capacity(cores=8)), 11.0)
+    effects = sub.on_timer(20.0)
+    assert sub.record(s.task_hash).state is TaskState.NEGOTIATING
+    assert invited(effects) == {did("Big")}

@@ -304,11 +304,13 @@ async def test_exec_is_declined_where_the_operator_did_not_allow_it(clock, tmp_p
             {"exec": ["/bin/echo", "hi"], "fuel": 1, "profile": {"cpu_cores": 0.5}}
         )
         await wait_for(lambda: state(sub, out["task"]) is TaskState.FAILED, step=0.5)
-        assert stored(sub, out["task"]).reason == "no_executor"
-        # no executor is expected (none announces exec), so the request went out by gossip and
-        # both executors declined it (runtime) in every round: no offer, no run
+        # Both executors announced that they run wasm only: the submitter says so at once
+        # instead of asking them round after round. No request, no offer, no run.
+        assert stored(sub, out["task"]).reason == (
+            "no_executor: no executor of the 2 live runs exec tasks"
+        )
         for e in (e1, e2):
-            assert counter(e, "icn_compute_placement_requests_received_total") >= 1
+            assert counter(e, "icn_compute_placement_requests_received_total") == 0
             assert counter(e, "icn_compute_placement_offers_sent_total") == 0
             assert e.core.executor.jobs() == {}
         nursery.cancel_scope.cancel()

@@ -380,6 +380,29 @@ class TestSmallCluster:
             assert st["result"]["state"] == "failed"
             assert problem in st["result"]["message"], st["result"]
 
+    def test_a_task_nobody_could_fit_fails_at_once_saying_why(self, small):
+        t0 = time.monotonic()
+        for args, why in (
+            (("--cpu", "64"), "no executor is large enough (asked 64 cores)"),
+            (("--profile", "gpu"), "no executor has a GPU"),
+        ):
+            out = icnctl_json(small, 0, "compute", "submit", str(SUM), *args)
+            st = wait_final(small, 0, out["task"], timeout=5)
+            assert st["state"] == "failed" and why in st["reason"], st
+            assert "largest of 2 live: 1 cores" in st["reason"], st
+        assert time.monotonic() - t0 < 5.0  # not four rounds and 11-12 s each
+        # --wait-for-capacity keeps it pending with the reason instead
+        out = icnctl_json(
+            small, 0, "compute", "submit", str(SUM), "--cpu", "64", "--wait-for-capacity"
+        )
+        st = wait_until(
+            "the task pending for capacity",
+            lambda: (s := status(small, 0, out["task"]))["state"] == "pending" and s,
+            10,
+        )
+        assert st["reason"].startswith("waiting for capacity: no executor is large enough")
+        small.icnctl(0, "compute", "cancel", out["task"])
+
     def test_negative_cpu_is_a_usage_error(self, small):
         r = small.icnctl(0, "compute", "submit", str(SUM), "--cpu", "-1")
         assert r.returncode == 2, r.stdout + r.stderr
