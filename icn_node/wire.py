@@ -642,6 +642,10 @@ class PlacementRequestMsg(Message):
     attempt: int
     window_s: float
     excluded: tuple[str, ...] = ()
+    released: tuple[tuple[bytes, int], ...] = ()
+    """(task hash, round) of this submitter's placements that went elsewhere and for which the
+    executor may still hold a tentative reservation: the outcome riding on the next request
+    instead of a ``task_claimed`` each."""
 
     def validate(self) -> None:
         _attempt(self.attempt)

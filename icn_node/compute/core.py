@@ -274,7 +274,8 @@ class ComputeCore:
             return []
         match msg:
             case PlacementRequestMsg():
-                return ex.on_request(
+                released = ex.on_released(sender, msg.released, now) if msg.released else []
+                return released + ex.on_request(
                     msg.request,
                     msg.attempt,
                     now,

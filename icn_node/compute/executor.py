@@ -408,6 +408,24 @@ class ExecutorCore:
                     return [Count(OFFERS_PREEMPTED, n=released)]
         return [Count(OFFERS_PREEMPTED, n=released)] if released else []
 
+    def on_released(
+        self, sender: str, released: Iterable[tuple[bytes, int]], now: float
+    ) -> list[Effect]:
+        """``sender`` placed these (task, round)s elsewhere: release what this node holds for
+        them, counting a loss where it offered (the ``released`` of a placement request).
+        Only ``sender``'s own tentative reservations are touched."""
+        acts: list[Effect] = []
+        for th, attempt in released:
+            t = self._tentative.get(th)
+            if t is None or t.submitter != sender or t.attempt != attempt:
+                continue
+            if (th, attempt) in self._offered:
+                self._offered.discard((th, attempt))
+                acts.append(Count(LOSSES))
+            del self._tentative[th]
+            self._ledger.release(t.hold)
+        return acts
+
     def on_task_claimed(
         self, task_hash: bytes, winner: str, attempt: int, now: float
     ) -> list[Effect]:

@@ -23,7 +23,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from icn_node.compute import sample
 from icn_node.compute.data import (
@@ -112,10 +112,15 @@ class _Task:
     """The run's deadline: past it the executor overran and the task is re-placed."""
     link_until: float | None = None
     """Set while the link to the executor is down: past it the executor is lost."""
+    holding: frozenset[str] = frozenset()
+    """Asked executors that did not decline the last window: they may hold an offer's
+    reservation until told the task went elsewhere."""
 
 
 PROBE_ABOVE = 8
 """A registry more than this many times the sample is probed at random, not scanned."""
+RELEASE_DELAY_S = 0.1
+"""How long a loser's notice waits for a request to ride on before it goes on its own."""
 
 
 def describe_misfit(profile: ResourceProfile, live: list[ExecutorInfo], runtime: str) -> str:
@@ -231,6 +236,9 @@ class SubmitterCore:
         # Tasks negotiating or claiming, and tasks queued (FIFO) until one of them leaves.
         self._placing: set[bytes] = set()
         self._waiting: deque[bytes] = deque()
+        # Losers' notices not sent yet, per executor, and when each executor's are due alone.
+        self._releases: dict[str, dict[bytes, TaskClaimedMsg]] = {}
+        self._release_at: dict[str, float] = {}
 
     # -- views -----------------------------------------------------------------------------
 
@@ -406,7 +414,14 @@ class SubmitterCore:
             # Straight to the executors expected to answer (announced, live, could fit) rather
             # than flooding every member; gossiped when nobody is expected.
             if t.expected:
-                acts.extend(Send(d, msg) for d in sorted(t.expected))
+                for d in sorted(t.expected):
+                    pending = self._releases.pop(d, None)
+                    if pending:
+                        self._release_at.pop(d, None)
+                        released = tuple((m.task, m.attempt) for m in pending.values())
+                        acts.append(Send(d, replace(msg, released=released)))
+                    else:
+                        acts.append(Send(d, msg))
             else:
                 acts.append(Publish(msg))
 
@@ -604,6 +619,7 @@ class SubmitterCore:
             )
             assert self.blobs is not None
             t.blind_need = bytes_needed(t.data, blind.ranked[0].offer.executor, self.blobs())
+        t.holding = frozenset(t.expected - t.declined)
         t.offers.clear()
         t.declined.clear()
         t.backlog = list(ranking.ranked)
@@ -629,8 +645,15 @@ class SubmitterCore:
             acts.append(Send(ex, ClaimMsg(rec.task_hash, rec.attempt, rec.spec)))
             claimed_msg = TaskClaimedMsg(rec.task_hash, ex, rec.attempt)
             if t.expected:
-                # The winner learns from its claim; the others asked directly release.
-                acts.extend(Send(d, claimed_msg) for d in sorted(t.expected - {ex}))
+                # The winner learns from its claim. The others that may hold an offer learn on
+                # the next request sent to them, or from this message alone if none goes
+                # within RELEASE_DELAY_S; those that declined hold nothing and hear nothing.
+                pending = self._releases.get(ex)
+                if pending is not None:
+                    pending.pop(rec.task_hash, None)  # a notice for an earlier pick
+                for d in sorted(t.holding - {ex}):
+                    self._releases.setdefault(d, {})[rec.task_hash] = claimed_msg
+                    self._release_at.setdefault(d, now + RELEASE_DELAY_S)
             else:
                 acts.append(Publish(claimed_msg))
             return
@@ -901,6 +924,8 @@ class SubmitterCore:
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`on_timer` has work, or None."""
         ds = [t.deadline for t in self._tasks.values() if t.deadline is not None]
+        if self._release_at:
+            ds.append(min(self._release_at.values()))
         return min(ds) if ds else None
 
     def on_timer(self, now: float) -> list[Effect]:
@@ -912,6 +937,9 @@ class SubmitterCore:
             if t.deadline is not None and t.deadline <= now
         )
         acts: list[Effect] = []
+        for d in sorted(d for d, at in self._release_at.items() if at <= now):
+            del self._release_at[d]
+            acts.extend(Send(d, m) for m in self._releases.pop(d, {}).values())
         for _, th in due:
             t = self._tasks[th]
             t.deadline = None

@@ -236,6 +236,16 @@ def test_task_claimed_for_another_releases_and_counts_a_loss():
     assert kinds(e.on_task_claimed(TH, did("Other"), 1, 0.6)) == ["Ignored"]  # counted once
 
 
+def test_released_on_a_request_frees_only_the_senders_own_offers():
+    e = core()
+    offered(e)
+    assert e.on_released(did("Other"), [(TH, 1)], 0.5) == []  # not the submitter: nothing
+    assert e.tentative()
+    assert e.on_released(SUB, [(TH, 2)], 0.5) == []  # another round: nothing
+    assert e.on_released(SUB, [(TH, 1)], 0.5) == [Count(LOSSES)]
+    assert e.tentative() == {} and e.capacity.cpu_cores_available == 8.0
+
+
 def test_task_claimed_while_deliberating_releases_without_a_loss():
     e = core(deliberation_s=0.5)
     offered(e)

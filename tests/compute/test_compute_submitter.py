@@ -101,7 +101,9 @@ def claiming(c: SubmitterCore, *execs, now=0.5):
 
 def running(c: SubmitterCore, ex=A):
     claiming(c, ex)
-    return c.on_claim_reply(TH, ex, 1, True, "", 1.1)
+    acts = c.on_claim_reply(TH, ex, 1, True, "", 1.1)
+    c.on_timer(1.1)  # the other asked executor's notice goes out (no request came for it)
+    return acts
 
 
 def state(c: SubmitterCore, th=TH) -> TaskState:
@@ -175,11 +177,11 @@ def test_window_closes_early_when_every_expected_executor_answered():
     assert kinds(c.on_offer(offer(A), A, 1, 0.3)) == ["Count:offers_received"]
     acts = c.on_decline(TH, B, 1, "no_capacity", 0.4)
     assert state(c) is S.CLAIMING
-    # The claimed notice goes to the other expected executor (B) only.
-    assert kinds(acts) == ["Persist", "StateChanged", "Send:claim", "Send:task_claimed"]
+    # B declined, so it holds nothing for the task and is told nothing.
+    assert kinds(acts) == ["Persist", "StateChanged", "Send:claim"]
     assert one_sent(acts, ClaimMsg).to == A
-    assert one_fanout(acts, TaskClaimedMsg).msg.winner == A
     assert c.record(TH).claimed_at == 0.4
+    assert not sent(c.on_timer(1.0), TaskClaimedMsg)
 
 
 def test_window_closes_at_the_deadline_with_whatever_came():
@@ -255,6 +257,9 @@ def test_accepted_claim_runs_with_a_lease_and_observes_the_duration():
     assert observed(acts, PLACEMENT_DURATION) == [Observe(PLACEMENT_DURATION, 1.25)]
     rec = c.record(TH)
     assert rec.state is S.RUNNING and rec.started_at == 1.25 and rec.executor == A
+    # First the loser's notice (no request came to carry it), then the lease.
+    assert c.next_deadline() == pytest.approx(1.1)
+    assert one_fanout(c.on_timer(1.1), TaskClaimedMsg).to == {B}
     assert c.next_deadline() == 21.25
 
 
@@ -264,7 +269,10 @@ def test_rejected_claim_falls_to_the_next_offer_then_to_a_new_round():
     assert c.record(TH).executor == A
     acts = c.on_claim_reply(TH, A, 1, False, "no_capacity", 1.1)
     assert one_sent(acts, ClaimMsg).to == B
-    assert one_fanout(acts, TaskClaimedMsg).msg.winner == B
+    # A, which may still hold its offer, is told B won (on its own: no request came); B is
+    # not told A won (that notice, not sent yet, is dropped: B has its claim).
+    notices = sent(c.on_timer(1.1 + 0.1), TaskClaimedMsg)
+    assert [(n.to, n.msg.winner) for n in notices] == [(A, B)]
     assert c.record(TH).claimed == (A, B) and c.record(TH).excluded == ()
     acts = c.on_claim_reply(TH, B, 1, False, "no_capacity", 1.2)
     assert state(c) is S.PENDING and c.record(TH).retries == 1
@@ -719,6 +727,19 @@ def test_restore_respects_max_negotiating():
     assert sorted(r.state.value for r in c.records()) == ["negotiating", "pending", "pending"]
 
 
+def test_a_losers_notice_rides_on_the_next_request_to_it():
+    c = core(execs=(A, B))
+    negotiating(c)
+    c.on_offer(offer(A), A, 1, 0.1)
+    c.on_offer(offer(B), B, 1, 0.2)  # A wins; B holds an offer
+    s2 = spec("second")
+    acts = c.submit(s2, 0.25)
+    to_b = [e for e in sent(acts, PlacementRequestMsg) if e.to == B]
+    assert [m.msg.released for m in to_b] == [((TH, 1),)]
+    assert [e.msg.released for e in sent(acts, PlacementRequestMsg) if e.to == A] == [()]
+    assert not sent(c.on_timer(0.5), TaskClaimedMsg)  # nothing left to send alone
+
+
 def test_max_negotiating_must_be_positive():
     with pytest.raises(ConfigError, match="compute.max_negotiating"):
         core(max_negotiating=0)
@@ -728,9 +749,10 @@ def test_requests_and_claimed_notices_name_their_direct_targets():
     c = core(execs=(A, B))
     req = one_fanout(negotiating(c), PlacementRequestMsg)
     assert req.to == {A, B}
-    claimed = one_fanout(
-        c.on_offer(offer(A), A, 1, 0.1) + c.on_offer(offer(B), B, 1, 0.2), TaskClaimedMsg
-    )
+    acts = c.on_offer(offer(A), A, 1, 0.1) + c.on_offer(offer(B), B, 1, 0.2)
+    assert not sent(acts, TaskClaimedMsg)  # the loser's notice waits for a request to ride on
+    assert c.next_deadline() == pytest.approx(0.3)
+    claimed = one_fanout(c.on_timer(0.31), TaskClaimedMsg)
     assert claimed.msg.winner == A and claimed.to == {B}
     # nobody expected: both go to every member by gossip
     lone = core(execs=())
