@@ -2,6 +2,10 @@
 
 Domain errors are translated once, in :func:`call`, into ``Error: …`` on stderr and exit code 1.
 This module imports none of the command modules; ``main`` and the sub-apps both import it.
+
+Every ``icnctl`` call imports this module, so it imports only the light client side of the RPC
+package (no server code, no logging) and reads the config schema only when ``--config`` is
+what names the socket (see docs/PERFORMANCE.md, "CLI start-up").
 """
 
 from __future__ import annotations
@@ -15,10 +19,9 @@ from typing import Any
 
 import typer
 
-from icn_node.config import load_config
 from icn_node.errors import ConfigError, RpcError
-from icn_node.rpc import INTERNAL_ERROR
 from icn_node.rpc.client import DaemonUnavailable, RpcClient
+from icn_node.rpc.codes import INTERNAL_ERROR
 
 DEFAULT_SOCKET = "/var/lib/icn/icnd.sock"
 
@@ -109,6 +112,8 @@ def default_socket(config: Path | None) -> str:
     if env:
         return env
     if config is not None:
+        from icn_node.config import load_config  # the whole schema: only on this path
+
         try:
             return str(load_config(config).rpc_socket)
         except ConfigError as e:

@@ -2,6 +2,8 @@
 
 Options are turned into a resource profile and locality hints here, with the scheduler's own
 types, so a bad value is a usage error (exit 2) naming the option before anything is sent.
+The scheduler is imported by the functions that build them, not by this module: every
+``icnctl`` call imports this module, and only ``submit`` needs the scheduler.
 """
 
 from __future__ import annotations
@@ -9,26 +11,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from icn_node.errors import ResourceError
-from icn_node.scheduler import (
-    AvoidDid,
-    ColocateWith,
-    ComputeCapability,
-    DataLocality,
-    GpuSpec,
-    MinimizeTransfer,
-    PreferDid,
-    PreferHighBandwidth,
-    PreferLowLatency,
-    PreferRegion,
-    RequireRegion,
-    ResourceProfile,
-)
-from icn_node.scheduler.tasks import FINAL_STATES
+if TYPE_CHECKING:
+    from icn_node.scheduler import ResourceProfile
 
 from .blob import get_to_file, put_file, resolve_blob
 from .common import call, emit, short_did
@@ -37,7 +25,6 @@ app = typer.Typer(
     help="Compute tasks: submit, status, list, result, cancel, watch.", no_args_is_help=True
 )
 
-FINAL = {s.value for s in FINAL_STATES}
 PROFILES = {"minimal", "compute-heavy", "gpu"}
 
 
@@ -64,6 +51,9 @@ def build_profile(
     duration: float | None,
 ) -> ResourceProfile | None:
     """The resource profile the options describe, or None (the legacy protocol)."""
+    from icn_node.errors import ResourceError
+    from icn_node.scheduler import ComputeCapability, GpuSpec, ResourceProfile
+
     if profile is not None and profile not in PROFILES:
         raise _bad("--profile", f"one of {', '.join(sorted(PROFILES))}; got {profile!r}")
     fields: dict[str, Any] = {}
@@ -117,6 +107,19 @@ def build_hints(
     min_bandwidth: float | None,
     max_transfer: int | None = None,
 ) -> list[dict[str, Any]]:
+    from icn_node.errors import ResourceError
+    from icn_node.scheduler import (
+        AvoidDid,
+        ColocateWith,
+        DataLocality,
+        MinimizeTransfer,
+        PreferDid,
+        PreferHighBandwidth,
+        PreferLowLatency,
+        PreferRegion,
+        RequireRegion,
+    )
+
     hints: list[Any] = []
     try:
         hints += [PreferDid(d) for d in prefer]
@@ -153,6 +156,9 @@ def _progress(event: dict[str, Any]) -> str:
 
 def wait_for(ctx: typer.Context, task: str, quiet: bool = False) -> dict[str, Any]:
     """Follow a task's state changes until it is final; returns its status."""
+    from icn_node.scheduler.tasks import FINAL_STATES
+
+    final = {s.value for s in FINAL_STATES}
     after = 0
     shown: list[str] = []
     tty = sys.stderr.isatty()
@@ -169,7 +175,7 @@ def wait_for(ctx: typer.Context, task: str, quiet: bool = False) -> dict[str, An
                     else:
                         sys.stderr.write(("→ " if len(shown) > 1 else "") + step + "\n")
                     sys.stderr.flush()
-            if ev["state"] in FINAL:
+            if ev["state"] in final:
                 if tty and not quiet:
                     sys.stderr.write("\n")
                 return call(ctx, "compute.status", {"task": task})
