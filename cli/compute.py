@@ -22,7 +22,10 @@ from .blob import get_to_file, put_file, resolve_blob
 from .common import call, emit, short_did
 
 app = typer.Typer(
-    help="Compute tasks: submit, status, list, result, cancel, watch.", no_args_is_help=True
+    help="Compute tasks: submit, status, list, result, cancel, watch.\n\n"
+    "Example: icnctl compute submit examples/sum.wat --arg 1000 --cpu 1 --wait",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 PROFILES = {"minimal", "compute-heavy", "gpu"}
@@ -292,7 +295,10 @@ def submit(
 ) -> None:
     """Submit a task: a WebAssembly MODULE, or with --exec a host command that executors'
     operators allow. With a resource profile it is placed by negotiation; without, by the
-    legacy first-claim protocol."""
+    legacy first-claim protocol.
+
+    Example: icnctl compute submit examples/sum.wat --arg 1000 --cpu 1 --wait
+    """
     prof = build_profile(
         profile, cpu, memory, storage, network, gpu_memory, gpu_cc, gpu_count, duration
     )
@@ -379,7 +385,10 @@ def _render_result(res: dict[str, Any]) -> str:
 
 @app.command()
 def status(ctx: typer.Context, task: str) -> None:
-    """State, attempts, executor, offers with scores, timings and result of a task."""
+    """State, attempts, executor, offers with scores, timings and result of a task.
+
+    Example: icnctl compute status 3f2a9c
+    """
     st = call(ctx, "compute.status", {"task": _hash_arg(task, "TASK")})
     emit(ctx, st, _render_status(st))
 
@@ -390,7 +399,10 @@ def list_(
     state: Annotated[Optional[str], typer.Option(help="Only tasks in this state.")] = None,  # noqa: UP045
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
 ) -> None:
-    """Tasks this node submitted, newest first."""
+    """Tasks this node submitted, newest first.
+
+    Example: icnctl compute list --state running --limit 10
+    """
     rows = call(ctx, "compute.list", {"state": state, "limit": limit})
     lines = [f"{'TASK':16}  {'STATE':15}  {'PROTOCOL':9}  {'ATT':3}  EXECUTOR"]
     for r in rows["tasks"]:
@@ -409,7 +421,10 @@ def result(
         Path | None, typer.Option("--output", "-o", help="Write output files here.")
     ] = None,  # noqa: UP045
 ) -> None:
-    """A finished task's result; with --output, also its output files."""
+    """A finished task's result; with --output, also its output files.
+
+    Example: icnctl compute result 3f2a9c -o results/
+    """
     res = call(ctx, "compute.result", {"task": _hash_arg(task, "TASK")})
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
@@ -443,7 +458,10 @@ def verify(ctx: typer.Context, task: str) -> None:
 
 @app.command()
 def cancel(ctx: typer.Context, task: str) -> None:
-    """Stop a task's negotiation or run and free its capacity."""
+    """Stop a task's negotiation or run and free its capacity.
+
+    Example: icnctl compute cancel 3f2a9c
+    """
     out = call(ctx, "compute.cancel", {"task": _hash_arg(task, "TASK")})
     emit(ctx, out, f"{out['task']}  {out['state']}")
 
@@ -454,7 +472,10 @@ def watch(
     task: Annotated[Optional[str], typer.Argument(help="Only this task.")] = None,  # noqa: UP045
     count: Annotated[Optional[int], typer.Option(help="Stop after this many events.")] = None,  # noqa: UP045
 ) -> None:
-    """Follow task state changes as they happen (Ctrl-C to stop)."""
+    """Follow task state changes as they happen (Ctrl-C to stop).
+
+    Example: icnctl compute watch --count 10
+    """
     params: dict[str, Any] = {
         "task": _hash_arg(task, "TASK") if task else None,
         "after": 0,
