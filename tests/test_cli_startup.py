@@ -13,8 +13,11 @@ import subprocess
 import sys
 
 import pytest
+from icn_cli.common import socket_from_config
 from icn_cli.main import app
 from typer.testing import CliRunner
+
+from icn_node.config import load_config
 
 # The module, and why it must stay out of an icnctl call.
 HEAVY = {
@@ -51,12 +54,19 @@ def test_each_command_group_module_is_light(group):
     assert loaded_after(f"import icn_cli.main, icn_cli.{group}") == {}
 
 
-def test_a_whole_node_status_call_loads_none_of_the_heavy_modules(tmp_path):
+@pytest.mark.parametrize("via", ["--socket", "--config"])
+def test_a_whole_node_status_call_loads_none_of_the_heavy_modules(tmp_path, via):
     """Through Typer's parsing and the RPC client to the error it prints: no daemon here."""
+    sock = str(tmp_path / "none.sock")
+    cfg = tmp_path / "icnd.toml"
+    cfg.write_text(f"[rpc]\nsocket = {sock!r}\n")
+    where = sock if via == "--socket" else str(cfg)
     code = (
+        "import os\n"
+        "os.environ.pop('ICN_SOCKET', None)\n"
         "from icn_cli.main import app\n"
         "try:\n"
-        f"    app(['--socket', {str(tmp_path / 'none.sock')!r}, 'node', 'status'])\n"
+        f"    app([{via!r}, {where!r}, 'node', 'status'])\n"
         "except SystemExit as e:\n"
         "    assert e.code == 1, e.code\n"
     )
@@ -119,9 +129,52 @@ def test_without_any_the_default_socket(tmp_path):
     assert "/var/lib/icn/icnd.sock" in socket_used([], {})
 
 
-def test_a_bad_config_is_an_error_naming_file_and_key(tmp_path):
+@pytest.mark.parametrize(
+    "text, env",
+    [
+        ("", {}),
+        ('[rpc]\nsocket = "/run/icn//icnd.sock"\n', {}),
+        ('[node]\ndata_dir = "relative/dir/"\n', {}),
+        ('[node]\ndata_dir = "/srv/icn"\n[rpc]\nsocket = ""\n', {}),
+        ('[node]\ndata_dir = "/srv/icn"\n', {"ICN_NODE_DATA_DIR": "/env/icn"}),
+        ('[rpc]\nsocket = "/file.sock"\n', {"ICN_RPC_SOCKET": "/env.sock"}),
+        ('[rpc]\nsocket = "/file.sock"\n', {"ICN_RPC_SOCKET": ""}),
+        ("[mesh]\ndegree = 8\n[rpc]\nsocket = 'x.sock'\n", {"ICN_SOCKET": "/not/a/key"}),
+    ],
+)
+def test_the_two_keys_give_what_icnd_loads(tmp_path, text, env):
+    """icnctl reads rpc.socket and node.data_dir alone; icnd's load_config is the reference."""
     cfg = tmp_path / "icnd.toml"
-    cfg.write_text("[mesh]\ndegree = 'many'\n")
-    r = CliRunner().invoke(app, ["--config", str(cfg), "node", "status"], env={"ICN_SOCKET": None})
+    cfg.write_text(text)
+    assert socket_from_config(cfg, env) == str(load_config(cfg, env=env).rpc_socket)
+
+
+@pytest.mark.parametrize(
+    "text, env, error",
+    [
+        (None, {}, "no such file"),
+        ("[rpc\n", {}, "not a TOML file"),
+        ("[rpc]\nsocket = 5\n", {}, "rpc.socket: must be a string, got 5"),
+        ('node = "x"\n', {}, "must be a table"),
+        ('[node]\ndata_dir = ""\n', {}, "node.data_dir: must not be empty"),
+        ("", {"ICN_NODE_DATA_DIR": ""}, "node.data_dir: must not be empty"),
+    ],
+)
+def test_a_config_icnd_would_refuse_for_the_socket_is_refused_alike(tmp_path, text, env, error):
+    cfg = tmp_path / "icnd.toml"
+    if text is not None:
+        cfg.write_text(text)
+    r = CliRunner().invoke(
+        app, ["--config", str(cfg), "node", "status"], env={"ICN_SOCKET": None, **env}
+    )
     assert r.exit_code == 1, r.output
-    assert f"Error: {cfg}: mesh.degree: must be an integer" in r.output
+    assert r.output.startswith(f"Error: {cfg}") or r.output.startswith("Error: environment")
+    assert error in r.output, r.output
+
+
+def test_keys_icnctl_does_not_read_are_left_to_icnd(tmp_path):
+    """A bad key elsewhere does not stop icnctl reaching a running icnd (`icnd check-config`
+    names it); before, every call loaded and checked the whole file."""
+    cfg = tmp_path / "icnd.toml"
+    cfg.write_text("[mesh]\ndegree = 'many'\n[rpc]\nsocket = '/from/config.sock'\n")
+    assert "/from/config.sock" in socket_used(["--config", str(cfg)], {})
