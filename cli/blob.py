@@ -22,7 +22,10 @@ from .common import call, emit, fail
 from .progress import progress_bar
 
 app = typer.Typer(
-    help="Content-addressed blobs: put, get, list, rm, locate, fetch.", no_args_is_help=True
+    help="Content-addressed blobs: put, get, list, rm, locate, fetch.\n\n"
+    "Example: BLOB=$(icnctl blob put model.bin)",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 
@@ -85,7 +88,10 @@ def resolve_blob(ctx: typer.Context, spec: str) -> tuple[str, str]:
 def put(
     ctx: typer.Context, file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
 ) -> None:
-    """Store a file (any size); prints its blob hash."""
+    """Store a file (any size); prints its blob hash.
+
+    Example: BLOB=$(icnctl blob put model.bin)
+    """
     out = put_path(ctx, file)
     emit(ctx, {"blob": out["blob"], "size": out["size"]}, out["blob"])
 
@@ -97,7 +103,10 @@ def get(
     output: Annotated[Optional[Path], typer.Option("--output", "-o")] = None,  # noqa: UP045
 ) -> None:
     """Fetch a blob (from this node, or from a peer that announced it) into a file, or to
-    standard output."""
+    standard output.
+
+    Example: icnctl blob get "$BLOB" -o model.bin
+    """
     if not _is_hash(blob):
         raise typer.BadParameter(f"expected a 64-hex blob hash, got {blob!r}", param_hint="BLOB")
     blob = blob.lower()
@@ -120,7 +129,10 @@ def get(
 
 @app.command()
 def rm(ctx: typer.Context, blob: str) -> None:
-    """Remove a blob from this node (refused while a task here needs it)."""
+    """Remove a blob from this node (refused while a task here needs it).
+
+    Example: icnctl blob rm "$BLOB"
+    """
     if not _is_hash(blob):
         raise typer.BadParameter(f"expected a 64-hex blob hash, got {blob!r}", param_hint="BLOB")
     out = call(ctx, "blob.rm", {"blob": blob.lower()})
@@ -135,7 +147,10 @@ def list_(
     ] = False,
     limit: Annotated[int, typer.Option(help="With --all: at most this many, by hash.")] = 1000,
 ) -> None:
-    """Blobs this node holds (--all: every blob the cooperative announced)."""
+    """Blobs this node holds (--all: every blob the cooperative announced).
+
+    Example: icnctl blob list --all --limit 20
+    """
     if all_:
         list_all(ctx, limit)
         return
@@ -165,7 +180,10 @@ def list_all(ctx: typer.Context, limit: int) -> None:
 def locate(ctx: typer.Context, blob: str) -> None:
     """Every node known to hold a blob, with its size and the age of each announcement.
 
-    When no other holder is known, the cooperative is asked first (a few seconds)."""
+    When no other holder is known, the cooperative is asked first (a few seconds).
+
+    Example: icnctl blob locate "$BLOB"
+    """
     out = call(ctx, "blob.locate", {"blob": _blob_arg(blob)})
     lines = [
         f"{h['did']}  {out['size']}  {h['age_s']:.0f} s ago{'  (this node)' if h['self'] else ''}"
@@ -176,6 +194,9 @@ def locate(ctx: typer.Context, blob: str) -> None:
 
 @app.command()
 def fetch(ctx: typer.Context, blob: str) -> None:
-    """Keep a replica of a blob here, fetched from its holders (prints the hash)."""
+    """Keep a replica of a blob here, fetched from its holders (prints the hash).
+
+    Example: icnctl blob fetch "$BLOB"
+    """
     out = call(ctx, "blob.fetch", {"blob": _blob_arg(blob)})
     emit(ctx, out, out["blob"])

@@ -2,6 +2,8 @@
 
 Options are turned into a resource profile and locality hints here, with the scheduler's own
 types, so a bad value is a usage error (exit 2) naming the option before anything is sent.
+The scheduler is imported by the functions that build them, not by this module: every
+``icnctl`` call imports this module, and only ``submit`` needs the scheduler.
 """
 
 from __future__ import annotations
@@ -9,35 +11,23 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from icn_node.errors import ResourceError
-from icn_node.scheduler import (
-    AvoidDid,
-    ColocateWith,
-    ComputeCapability,
-    DataLocality,
-    GpuSpec,
-    MinimizeTransfer,
-    PreferDid,
-    PreferHighBandwidth,
-    PreferLowLatency,
-    PreferRegion,
-    RequireRegion,
-    ResourceProfile,
-)
-from icn_node.scheduler.tasks import FINAL_STATES
+if TYPE_CHECKING:
+    from icn_node.scheduler import ResourceProfile
 
 from .blob import get_to_file, put_file, resolve_blob
 from .common import call, emit, short_did
 
 app = typer.Typer(
-    help="Compute tasks: submit, status, list, result, cancel, watch.", no_args_is_help=True
+    help="Compute tasks: submit, status, list, result, cancel, watch.\n\n"
+    "Example: icnctl compute submit examples/sum.wat --arg 1000 --cpu 1 --wait",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
-FINAL = {s.value for s in FINAL_STATES}
 PROFILES = {"minimal", "compute-heavy", "gpu"}
 
 
@@ -64,6 +54,9 @@ def build_profile(
     duration: float | None,
 ) -> ResourceProfile | None:
     """The resource profile the options describe, or None (the legacy protocol)."""
+    from icn_node.errors import ResourceError
+    from icn_node.scheduler import ComputeCapability, GpuSpec, ResourceProfile
+
     if profile is not None and profile not in PROFILES:
         raise _bad("--profile", f"one of {', '.join(sorted(PROFILES))}; got {profile!r}")
     fields: dict[str, Any] = {}
@@ -117,6 +110,19 @@ def build_hints(
     min_bandwidth: float | None,
     max_transfer: int | None = None,
 ) -> list[dict[str, Any]]:
+    from icn_node.errors import ResourceError
+    from icn_node.scheduler import (
+        AvoidDid,
+        ColocateWith,
+        DataLocality,
+        MinimizeTransfer,
+        PreferDid,
+        PreferHighBandwidth,
+        PreferLowLatency,
+        PreferRegion,
+        RequireRegion,
+    )
+
     hints: list[Any] = []
     try:
         hints += [PreferDid(d) for d in prefer]
@@ -153,6 +159,9 @@ def _progress(event: dict[str, Any]) -> str:
 
 def wait_for(ctx: typer.Context, task: str, quiet: bool = False) -> dict[str, Any]:
     """Follow a task's state changes until it is final; returns its status."""
+    from icn_node.scheduler.tasks import FINAL_STATES
+
+    final = {s.value for s in FINAL_STATES}
     after = 0
     shown: list[str] = []
     tty = sys.stderr.isatty()
@@ -169,7 +178,7 @@ def wait_for(ctx: typer.Context, task: str, quiet: bool = False) -> dict[str, An
                     else:
                         sys.stderr.write(("→ " if len(shown) > 1 else "") + step + "\n")
                     sys.stderr.flush()
-            if ev["state"] in FINAL:
+            if ev["state"] in final:
                 if tty and not quiet:
                     sys.stderr.write("\n")
                 return call(ctx, "compute.status", {"task": task})
@@ -294,7 +303,10 @@ def submit(
 ) -> None:
     """Submit a task: a WebAssembly MODULE, or with --exec a host command that executors'
     operators allow. With a resource profile it is placed by negotiation; without, by the
-    legacy first-claim protocol."""
+    legacy first-claim protocol.
+
+    Example: icnctl compute submit examples/sum.wat --arg 1000 --cpu 1 --wait
+    """
     prof = build_profile(
         profile, cpu, memory, storage, network, gpu_memory, gpu_cc, gpu_count, duration
     )
@@ -382,7 +394,10 @@ def _render_result(res: dict[str, Any]) -> str:
 
 @app.command()
 def status(ctx: typer.Context, task: str) -> None:
-    """State, attempts, executor, offers with scores, timings and result of a task."""
+    """State, attempts, executor, offers with scores, timings and result of a task.
+
+    Example: icnctl compute status 3f2a9c
+    """
     st = call(ctx, "compute.status", {"task": _hash_arg(task, "TASK")})
     emit(ctx, st, _render_status(st))
 
@@ -393,7 +408,10 @@ def list_(
     state: Annotated[Optional[str], typer.Option(help="Only tasks in this state.")] = None,  # noqa: UP045
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
 ) -> None:
-    """Tasks this node submitted, newest first."""
+    """Tasks this node submitted, newest first.
+
+    Example: icnctl compute list --state running --limit 10
+    """
     rows = call(ctx, "compute.list", {"state": state, "limit": limit})
     lines = [f"{'TASK':16}  {'STATE':15}  {'PROTOCOL':9}  {'ATT':3}  EXECUTOR"]
     for r in rows["tasks"]:
@@ -412,7 +430,10 @@ def result(
         Path | None, typer.Option("--output", "-o", help="Write output files here.")
     ] = None,  # noqa: UP045
 ) -> None:
-    """A finished task's result; with --output, also its output files."""
+    """A finished task's result; with --output, also its output files.
+
+    Example: icnctl compute result 3f2a9c -o results/
+    """
     res = call(ctx, "compute.result", {"task": _hash_arg(task, "TASK")})
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
@@ -446,7 +467,10 @@ def verify(ctx: typer.Context, task: str) -> None:
 
 @app.command()
 def cancel(ctx: typer.Context, task: str) -> None:
-    """Stop a task's negotiation or run and free its capacity."""
+    """Stop a task's negotiation or run and free its capacity.
+
+    Example: icnctl compute cancel 3f2a9c
+    """
     out = call(ctx, "compute.cancel", {"task": _hash_arg(task, "TASK")})
     emit(ctx, out, f"{out['task']}  {out['state']}")
 
@@ -457,7 +481,10 @@ def watch(
     task: Annotated[Optional[str], typer.Argument(help="Only this task.")] = None,  # noqa: UP045
     count: Annotated[Optional[int], typer.Option(help="Stop after this many events.")] = None,  # noqa: UP045
 ) -> None:
-    """Follow task state changes as they happen (Ctrl-C to stop)."""
+    """Follow task state changes as they happen (Ctrl-C to stop).
+
+    Example: icnctl compute watch --count 10
+    """
     params: dict[str, Any] = {
         "task": _hash_arg(task, "TASK") if task else None,
         "after": 0,

@@ -9,7 +9,9 @@ import typer
 from .common import call, emit, short_did
 
 app = typer.Typer(
-    help="The gossip mesh: peers, publish, subscribe, received.", no_args_is_help=True
+    help="The gossip mesh: peers, publish, subscribe, received.\n\nExample: icnctl mesh peers",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 
@@ -26,7 +28,10 @@ def _since(seconds: float) -> str:
 
 @app.command()
 def peers(ctx: typer.Context) -> None:
-    """Linked peers: DID, address, direction, state, connected-for, messages in/out."""
+    """Linked peers: DID, address, direction, state, connected-for, messages in/out.
+
+    Example: icnctl mesh peers
+    """
     res = call(ctx, "mesh.peers")
     rows = res["peers"]
     header = (
@@ -50,7 +55,10 @@ def publish(
     text: Annotated[str, typer.Argument(help="Message text (UTF-8).")],
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="Publish it N times.")] = 1,
 ) -> None:
-    """Sign and publish TEXT on TOPIC."""
+    """Sign and publish TEXT on TOPIC.
+
+    Example: icnctl mesh publish chat "hello, mesh" --count 3
+    """
     res = call(ctx, "mesh.publish", {"topic": topic, "text": text, "count": count})
     emit(ctx, res, f"published {res['published']} on {topic} ({res['sends']} link sends)")
 
@@ -59,7 +67,10 @@ def publish(
 def subscribe(
     ctx: typer.Context, topic: Annotated[str, typer.Argument(help="Topic to record.")]
 ) -> None:
-    """Subscribe the node to TOPIC and keep its last deliveries (see `received`)."""
+    """Subscribe the node to TOPIC and keep its last deliveries (see `received`).
+
+    Example: icnctl mesh subscribe chat
+    """
     res = call(ctx, "mesh.subscribe", {"topic": topic})
     emit(ctx, res, f"recording {topic}")
 
@@ -70,7 +81,10 @@ def received(
     topic: Annotated[str, typer.Argument(help="A recorded topic.")],
     limit: Annotated[int, typer.Option("--limit", min=0, max=1000)] = 20,
 ) -> None:
-    """The last messages delivered on TOPIC."""
+    """The last messages delivered on TOPIC.
+
+    Example: icnctl mesh received chat --limit 5
+    """
     res = call(ctx, "mesh.received", {"topic": topic, "limit": limit})
     if not res["recording"]:
         emit(ctx, res, f"not recording {topic}; run `icnctl mesh subscribe {topic}` first")

@@ -6,7 +6,11 @@ import typer
 
 from .common import call, emit
 
-app = typer.Typer(help="This node: status and capacity.", no_args_is_help=True)
+app = typer.Typer(
+    help="This node: status and capacity.\n\nExample: icnctl node status",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 def _duration(seconds: float) -> str:
@@ -25,7 +29,10 @@ def _duration(seconds: float) -> str:
 
 @app.command()
 def status(ctx: typer.Context) -> None:
-    """DID, version, uptime, region, listen addresses and peer count."""
+    """DID, version, uptime, region, listen addresses and peer count.
+
+    Example: icnctl --json node status
+    """
     st = call(ctx, "node.status")
     listen = ", ".join(f"{k}={v}" for k, v in sorted(st["listen"].items())) or "-"
     human = "\n".join(
@@ -43,7 +50,10 @@ def status(ctx: typer.Context) -> None:
 
 @app.command()
 def capacity(ctx: typer.Context) -> None:
-    """What this node offers: CPU, memory, storage, network and GPUs."""
+    """What this node offers: CPU, memory, storage, network and GPUs.
+
+    Example: icnctl node capacity
+    """
     cap = call(ctx, "node.capacity")
     lines = [
         f"cpu_cores_available:  {cap['cpu_cores_available']:g}",

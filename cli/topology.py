@@ -48,6 +48,11 @@ def _table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# One command, no group: Typer makes this app the command ``icnctl topology`` itself.
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
 def topology(
     ctx: typer.Context,
     estimate: Annotated[
@@ -59,7 +64,10 @@ def topology(
         ),
     ] = None,
 ) -> None:
-    """Peers with measured RTT, bandwidth and network coordinates; this node's coordinate."""
+    """Peers with measured RTT, bandwidth and network coordinates; this node's coordinate.
+
+    Example: icnctl topology --estimate "$DID_A" "$DID_B"
+    """
     if estimate is not None:
         a, b = estimate
         res = call(ctx, "netmap.estimate", {"a": a, "b": b})

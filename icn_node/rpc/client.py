@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IcnError, RpcError
-from .protocol import BUSY
+from .codes import BUSY  # not .protocol: that is the server side, logging included
 
 RECEIVE_BYTES = 1 << 20
 _CLOSED_BY_PEER = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)

@@ -29,6 +29,9 @@ from typing import Any
 
 from ..errors import IcnError, RpcError
 from ..logs import get_logger
+from .codes import BUSY as BUSY  # re-exported: the server imports these here
+from .codes import DOMAIN_ERROR as DOMAIN_ERROR
+from .codes import PERMISSION_DENIED as PERMISSION_DENIED
 from .params import parse
 from .request import (
     DEFAULT_LIMITS,
@@ -45,10 +48,6 @@ from .request import InvalidParams as InvalidParams
 
 log = get_logger("icn.rpc")
 
-# Application errors (JSON-RPC reserves -32000..-32099 for implementations).
-DOMAIN_ERROR = -32000
-PERMISSION_DENIED = -32001  # the connecting user may not use this socket (the server's)
-BUSY = -32002  # every connection is running a request (the server's)
 
 Handler = Callable[[Any], Awaitable[Any]]
 Notify = Callable[[str, dict[str, Any]], Awaitable[bool]]

@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RpcError
-
-# JSON-RPC's own error codes.
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
+from .codes import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+)
 
 MAX_SAFE_INTEGER = (1 << 53) - 1
 
