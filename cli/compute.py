@@ -402,6 +402,26 @@ def status(ctx: typer.Context, task: str) -> None:
     emit(ctx, st, _render_status(st))
 
 
+@app.command()
+def executors(ctx: typer.Context) -> None:
+    """Executors this node knows as live: announced free capacity, queue, the trust it has in
+    them and their effective trust here (lowered by penalties for lies, overruns, wrong
+    results and lost tasks).
+
+    Example: icnctl compute executors
+    """
+    out = call(ctx, "compute.executors", {})
+    lines = [f"{'EXECUTOR':20}  {'TRUST':>5}  {'EFFECTIVE':>9}  {'FREE CORES':>10}  {'QUEUE':>5}"]
+    for r in out["executors"]:
+        cap = r.get("capacity", {})
+        free = f"{cap.get('cpu_cores_available', 0):g}/{cap.get('cpu_cores_total', 0):g}"
+        lines.append(
+            f"{short_did(r['did']):20}  {r['trust']:>5.2f}  {r['effective_trust']:>9.2f}  "
+            f"{free:>10}  {r.get('queue_depth', 0):>5}"
+        )
+    emit(ctx, out, "\n".join(lines))
+
+
 @app.command("list")
 def list_(
     ctx: typer.Context,

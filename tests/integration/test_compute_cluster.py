@@ -403,6 +403,15 @@ class TestSmallCluster:
         assert st["reason"].startswith("waiting for capacity: no executor is large enough")
         small.icnctl(0, "compute", "cancel", out["task"])
 
+    def test_executors_lists_trust_and_effective_trust(self, small):
+        out = icnctl_json(small, 0, "compute", "executors")
+        rows = {r["did"]: r for r in out["executors"]}
+        assert set(rows) == {small.nodes[1].did, small.nodes[2].did}
+        for r in rows.values():
+            assert r["trust"] == 0.5 and r["effective_trust"] == 0.5
+        text = small.icnctl(0, "compute", "executors").stdout
+        assert "EFFECTIVE" in text and text.count("1/1") + text.count("0/1") == 2, text
+
     def test_negative_cpu_is_a_usage_error(self, small):
         r = small.icnctl(0, "compute", "submit", str(SUM), "--cpu", "-1")
         assert r.returncode == 2, r.stdout + r.stderr
