@@ -45,31 +45,56 @@ def _bar(label: str, out: TextIO) -> Callable[[int, int, float], None]:
     return show
 
 
+def _one(sc: Scenario, v: Variant) -> dict[str, Any]:
+    return figures(Simulation(sc, v).run())
+
+
 def run_scenario(
     sc: Scenario,
     variants: Sequence[Variant],
     *,
     progress: TextIO | None = None,
     sweep: Sequence[int] = (),
+    jobs: int = 1,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run ``sc`` under each variant (and the sweep of node counts under the last variant);
-    returns the rows and the sweep points."""
-    rows = []
-    for v in variants:
-        bar = _bar(f"{sc.name} {v.name}", progress) if progress else None
-        rows.append(figures(Simulation(sc, v, progress=bar).run()))
-        if progress:
-            progress.write("\n")
-    points = []
-    if sweep:
-        v = variants[-1]
-        per_node = sc.workload.tasks / sc.nodes.count
-        for n in sweep:
-            scaled = sc.scaled(nodes=n, tasks=max(1, round(per_node * n)))
-            bar = _bar(f"{sc.name} N={n:,} {v.name}", progress) if progress else None
-            points.append(figures(Simulation(scaled, v, progress=bar).run()))
+    """Run ``sc`` under each variant, and the sweep of node counts under the last variant
+    (the same tasks per node); returns the rows and the sweep points. With ``jobs`` > 1 the
+    runs go to that many processes (each run is deterministic on its own, so the figures do
+    not change); the progress bar then becomes a line per finished run."""
+    per_node = sc.workload.tasks / sc.nodes.count
+    last = variants[-1]
+    runs: list[tuple[Scenario, Variant]] = [(sc, v) for v in variants]
+    reuse = {}
+    for n in sweep:
+        if n == sc.nodes.count:
+            reuse[n] = len(variants) - 1  # the last variant's row is this point
+        else:
+            runs.append((sc.scaled(nodes=n, tasks=max(1, round(per_node * n))), last))
+    results: list[dict[str, Any]] = []
+    if jobs > 1:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork")) as pool:
+            futures = [pool.submit(_one, s, v) for s, v in runs]
+            for (s, v), fut in zip(runs, futures, strict=True):
+                results.append(fut.result())
+                if progress:
+                    r = results[-1]
+                    progress.write(
+                        f"{s.name} N={s.nodes.count:,} {v.name}: {r['completed']:,} done, "
+                        f"wall {r['wall_s']:.1f} s\n"
+                    )
+    else:
+        for s, v in runs:
+            label = f"{s.name} N={s.nodes.count:,} {v.name}"
+            bar = _bar(label, progress) if progress else None
+            results.append(figures(Simulation(s, v, progress=bar).run()))
             if progress:
                 progress.write("\n")
+    rows = results[: len(variants)]
+    extra = iter(results[len(variants) :])
+    points = [rows[reuse[n]] if n in reuse else next(extra) for n in sweep]
     return rows, points
 
 
@@ -91,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=Path("results/sim"), help="results folder")
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--progress", action="store_true", help="draw the progress bar on any stderr")
+    ap.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
     return ap
 
 
@@ -135,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             variants = [v for v in variants if v.name in wanted]
         sweep = [] if args.no_sweep else (sweep_arg if sweep_arg is not None else list(sc.sweep))
         t0 = time.perf_counter()
-        rows, points = run_scenario(sc, variants, progress=progress, sweep=sweep)
+        rows, points = run_scenario(
+            sc, variants, progress=progress, sweep=sweep, jobs=max(1, args.jobs)
+        )
         wall = time.perf_counter() - t0
         text = [
             f"## {sc.name}: {sc.nodes.count:,} nodes, {sc.workload.tasks:,} tasks, "

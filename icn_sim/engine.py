@@ -30,6 +30,7 @@ event heap breaks ties by insertion order, and nothing iterates a set of strings
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import heapq
@@ -40,7 +41,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from icn_node.blobs.locations import BlobLocations
 from icn_node.compute import (
@@ -81,7 +82,7 @@ from icn_sim.costs import CpuCosts
 from icn_sim.network import ROUTED_STRETCH, Geography, cut_sides, hops, overlay, place
 from icn_sim.scenario import GB, Scenario, TaskClass, Variant
 
-__all__ = ["PLACEMENT_TAGS", "Outcome", "SampledRegistry", "Simulation", "did_of"]
+__all__ = ["PLACEMENT_TAGS", "Outcome", "SampledRegistry", "Simulation", "Task", "did_of"]
 
 PLACEMENT_TAGS = frozenset(
     {
@@ -105,7 +106,7 @@ NO_HOLDER_S = 5.0
 """How long a runner tries before it gives a task back whose input nobody reachable holds."""
 
 # Event kinds (ints: the heap compares tuples).
-_ARRIVE, _MSG, _TIMER, _RUN_START, _RUN_END, _CHURN, _SUBMIT = range(7)
+_ARRIVE, _MSG, _TIMER, _RUN_START, _RUN_END, _CHURN, _BOOT = range(7)
 
 
 def did_of(i: int) -> str:
@@ -175,6 +176,17 @@ class SampledRegistry:
         return frozenset(out)
 
 
+class Task(NamedTuple):
+    """One task of the workload: when it arrives (seconds after the warm-up), its submitter
+    (node index), its class, its input blob (None: no input) and how long it runs."""
+
+    at: float
+    submitter: int
+    cls: TaskClass
+    data: bytes | None
+    duration: float
+
+
 @dataclass(slots=True)
 class _Node:
     i: int
@@ -234,7 +246,10 @@ class Simulation:
     ) -> None:
         self.sc = scenario
         self.variant = variant
-        self.costs = costs or CpuCosts()
+        scale = scenario.network.cpu_scale
+        base = costs or CpuCosts()
+        self.costs = CpuCosts(base.frame_s * scale, base.sign_s * scale, base.verify_s * scale)
+        self.routed = (variant.direct or scenario.network.direct) == "routed"
         self.progress = progress
         self.section: ComputeSection = scenario.section(variant)
         seed = scenario.seed
@@ -258,10 +273,14 @@ class Simulation:
         self.locations = BlobLocations(ttl_s=math.inf)
         self.view = self.locations.view()
         self.shared = scenario.network.registry == "shared"
+        self.warmup_s = self.section.announce_interval_s
+        """Before the first task: every node boots (at a random time) and announces."""
         self.registry = ExecutorRegistry(self.section.announce_interval_s)
         self._datasets: dict[str, list[tuple[bytes, int]]] = {}
         self._make_datasets(rng_work)
-        self.tasks = self._make_tasks(rng_work)
+        self.tasks: list[Task] = self._make_tasks(rng_work)
+        """The workload; replace it (and add to :attr:`locations`) before :meth:`run` to
+        drive a given one."""
         # Event heap: (time, seq, kind, a, b, c).
         self._q: list[tuple[float, int, int, Any, Any, Any]] = []
         self._seq = itertools.count()
@@ -283,6 +302,7 @@ class Simulation:
         self.events = 0
         self.cpu_busy = 0.0
         self._size_cache: dict[int, tuple[Message, int]] = {}
+        self._announce_size: dict[int, int] = {}
         self._envelope = self._envelopes()
         for nd in self.nodes:
             self._build(nd)
@@ -350,9 +370,9 @@ class Simulation:
                 out.append((h, size))
             self._datasets[c.name] = out
 
-    def _make_tasks(self, rng: random.Random) -> list[tuple[float, int, TaskClass, int, float]]:
-        """(arrival, submitter, class, dataset index, duration) for every task: Poisson
-        arrivals at the workload's rate."""
+    def _make_tasks(self, rng: random.Random) -> list[Task]:
+        """Every task: Poisson arrivals at the workload's rate, a class by weight, a submitter
+        and a dataset at random."""
         w = self.sc.workload
         weights = [c.weight for c in w.classes]
         out = []
@@ -361,22 +381,27 @@ class Simulation:
             t += rng.expovariate(w.rate_per_s)
             c = rng.choices(w.classes, weights)[0]
             sub = self.submitters[rng.randrange(len(self.submitters))]
-            ds = rng.randrange(c.datasets) if c.dataset_gb is not None else -1
+            data = None
+            if c.dataset_gb is not None:
+                data = self._datasets[c.name][rng.randrange(c.datasets)][0]
             lo, hi = c.duration_s
-            out.append((t, sub, c, ds, rng.uniform(lo, hi)))
+            out.append(Task(t, sub, c, data, rng.uniform(lo, hi)))
         return out
 
     def _spec(self, k: int) -> TaskSpec:
-        t, sub, c, ds, dur = self.tasks[k]
+        t, sub, c, data, dur = self.tasks[k]
         gpu = None
         if c.gpu is not None:
             gpu = GpuSpec(c.gpu[0], ComputeCapability.parse(c.gpu[1]), 1)
         profile = ResourceProfile(
-            cpu_cores=c.cpu_cores, memory_mb=c.memory_mb, gpu_spec=gpu, duration_estimate=dur
+            cpu_cores=c.cpu_cores,
+            memory_mb=c.memory_mb,
+            gpu_spec=gpu,
+            duration_estimate=round(dur, 3),
         )
         inputs: tuple[tuple[str, bytes], ...] = ()
-        if ds >= 0:
-            inputs = (("data", self._datasets[c.name][ds][0]),)
+        if data is not None:
+            inputs = (("data", data),)
         return TaskSpec(
             code_blob=_h("module", c.name),
             submitter=self.dids[sub],
@@ -395,10 +420,13 @@ class Simulation:
         def trust(d: str, table: dict[str, float] = table) -> float:
             return table.get(d, default)
 
+        section = self.section
+        if self._is_submitter[i] and not self.sc.nodes.submitters_execute:
+            section = dataclasses.replace(section, executor=False)
         core = ComputeCore.from_config(
             nd.did,
             trust,
-            self.section,
+            section,
             capacity=nd.capacity,
             rng=random.Random(f"{self.sc.seed}:core:{i}:{nd.epoch}"),
             region=self.geo.region(i),
@@ -447,13 +475,16 @@ class Simulation:
 
     def run(self) -> Outcome:
         wall0 = time.perf_counter()
-        for k, (t, *_rest) in enumerate(self.tasks):
-            self._at(t, _ARRIVE, k)
+        for k, task in enumerate(self.tasks):
+            self._at(self.warmup_s + task.at, _ARRIVE, k)
         for ev in self.sc.churn:
-            self._at(ev.at_s, _CHURN, ev, True)
-            self._at(ev.at_s + ev.duration_s, _CHURN, ev, False)
+            self._at(self.warmup_s + ev.at_s, _CHURN, ev, True)
+            self._at(self.warmup_s + ev.at_s + ev.duration_s, _CHURN, ev, False)
+        # Nodes boot at random times over the first announce interval (not all in the same
+        # instant), and the workload starts once every executor has announced.
+        boot = random.Random(f"{self.sc.seed}:boot")
         for nd in self.nodes:
-            self._rearm(nd)
+            self._at(boot.uniform(0.0, self.warmup_s), _BOOT, nd.i)
         total = len(self.tasks)
         horizon = self.sc.horizon_s
         q = self._q
@@ -483,6 +514,10 @@ class Simulation:
                 self._run_end(a, b, c)
             elif kind == _CHURN:
                 self._churn(a, b)
+            elif kind == _BOOT:
+                nd = nodes[a]
+                if nd.up and nd.core is not None:
+                    self._exec(nd, nd.core.on_timer(t))
             if self.progress is not None and self.events % 4096 == 0:
                 w = time.perf_counter()
                 if w - last_report > 0.25:
@@ -498,7 +533,7 @@ class Simulation:
 
     def _arrive(self, k: int) -> None:
         spec = self._spec(k)
-        nd = self.nodes[self.tasks[k][1]]
+        nd = self.nodes[self.tasks[k].submitter]
         if not nd.up:
             nd.postponed.append(spec)  # the user submits again once the node is back
             return
@@ -567,7 +602,14 @@ class Simulation:
                 raise AssertionError(f"unrouted effect {e!r}")
         self._rearm(nd)
 
-    def _size(self, msg: Message) -> int:
+    def _size(self, msg: Message, origin: int = -1) -> int:
+        """The message's encoded size (the real codec's). An executor's announcements differ
+        only in their figures, so each node's first one is measured and its size reused."""
+        if origin >= 0 and type(msg) is ExecutorAnnounceMsg:
+            size = self._announce_size.get(origin)
+            if size is None:
+                size = self._announce_size[origin] = len(encode_message(msg))
+            return size
         hit = self._size_cache.get(id(msg))
         if hit is not None and hit[0] is msg:
             return hit[1]
@@ -582,8 +624,11 @@ class Simulation:
         since it last worked); returns when it is done."""
         bg = self._bg_cpu - nd.bg_seen
         nd.bg_seen = self._bg_cpu
-        start = nd.cpu_free if nd.cpu_free > self.now else self.now
-        done = start + bg + cost
+        # The flood work came in since the node last worked, and was done as soon as the CPU
+        # was free: only what did not fit in the idle time since then delays this.
+        busy_until = nd.cpu_free + bg
+        start = busy_until if busy_until > self.now else self.now
+        done = start + cost
         nd.cpu_free = done
         self.cpu_busy += cost
         return done
@@ -612,7 +657,7 @@ class Simulation:
         body = self._size(msg)
         src = nd.i
         c = self.costs
-        linked = self._linked(src, dst)
+        linked = not self.routed or self._linked(src, dst)
         if linked:
             size = body + self._envelope[0]
             depart = self._charge(nd, c.frame_s)
@@ -633,8 +678,8 @@ class Simulation:
         self._at(arrive, _MSG, dst, (src, self.nodes[dst].epoch), (msg, cost))
 
     def _publish(self, nd: _Node, msg: Message) -> None:
-        size = self._size(msg) + self._envelope[1]
         src = nd.i
+        size = self._size(msg, src) + self._envelope[1]
         c = self.costs
         links = len(self.links[src]) if self.links is not None else self.n - 1
         depart = self._charge(nd, c.sign_s + links * c.frame_s)

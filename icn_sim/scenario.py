@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 GB = 1_000_000_000
+DIRECT = ("routed", "link")
 
 
 class ScenarioError(Exception):
@@ -76,6 +77,8 @@ class NodesSpec:
     gpus: tuple[tuple[GpuModel, float], ...] = ()
     """(model, fraction of nodes) pairs; a GPU node has ``gpus_per_node`` of its model."""
     gpus_per_node: int = 1
+    submitters_execute: bool = True
+    """False: the submitting nodes run no executor (``compute.executor = false``)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,11 @@ class NetworkSpec:
     registry: str = "shared"
     """``shared``: one executor registry fed once per announcement (large N); ``per-node``:
     every node's own registry, each announcement delivered to every node (small N)."""
+    direct: str = "routed"
+    """A direct message to a peer without a link: ``routed`` as today's mesh does (signed
+    gossip flooded until it arrives), or ``link`` (one frame, as over a link opened to it)."""
+    cpu_scale: float = 1.0
+    """Multiplies every CPU cost (0: messages cost no simulated CPU, only latency)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,8 @@ class Variant:
     """``[compute]`` keys over the scenario's own (placement_weights, deliberation_ms, ...)."""
     ask: str = "all"
     """``all``: every executor that could fit (icnd today); ``sample:K``: K of them."""
+    direct: str | None = None
+    """Overrides the scenario's ``network.direct`` (a protocol variant of the mesh)."""
 
     @property
     def sample(self) -> int | None:
@@ -209,7 +219,9 @@ def compute_section(source: str, raw: Mapping[str, Any]) -> ComputeSection:
     try:
         return load_config(None, env={}, overrides={"compute": dict(raw)}).compute
     except ConfigError as e:
-        raise ScenarioError(f"{source}: {e}") from None
+        # The daemon's message names its own source ("defaults"); name the scenario's key.
+        problem = str(e).split(f"{e.key}: ", 1)[-1] if e.key else str(e)
+        raise ScenarioError(f"{source}: {e.key or 'compute'}: {problem}") from None
 
 
 class _Table:
@@ -269,6 +281,12 @@ class _Table:
             self.fail(self.key(k), f"must be an integer in [{lo}, {hi}], got {v!r}")
         return int(v)
 
+    def flag(self, k: str, default: Any = ...) -> bool:
+        v = self.raw(k, default)
+        if not isinstance(v, bool):
+            self.fail(self.key(k), f"must be true or false, got {v!r}")
+        return bool(v)
+
     def text(self, k: str, default: Any = ..., choices: tuple[str, ...] = ()) -> str:
         v = self.raw(k, default)
         if not isinstance(v, str) or not v or (choices and v not in choices):
@@ -327,7 +345,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
     trust = _trust(top.table("trust"))
     churn = tuple(_churn(t, nodes) for t in top.tables("churn"))
     compute = dict(top.table("compute").data)
-    compute_section(f"{source}: compute", compute)
+    compute_section(source, compute)
     variants = _variants(top, source, compute)
     sweep_raw = top.raw("sweep", [])
     if not isinstance(sweep_raw, list) or not all(
@@ -389,6 +407,7 @@ def _nodes(t: _Table) -> NodesSpec:
         bandwidth_mbps=t.range("bandwidth_mbps", [100, 1000], lo=0.1, hi=1e6),
         gpus=tuple(gpus),
         gpus_per_node=t.int("gpus_per_node", 1, lo=1, hi=64),
+        submitters_execute=t.flag("submitters_execute", True),
     )
     if sum(f for _, f in spec.gpus) > 1.0 + 1e-9:
         t.fail(t.key("gpus"), "the fractions add up to more than 1")
@@ -403,6 +422,8 @@ def _network(t: _Table) -> NetworkSpec:
         links=t.int("links", 32, hi=10_000),
         degree=t.int("degree", 6, lo=1, hi=100),
         registry=t.text("registry", "shared", ("shared", "per-node")),
+        direct=t.text("direct", "routed", DIRECT),
+        cpu_scale=t.num("cpu_scale", 1.0, hi=1000.0),
     )
     t.done()
     return spec
@@ -495,7 +516,8 @@ def _variants(top: _Table, source: str, base: Mapping[str, Any]) -> tuple[Varian
             comp = dict(v.table("compute").data)
             compute_section(f"{source}: {v.key('compute')}", {**base, **comp})
             ask = _ask(v, v.key("ask"), v.raw("ask", asks[0]))
-            out.append(Variant(v.text("name"), comp, ask))
+            direct = v.text("direct", None, DIRECT) if v.has("direct") else None
+            out.append(Variant(v.text("name"), comp, ask, direct))
             v.done()
     else:
         for ask in asks:
