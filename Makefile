@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc chaos clean
+.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-sim chaos clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
@@ -14,10 +14,11 @@ help:
 	@echo "make run           one development node in the foreground (state in ./run/dev)"
 	@echo "make lint          ruff lint and format check, mypy (strict for the pure cores and the wire)"
 	@echo "make fuzz          a million fuzz cases: frames, every message type, config; figures table"
-	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs, locations, locality, rpc)"
+	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs, locations, locality, rpc, sim)"
 	@echo "make bench-blobs   put and get of a 2 GiB file through one icnd: throughput, daemon RSS"
 	@echo "make chaos         1,000 tasks on 8 icnd under SIGKILLs, a partition, kills during store writes"
 	@echo "make bench-rpc     delay idle, slow-loris and not-reading RPC clients add to a new call"
+	@echo "make bench-sim     icnd-sim: 1,000 simulated nodes, 10,000 tasks, placement variants compared"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +56,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations bench-locality bench-rpc
+bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-sim
 
 bench-score: $(STAMP)
 	$(BIN)/python bench/bench_score.py
@@ -89,3 +90,10 @@ clean:
 
 bench-locality: $(STAMP)
 	$(BIN)/python bench/bench_locality.py
+
+# The simulator on the production cores (docs/PERFORMANCE.md): the table and its command on
+# stdout, JSON, Markdown and PNGs under results/sim/ (git-ignored). Two processes: ~1.5 min.
+SIM_ARGS ?= --jobs 2
+bench-sim: $(STAMP)
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[test,sim]'
+	$(BIN)/icnd-sim scenarios/bench.toml --out results/sim $(SIM_ARGS)
