@@ -96,4 +96,4 @@ bench-locality: $(STAMP)
 SIM_ARGS ?= --jobs 2
 bench-sim: $(STAMP)
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[test,sim]'
-	$(BIN)/icnd-sim scenarios/bench.toml --out results/sim $(SIM_ARGS)
+	$(BIN)/icnd-sim scenarios/bench.toml --variants 'seed-16a k=8,seed-16c k=8,icnd k=8' --out results/sim $(SIM_ARGS)

@@ -57,17 +57,19 @@ def run_scenario(
     sweep: Sequence[int] = (),
     jobs: int = 1,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run ``sc`` under each variant, and the sweep of node counts under the last variant
-    (the same tasks per node); returns the rows and the sweep points. With ``jobs`` > 1 the
-    runs go to that many processes (each run is deterministic on its own, so the figures do
-    not change); the progress bar then becomes a line per finished run."""
+    """Run ``sc`` under each variant, and the sweep of node counts under the scenario's
+    ``sweep_variant`` (else the last variant; the same tasks per node); returns the rows and
+    the sweep points. With ``jobs`` > 1 the runs go to that many processes (each run is
+    deterministic on its own, so the figures do not change); the progress bar then becomes a
+    line per finished run."""
     per_node = sc.workload.tasks / sc.nodes.count
-    last = variants[-1]
+    named = [v for v in sc.variants if v.name == sc.sweep_variant]
+    last = named[0] if named else variants[-1]
     runs: list[tuple[Scenario, Variant]] = [(sc, v) for v in variants]
     reuse = {}
     for n in sweep:
-        if n == sc.nodes.count:
-            reuse[n] = len(variants) - 1  # the last variant's row is this point
+        if n == sc.nodes.count and last in variants:
+            reuse[n] = variants.index(last)  # that variant's row is this point
         else:
             runs.append((sc.scaled(nodes=n, tasks=max(1, round(per_node * n))), last))
     results: list[dict[str, Any]] = []

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from icn_node.compute import JobState
 from icn_node.scheduler.tasks import TaskState
 from icn_sim.engine import PLACEMENT_TAGS, Outcome
 
@@ -61,10 +60,9 @@ def gini(values: Sequence[float]) -> float:
 
 def trust_violations(o: Outcome) -> int:
     bad = 0
-    for executor, job in o.jobs:
-        if job.state in (JobState.RUNNING, JobState.FINISHED) or job.result is not None:
-            if o.trust(executor, job.spec.submitter) < o.min_trust:
-                bad += 1
+    for executor, job in o.jobs:  # a job record exists once its executor accepted the claim
+        if o.trust(executor, job.spec.submitter) < o.min_trust:
+            bad += 1
     for rec in o.records.values():
         ran = rec.result.executor if rec.result is not None else None
         for ex in {rec.executor, ran} - {None}:

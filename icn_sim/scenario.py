@@ -190,6 +190,8 @@ class Scenario:
     variants: tuple[Variant, ...]
     sweep: tuple[int, ...] = ()
     """Node counts at which the background cost is also computed (its growth with N)."""
+    sweep_variant: str | None = None
+    """The variant the sweep runs (None: the last one run)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def section(self, variant: Variant) -> ComputeSection:
@@ -352,6 +354,9 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         isinstance(x, int) and not isinstance(x, bool) and x >= 2 for x in sweep_raw
     ):
         top.fail("sweep", f"must be a list of node counts >= 2, got {sweep_raw!r}")
+    sweep_variant = top.text("sweep_variant", None) if top.has("sweep_variant") else None
+    if sweep_variant is not None and sweep_variant not in {v.name for v in variants}:
+        top.fail("sweep_variant", f"no variant named {sweep_variant!r}")
     top.done()
     return Scenario(
         name=name,
@@ -366,6 +371,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         compute=compute,
         variants=variants,
         sweep=tuple(sweep_raw),
+        sweep_variant=sweep_variant,
     )
 
 
