@@ -109,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--nodes", type=int, help="override the node count (submitters, rate scaled)")
     ap.add_argument("--tasks", type=int, help="override the number of tasks")
     ap.add_argument("--seed", type=int, help="override the scenario's seed")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a scenario key before validation, e.g. network.cpu_scale=0 (repeatable)",
+    )
     ap.add_argument("--variants", help="comma-separated variant names to run (default: all)")
     ap.add_argument(
         "--sweep",
@@ -127,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = " ".join(shlex.quote(a) for a in ["icnd-sim", *argv])
     try:
-        scenarios = [load_scenario(p) for p in args.scenarios]
+        scenarios = [load_scenario(p, args.set) for p in args.scenarios]
         sweep_arg = None
         if args.sweep:
             try:

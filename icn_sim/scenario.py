@@ -15,7 +15,7 @@ configuration and is checked exactly as ``icnd`` checks one.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -322,8 +322,9 @@ class _Table:
             self.fail(self.key(extra[0]), f"unknown key (known: {known})")
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate the scenario file at ``path``."""
+def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
+    """Read and validate the scenario file at ``path``; each of ``overrides`` is
+    ``dotted.key=VALUE`` (a TOML value, e.g. ``network.cpu_scale=0``), set before validation."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -333,6 +334,21 @@ def load_scenario(path: str | Path) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{p}: not valid TOML: {e}") from None
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"] if eq else None
+        except tomllib.TOMLDecodeError:
+            parsed = None
+        if not key or parsed is None:
+            raise ScenarioError(f"--set {o}: expected KEY=VALUE with a TOML value")
+        table = data
+        *path_, last = key.split(".")
+        for part in path_:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ScenarioError(f"--set {o}: {part} is not a table")
+        table[last] = parsed
     return parse_scenario(data, str(p))
 
 

@@ -87,3 +87,14 @@ def test_the_cli_exits_2_on_toml_it_cannot_parse(tmp_path, capsys):
     bad.write_text("name = \n")
     assert main([str(bad)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_set_overrides_a_key_and_is_validated(tmp_path):
+    path = ROOT / "scenarios" / "small.toml"
+    sc = load_scenario(path, ["network.cpu_scale=0", "workload.tasks=5"])
+    assert sc.network.cpu_scale == 0.0
+    assert sc.workload.tasks == 5
+    with pytest.raises(ScenarioError, match="network.loss: must be a number"):
+        load_scenario(path, ["network.loss=0.9"])
+    with pytest.raises(ScenarioError, match="--set nodes: expected KEY=VALUE"):
+        load_scenario(path, ["nodes"])
