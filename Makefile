@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood bench-signatures bench-cli chaos clean
+.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood bench-signatures bench-cli bench-sim chaos clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
@@ -14,12 +14,13 @@ help:
 	@echo "make run           one development node in the foreground (state in ./run/dev)"
 	@echo "make lint          ruff lint and format check, mypy (strict for the pure cores and the wire)"
 	@echo "make fuzz          a million fuzz cases: frames, every message type, config; figures table"
-	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs, locations, locality, rpc)"
+	@echo "make bench         every benchmark (score, sandbox, gossip, placement, blobs, locations, locality, rpc, sim)"
 	@echo "make bench-blobs   put and get of a 2 GiB file through one icnd: throughput, daemon RSS"
 	@echo "make chaos         1,000 tasks on 8 icnd under SIGKILLs, a partition, kills during store writes"
 	@echo "make bench-rpc     delay idle, slow-loris and not-reading RPC clients add to a new call"
 	@echo "make bench-flood   a member floods 10,000 requests/s: drops, RSS, others' placements"
 	@echo "make bench-cli     icnctl node status against a real icnd: median wall time (target 150 ms)"
+	@echo "make bench-sim     icnd-sim: 1,000 simulated nodes, 10,000 tasks, placement variants compared"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +58,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood bench-signatures bench-cli
+bench: bench-score bench-sandbox bench-gossip bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood bench-signatures bench-cli bench-sim
 
 bench-score: $(STAMP)
 	$(BIN)/python bench/bench_score.py
@@ -102,3 +103,10 @@ clean:
 
 bench-locality: $(STAMP)
 	$(BIN)/python bench/bench_locality.py
+
+# The simulator on the production cores (docs/PERFORMANCE.md): the table and its command on
+# stdout, JSON, Markdown and PNGs under results/sim/ (git-ignored). Two processes: ~1.5 min.
+SIM_ARGS ?= --jobs 2
+bench-sim: $(STAMP)
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[test,sim]'
+	$(BIN)/icnd-sim scenarios/bench.toml --variants 'seed-16a k=8,seed-16c k=8,icnd k=8' --out results/sim $(SIM_ARGS)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PACKAGES = {"icn_node": "icn_node", "icn_cli": "cli", "icn_dev": "icn_dev"}
+PACKAGES = {"icn_node": "icn_node", "icn_cli": "cli", "icn_dev": "icn_dev", "icn_sim": "icn_sim"}
 
 
 def _module_files() -> dict[str, pathlib.Path]:
@@ -173,6 +173,21 @@ def test_the_graph_sees_every_package_and_resolves_relative_imports():
     assert "icn_cli.common" in {e.target for e in GRAPH["icn_cli.compute"]}  # from .common
     assert "icn_node.wire" in {e.target for e in GRAPH["icn_node.mesh.core"]}  # from ..wire
     assert "icn_dev.cluster" in {e.target for e in GRAPH["icn_dev.demo"]}
+    assert "icn_node.compute" in {e.target for e in GRAPH["icn_sim.engine"]}
+
+
+def test_the_simulator_hosts_cores_not_drivers():
+    """The simulator drives the sans-IO cores itself: it must not reach for a driver, the
+    service container or the daemon (that would be a second host inside the first)."""
+    drivers = ("icn_node.node", "icn_node.daemon", "icn_node.runner", "icn_node.rpc")
+    bad = [
+        f"{module} -> {edge}"
+        for module in MODULES
+        if _is_under(module, "icn_sim")
+        for edge in direct_imports(module)
+        if edge.target.endswith(".driver") or any(_is_under(edge.target, d) for d in drivers)
+    ]
+    assert not bad, "\n".join(bad)
 
 
 def test_there_is_no_import_cycle():
@@ -183,13 +198,13 @@ def test_there_is_no_import_cycle():
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
-def test_the_daemon_imports_neither_the_cli_nor_the_dev_tools():
+def test_the_daemon_imports_neither_the_cli_nor_the_dev_tools_nor_the_simulator():
     bad = [
         f"{module} -> {edge}"
         for module in MODULES
         if _is_under(module, "icn_node")
         for edge in direct_imports(module)
-        if _is_under(edge.target, "icn_cli") or _is_under(edge.target, "icn_dev")
+        if any(_is_under(edge.target, p) for p in ("icn_cli", "icn_dev", "icn_sim"))
     ]
     assert not bad, "\n".join(bad)
 

@@ -13,7 +13,7 @@ def test_every_package_folder_is_listed_in_pyproject():
         tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     )
     found = {"icn_cli"}
-    for top in ("icn_node", "icn_dev"):
+    for top in ("icn_node", "icn_dev", "icn_sim"):
         for init in (ROOT / top).rglob("__init__.py"):
             found.add(".".join(init.parent.relative_to(ROOT).parts))
     assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
@@ -28,7 +28,7 @@ def test_pure_cores_do_not_import_trio():
     code = (
         "import sys, importlib\n"
         "for m in ['icn_node.scheduler', 'icn_node.config', 'icn_node.identity',\n"
-        "          'icn_node.blobs', 'icn_node.blobs.core']:\n"
+        "          'icn_node.blobs', 'icn_node.blobs.core', 'icn_sim.engine']:\n"
         "    importlib.import_module(m)\n"
         "assert 'trio' not in sys.modules, 'a pure core imported trio'\n"
     )

@@ -1,0 +1,3 @@
+from icn_sim.cli import main
+
+raise SystemExit(main())
