@@ -155,6 +155,23 @@ def test_dev_single_node_serves_rpc_and_metrics_and_sigterm_stops_it():
     assert_all_gone(dev, pids, state, dev.stop(signal.SIGTERM))
 
 
+def test_dev_stops_the_rest_and_exits_1_when_a_node_dies():
+    dev = DevProcess("--nodes", "2")
+    try:
+        state, _ = ready(dev)
+        pids = dev.children()
+        os.kill(pids[1], signal.SIGKILL)
+        code = dev.proc.wait(20)
+    except BaseException:
+        dev.stop(signal.SIGTERM)
+        raise
+    stderr = dev.stderr
+    assert code == 1, stderr
+    assert "exited on its own (status -9); stopping the rest" in stderr
+    assert not [pid for pid in pids if psutil.pid_exists(pid)]
+    assert not state.exists()
+
+
 def test_icnd_console_script_offers_dev_and_the_daemon_module_does_not():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["scripts"]["icnd"] == "icn_dev.icnd:main"
