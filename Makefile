@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood bench-signatures bench-cli bench-sim chaos clean
+.PHONY: help install promtool test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood bench-signatures bench-cli bench-sim chaos clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
@@ -30,10 +30,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# promtool (Debian's prometheus package) runs the dashboard and alert checks; without it those
+# tests skip. Best effort, never an error: installed only when missing, as root, with apt-get.
+# Note: on a host with systemd the package also enables the prometheus service.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing promtool (apt-get install prometheus) for the deploy/ checks"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && \
+	      apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; }; \
+	  fi; \
+	  command -v promtool >/dev/null 2>&1 || \
+	    echo "promtool not found (apt-get install prometheus): its tests will skip"; }
+
+test: $(STAMP) promtool
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) promtool
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 # FUZZ_ARGS="--cases 100000" for a shorter run; `make test` runs a few hundred cases per target.
