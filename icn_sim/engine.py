@@ -39,7 +39,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -82,7 +82,7 @@ from icn_sim.costs import CpuCosts
 from icn_sim.network import ROUTED_STRETCH, Geography, cut_sides, hops, overlay, place
 from icn_sim.scenario import GB, Scenario, TaskClass, Variant
 
-__all__ = ["PLACEMENT_TAGS", "Outcome", "SampledRegistry", "Simulation", "Task", "did_of"]
+__all__ = ["PLACEMENT_TAGS", "Outcome", "Simulation", "Task", "did_of"]
 
 PLACEMENT_TAGS = frozenset(
     {
@@ -116,64 +116,6 @@ def did_of(i: int) -> str:
 
 def _h(*parts: object) -> bytes:
     return hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-
-
-class SampledRegistry:
-    """The "ask a sample" protocol variant: the submitter's view of the executor registry that
-    hands it ``k`` candidates drawn at random from those the real registry would (live, the
-    runtime, could fit by announced totals, not excluded) instead of all of them.
-
-    This is the seam for issue 12, which puts invitations to a sample into the production
-    submitter (there with data holders always included); until then the simulator is where k
-    is chosen. Everything else is delegated to the real :class:`ExecutorRegistry`.
-    """
-
-    def __init__(
-        self, inner: ExecutorRegistry, k: int, dids: list[str], rng: random.Random
-    ) -> None:
-        self.inner = inner
-        self.k = k
-        self.dids = dids
-        self.rng = rng
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __contains__(self, did: object) -> bool:
-        return did in self.inner
-
-    def candidates(
-        self,
-        profile: ResourceProfile | None,
-        now: float,
-        exclude: Iterable[str] = (),
-        runtime: str = "wasm",
-    ) -> frozenset[str]:
-        ex = frozenset(exclude)
-        ttl = self.inner.ttl_s
-        get = self.inner.get
-        out: set[str] = set()
-        n = len(self.dids)
-        tries = 0
-        budget = max(64, 16 * self.k)
-        while len(out) < self.k and tries < budget and tries < 4 * n:
-            tries += 1
-            d = self.dids[self.rng.randrange(n)]
-            if d in out or d in ex:
-                continue
-            info = get(d)
-            if (
-                info is None
-                or now - info.announced_at > ttl
-                or runtime not in info.runtimes
-                or (profile is not None and not info.could_fit(profile))
-            ):
-                continue
-            out.add(d)
-        return frozenset(out)
 
 
 class Task(NamedTuple):
@@ -439,10 +381,6 @@ class Simulation:
             # One registry for every submitter (see the module docstring); the public
             # attributes the core and its submitter read it through.
             registry = core.registry = self.registry
-        k = self.variant.sample
-        if k is not None:
-            rng = random.Random(f"{self.sc.seed}:sample:{i}:{nd.epoch}")
-            registry = SampledRegistry(registry, k, self.dids, rng)
         core.submitter.registry = registry
         nd.core = core
 

@@ -195,8 +195,11 @@ class Scenario:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def section(self, variant: Variant) -> ComputeSection:
-        """The daemon's ``[compute]`` section for ``variant`` (validated as icnd does)."""
-        return compute_section(self.source, {**self.compute, **variant.compute})
+        """The daemon's ``[compute]`` section for ``variant`` (validated as icnd does). The
+        variant's ``ask`` is the production submitter's ``compute.invite``: 0 asks every
+        executor that could fit, K invites a sample of K (``icn_node.compute.sample``)."""
+        invite = 0 if variant.sample is None else variant.sample
+        return compute_section(self.source, {**self.compute, "invite": invite, **variant.compute})
 
     def scaled(self, nodes: int | None = None, tasks: int | None = None) -> Scenario:
         """The same scenario with another node count (submitters scaled alike) or task count

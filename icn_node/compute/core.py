@@ -363,7 +363,7 @@ class ComputeCore:
         return effects
 
     def _context(self) -> LocalityContext:
-        return LocalityContext(
+        return LocalityContext.trusted(
             region=self.region,
             blobs=self._blob_registry(),
             rtt_ms=self._rtt_ms(),

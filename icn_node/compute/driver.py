@@ -22,7 +22,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import trio
@@ -88,9 +88,9 @@ class Network(Protocol):
 
     def coordinate(self) -> Coordinate: ...
 
-    def rtts(self) -> dict[str, float]: ...
+    def rtt_view(self) -> Mapping[str, float]: ...
 
-    def bandwidths(self) -> dict[str, float]: ...
+    def bandwidth_view(self) -> Mapping[str, float]: ...
 
 
 class BlobLocations(Protocol):
@@ -298,8 +298,8 @@ class ComputeDriver:
             rng=random.Random(int.from_bytes(os.urandom(8), "big")),
             region=config.node.region or None,
             blob_registry=lambda: blobs.locations.snapshot(),
-            rtt_ms=network.rtts if network is not None else mesh.rtt_ms,
-            bandwidth_mbps=network.bandwidths if network is not None else dict,
+            rtt_ms=network.rtt_view if network is not None else mesh.rtt_ms,
+            bandwidth_mbps=network.bandwidth_view if network is not None else dict,
             coordinate=network.coordinate if network is not None else None,
         )
         self.runs = Runs(

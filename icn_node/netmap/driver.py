@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import trio
@@ -131,6 +131,31 @@ async def _messages(
                 log.warning(drop_event, origin=d.origin, reason=str(e))
             continue
         yield d.origin, msg
+
+
+class Lookup(Mapping[str, float]):
+    """A read-only mapping whose values are computed when looked up (``get`` is one call);
+    iterating builds the whole dict (rarely needed: logs, tests)."""
+
+    __slots__ = ("_one", "_all")
+
+    def __init__(
+        self, one: Callable[[str], float | None], every: Callable[[], dict[str, float]]
+    ) -> None:
+        self._one = one
+        self._all = every
+
+    def __getitem__(self, key: str) -> float:
+        value = self._one(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 class NetmapService:
@@ -249,6 +274,23 @@ class NetmapService:
     def bandwidths(self) -> dict[str, float]:
         """Bandwidth (Mbit/s) to every peer with a recent measurement."""
         return self.core.bandwidths(self.now())
+
+    def rtt_view(self) -> Mapping[str, float]:
+        """:meth:`rtts` as a view that estimates each RTT when it is looked up: scoring a
+        request reads one (the submitter's), so it costs one estimate, not one per node
+        known (which grows with the cooperative)."""
+        now = self.now()
+        return Lookup(lambda d: self.core.rtt_ms(d, now), lambda: self.core.rtts(now))
+
+    def bandwidth_view(self) -> Mapping[str, float]:
+        """:meth:`bandwidths` as a view computed per lookup (see :meth:`rtt_view`)."""
+        now = self.now()
+
+        def one(did: str) -> float | None:
+            bw = self.core.bandwidth(did, now)
+            return None if bw is None else bw.mbps
+
+        return Lookup(one, lambda: self.core.bandwidths(now))
 
     def transfer_s(self, did: str, nbytes: int) -> float | None:
         """Estimated seconds to fetch ``nbytes`` from ``did`` (RTT + size / bandwidth)."""

@@ -240,3 +240,18 @@ async def test_topology_and_estimate_rpc(autojump_clock):
         _, err = await call(reg, "netmap.estimate", {"a": b.did})
         assert err["code"] == INVALID_PARAMS and "b" in err["message"]
         nursery.cancel_scope.cancel()
+
+
+def test_lookup_computes_only_what_is_asked():
+    from icn_node.netmap.driver import Lookup
+
+    asked: list[str] = []
+
+    def one(did: str) -> float | None:
+        asked.append(did)
+        return {"a": 12.5, "b": 40.0}.get(did)
+
+    view = Lookup(one, lambda: {"a": 12.5, "b": 40.0})
+    assert view.get("a") == 12.5 and view.get("z", 100.0) == 100.0
+    assert asked == ["a", "z"]  # one estimate per lookup, never the whole map
+    assert len(view) == 2 and set(view) == {"a", "b"}
