@@ -357,7 +357,7 @@ class ComputeSection:
         _one_of("phase16a", "phase16c"),
     )
     announce_budget_per_s: float = key(
-        20.0,
+        5.0,
         "Executor announcements a second the whole cooperative should make: beyond "
         "announce_interval_s x this many executors, the interval grows with their number.",
         _between(0.01, 1e6),

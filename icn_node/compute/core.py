@@ -116,7 +116,7 @@ class ComputeCore:
         bandwidth_mbps: Callable[[], Mapping[str, float]] = dict,
         coordinate: Callable[[], Coordinate | None] | None = None,
         max_requests_per_s: float = 300.0,
-        announce_budget_per_s: float = 20.0,
+        announce_budget_per_s: float = 5.0,
     ) -> None:
         self.did = did
         self.announce_budget_per_s = announce_budget_per_s
