@@ -151,11 +151,13 @@ def test_local_data_wins(coop, tmp_path):
 
 
 def test_lowest_rtt_wins_when_no_one_holds_data(coop, tmp_path):
-    # --max-rtt 10: node1 (5 ms) scores 0.75 on network, node2 and node3 (beyond 10 ms) 0;
-    # that 0.071 of score is more than the 0.048 jitter can swing. Each task has a module of
-    # its own, held by node0 alone: no executor has data the others lack.
+    # --max-rtt 20: node1 (5 ms; up to 10 ms through the delay proxy on a loaded machine)
+    # scores 0.75-0.875 on network, node2 and node3 (50 and 100 ms) 0; that 0.071-0.083 of
+    # score is more than the 0.048 jitter can swing (with --max-rtt 10 a loaded machine's
+    # 8 ms left 0.058: too close). Each task has a module of its own, held by node0 alone: no
+    # executor has data the others lack.
     placed = [
-        winner(coop, submit(coop, module(tmp_path, f"rtt-{k}"), "--max-rtt", "10"))
+        winner(coop, submit(coop, module(tmp_path, f"rtt-{k}"), "--max-rtt", "20"))
         for k in range(3)
     ]
     assert placed == [1, 1, 1]
