@@ -124,10 +124,12 @@ class BlobParam:
 
 @dataclass(frozen=True, slots=True)
 class ListAllParams:
-    """``blob.list`` with ``all``: the cooperative's blobs, the first ``limit`` by hash."""
+    """``blob.list`` with ``all``: the cooperative's blobs, the first ``limit`` by hash; with
+    ``dids``, each with its live holders' DIDs."""
 
     all: bool = True
     limit: int = 1000
+    dids: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_LIST_ALL:
@@ -252,9 +254,14 @@ class BlobRpc:
     def _list_all(self, params: dict[str, Any]) -> dict[str, Any]:
         p = parse(ListAllParams, params)
         locations = self.service.locations
-        rows = locations.summary(p.limit)
+        rows = []
+        for h, size, n in locations.summary(p.limit):
+            row: dict[str, Any] = {"blob": h.hex(), "size": size, "holders": n}
+            if p.dids:
+                row["dids"] = locations.holders(h)
+            rows.append(row)
         return {
-            "blobs": [{"blob": h.hex(), "size": size, "holders": n} for h, size, n in rows],
+            "blobs": rows,
             "known": locations.blob_count,
             "locations": len(locations),
         }
