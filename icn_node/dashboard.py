@@ -247,14 +247,13 @@ class Dashboard:
 
     async def blobs(self, query: dict[str, str]) -> dict[str, Any]:
         limit = _limit(query, "blobs")
-        local = await self.invoke("blob.list", {})
+        local = await self.invoke("blob.list", {"limit": limit})
         known = await self.invoke("blob.list", {"all": True, "limit": limit, "dids": True})
-        held = local["blobs"]
         for row in known["blobs"]:
             row["dids"] = row["dids"][:MAX_HOLDERS]
         return {
-            "held": held[:limit],
-            "held_total": len(held),
+            "held": local["blobs"],
+            "held_truncated": local["truncated"],
             "stored_bytes": local["stored_bytes"],
             "quota_bytes": local["quota_bytes"],
             "cooperative": known["blobs"],

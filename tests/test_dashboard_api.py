@@ -161,7 +161,7 @@ async def test_blobs_held_here_and_their_holders(node):
     line = {"jsonrpc": "2.0", "id": 1, "method": "blob.put", "params": {"data": "aGk="}}
     blob = json.loads(await node.rpc.handle_line(json.dumps(line).encode()))["result"]["blob"]
     doc = await api(node, "/api/v1/blobs")
-    assert doc["held"] == [{"blob": blob, "size": 2}] and doc["held_total"] == 1
+    assert doc["held"] == [{"blob": blob, "size": 2}] and doc["held_truncated"] is False
     assert doc["stored_bytes"] == 2 and "quota_bytes" in doc
     assert doc["cooperative"] == [{"blob": blob, "size": 2, "holders": 1, "dids": [node.did]}]
     assert doc["known"] == 1
@@ -273,6 +273,7 @@ async def test_long_lists_are_cut_to_their_limits_and_say_how_many_there_were():
                 "blobs": [{"blob": "cd", "size": 1, "holders": 40, "dids": holders}],
                 "stored_bytes": 0,
                 "quota_bytes": None,
+                "truncated": True,
                 "known": 1,
             },
         }
@@ -291,6 +292,7 @@ async def test_long_lists_are_cut_to_their_limits_and_say_how_many_there_were():
     _, doc = await get(app, "/api/v1/blobs?limit=3")
     assert len(doc["cooperative"][0]["dids"]) == MAX_HOLDERS
     assert ("blob.list", {"all": True, "limit": 3, "dids": True}) in calls
+    assert ("blob.list", {"limit": 3}) in calls and doc["held_truncated"] is True
 
 
 async def test_before_the_services_start_the_api_says_so():

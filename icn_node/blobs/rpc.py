@@ -19,6 +19,7 @@ import binascii
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import trio
@@ -106,6 +107,18 @@ class RmParams:
 
 
 MAX_LIST_ALL = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class ListHeldParams:
+    """``blob.list``: the blobs held here; with ``limit``, only the first ``limit`` by hash,
+    read without walking the whole store (a reader that polls, the dashboard, sets it)."""
+
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and not 1 <= self.limit <= MAX_LIST_ALL:
+            raise InvalidParams(f"limit: expected 1-{MAX_LIST_ALL}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,11 +239,19 @@ class BlobRpc:
     async def list(self, params: dict[str, Any]) -> dict[str, Any]:
         if params.get("all"):
             return self._list_all(params)
-        return {
-            "blobs": [{"blob": h.hex(), "size": s} for h, s in self.store.items()],
+        p = parse(ListHeldParams, params)
+        items = self.store.items()
+        if p.limit is not None:
+            items = islice(items, p.limit + 1)  # one more tells whether there are more
+        rows = [{"blob": h.hex(), "size": s} for h, s in items]
+        out: dict[str, Any] = {
+            "blobs": rows[: p.limit],
             "stored_bytes": self.store.stored_bytes,
             "quota_bytes": self.store.quota_bytes,
         }
+        if p.limit is not None:
+            out["truncated"] = len(rows) > p.limit
+        return out
 
     async def rm(self, params: dict[str, Any]) -> dict[str, Any]:
         p = parse(RmParams, params)
