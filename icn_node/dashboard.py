@@ -166,8 +166,12 @@ class Dashboard:
             "/api/v1/tasks": self.tasks,
             "/api/v1/blobs": self.blobs,
         }
-        self._params = {"/api/v1/tasks": ("limit", "state"), "/api/v1/blobs": ("limit",)}
-        self._params.update({"/api/v1/peers": ("limit",), "/api/v1/executors": ("limit",)})
+        self._params: dict[str, tuple[str, ...]] = {
+            "/api/v1/peers": ("limit",),
+            "/api/v1/executors": ("limit",),
+            "/api/v1/tasks": ("limit", "state"),
+            "/api/v1/blobs": ("limit",),
+        }
 
     async def __call__(self, method: str, target: str, headers: Mapping[str, str]) -> HttpResponse:
         if not _allowed_host(headers.get("host"), self.listen_host):
