@@ -295,6 +295,10 @@ class MetricsSection:
         "Prometheus endpoint (host:port); empty: disabled.",
         _address(listen=True, optional=True),
     )
+    dashboard: bool = key(
+        True,
+        "Also serve the web dashboard and its read-only JSON API (/, /api/v1/) on metrics.listen.",
+    )
 
 
 @dataclass(frozen=True)

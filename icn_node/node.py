@@ -23,6 +23,7 @@ from .compute.driver import ComputeDriver
 from .compute.records import JobRecord, JobState, TaskRecord
 from .compute.rpc import ComputeRpc
 from .config import Config, format_hostport, parse_hostport
+from .dashboard import Dashboard
 from .identity import NodeIdentity
 from .logs import get_logger
 from .mesh.driver import MeshService
@@ -123,7 +124,8 @@ class Node:
             nursery.start_soon(self._capacity_loop)
             if cfg.metrics.listen:
                 host, port = parse_hostport(cfg.metrics.listen)
-                bound = await nursery.start(serve_metrics, self.metrics, host, port)
+                app = Dashboard(self.rpc.invoke, host) if cfg.metrics.dashboard else None
+                bound = await nursery.start(serve_metrics, self.metrics, host, port, app)
                 self.addresses["metrics"] = format_hostport(*bound)
             await self._start_mesh(nursery)
             await self._start_netmap(nursery)

@@ -34,3 +34,18 @@ def test_pure_cores_do_not_import_trio():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_every_data_file_the_daemon_reads_is_in_the_wheel():
+    """Files beside the modules (the dashboard page) reach the wheel only through package-data;
+    an editable install would read them from the tree and hide the gap."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    declared = setuptools.get("package-data", {}).get("icn_node", [])
+    found = {
+        p.relative_to(ROOT / "icn_node").as_posix()
+        for p in (ROOT / "icn_node").rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    }
+    assert "dashboard.html" in found
+    missing = sorted(f for f in found if not any(Path(f).match(pat) for pat in declared))
+    assert not missing, f"add to [tool.setuptools] package-data icn_node: {missing}"

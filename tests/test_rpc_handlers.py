@@ -16,8 +16,6 @@ import json
 import pytest
 import trio
 
-from icn_node.config import Config
-from icn_node.identity import init_data_dir
 from icn_node.node import Node
 
 MODULE = base64.b64encode(b"\0asm\1\0\0\0").decode()
@@ -46,7 +44,7 @@ NAMES = sorted(
     {name for base in BASES.values() for name in base}
     | {"exec", "args", "inputs", "profile", "hints", "max_cost", "module_blob", "limit"}
     | {"state", "after", "fd", "progress", "text", "count", "interval_s", "payload"}
-    | {"all", "replicas"}
+    | {"all", "replicas", "dids"}
 )
 HOSTILE: list[object] = [
     None,
@@ -71,16 +69,8 @@ HOSTILE: list[object] = [
 
 
 @pytest.fixture
-async def node(short_tmp):
-    identity = init_data_dir(short_tmp / "d")
-    config = Config().replace(
-        node={"data_dir": str(short_tmp / "d")},
-        mesh={"listen": "127.0.0.1:0"},
-        metrics={"listen": ""},
-    )
-    async with trio.open_nursery() as nursery:
-        yield await nursery.start(Node(config, identity).run)
-        nursery.cancel_scope.cancel()
+def node(lone_node):
+    return lone_node
 
 
 async def call(node: Node, method: str, params: object) -> dict:

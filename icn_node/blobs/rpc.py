@@ -19,6 +19,7 @@ import binascii
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import trio
@@ -109,6 +110,18 @@ MAX_LIST_ALL = 100_000
 
 
 @dataclass(frozen=True, slots=True)
+class ListHeldParams:
+    """``blob.list``: the blobs held here; with ``limit``, only the first ``limit`` by hash,
+    read without walking the whole store (a reader that polls, the dashboard, sets it)."""
+
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and not 1 <= self.limit <= MAX_LIST_ALL:
+            raise InvalidParams(f"limit: expected 1-{MAX_LIST_ALL}")
+
+
+@dataclass(frozen=True, slots=True)
 class BlobParam:
     """``blob.locate``, ``blob.fetch``: one blob, by its 64-hex hash."""
 
@@ -124,10 +137,12 @@ class BlobParam:
 
 @dataclass(frozen=True, slots=True)
 class ListAllParams:
-    """``blob.list`` with ``all``: the cooperative's blobs, the first ``limit`` by hash."""
+    """``blob.list`` with ``all``: the cooperative's blobs, the first ``limit`` by hash; with
+    ``dids``, each with its live holders' DIDs."""
 
     all: bool = True
     limit: int = 1000
+    dids: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_LIST_ALL:
@@ -224,11 +239,19 @@ class BlobRpc:
     async def list(self, params: dict[str, Any]) -> dict[str, Any]:
         if params.get("all"):
             return self._list_all(params)
-        return {
-            "blobs": [{"blob": h.hex(), "size": s} for h, s in self.store.items()],
+        p = parse(ListHeldParams, params)
+        items = self.store.items()
+        if p.limit is not None:
+            items = islice(items, p.limit + 1)  # one more tells whether there are more
+        rows = [{"blob": h.hex(), "size": s} for h, s in items]
+        out: dict[str, Any] = {
+            "blobs": rows[: p.limit],
             "stored_bytes": self.store.stored_bytes,
             "quota_bytes": self.store.quota_bytes,
         }
+        if p.limit is not None:
+            out["truncated"] = len(rows) > p.limit
+        return out
 
     async def rm(self, params: dict[str, Any]) -> dict[str, Any]:
         p = parse(RmParams, params)
@@ -252,9 +275,14 @@ class BlobRpc:
     def _list_all(self, params: dict[str, Any]) -> dict[str, Any]:
         p = parse(ListAllParams, params)
         locations = self.service.locations
-        rows = locations.summary(p.limit)
+        rows = []
+        for h, size, n in locations.summary(p.limit):
+            row: dict[str, Any] = {"blob": h.hex(), "size": size, "holders": n}
+            if p.dids:
+                row["dids"] = locations.holders(h)
+            rows.append(row)
         return {
-            "blobs": [{"blob": h.hex(), "size": size, "holders": n} for h, size, n in rows],
+            "blobs": rows,
             "known": locations.blob_count,
             "locations": len(locations),
         }

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any
 
+from icn_node.codec import OMIT_DEFAULT
 from icn_node.scheduler import _checks as chk
+from icn_node.scheduler.policy import ScoreComponents
 from icn_node.scheduler.resources import Reservation
 from icn_node.scheduler.tasks import (
     MAX_ATTEMPT,
@@ -55,11 +57,15 @@ class JobState(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class OfferSummary(TaskDocument):
     """One ranked offer as ``icnctl compute status`` shows it: the executor, the score the
-    submitter recomputed with its own trust, and the executor's cost."""
+    submitter recomputed with its own trust, and the executor's cost; ``components``, the
+    score's inputs as the executor sent them, and ``trust``, the submitter's trust it ranked
+    with in place of the executor's (None in records written before they were kept)."""
 
     executor: str
     score: float
     cost: int
+    components: Annotated[ScoreComponents | None, OMIT_DEFAULT] = None
+    trust: Annotated[float | None, OMIT_DEFAULT] = None
 
     def __post_init__(self) -> None:
         with _task_errors():
@@ -68,6 +74,11 @@ class OfferSummary(TaskDocument):
                 self, "score", chk.number("offer_summary.score", self.score, lo=0.0, hi=1.0)
             )
             chk.integer("offer_summary.cost", self.cost, lo=0, hi=2**53)
+            if self.components is not None and not isinstance(self.components, ScoreComponents):
+                raise TaskError("offer_summary.components: expected ScoreComponents or None")
+            if self.trust is not None:
+                trust = chk.number("offer_summary.trust", self.trust, lo=0.0, hi=1.0)
+                object.__setattr__(self, "trust", trust)
 
 
 def _dids(name: str, value: Any) -> tuple[str, ...]:

@@ -625,7 +625,8 @@ class SubmitterCore:
         t.backlog = list(ranking.ranked)
         t.rec = t.rec.evolve(
             offers=tuple(
-                OfferSummary(r.offer.executor, r.score, r.offer.cost) for r in ranking.ranked
+                OfferSummary(r.offer.executor, r.score, r.offer.cost, r.offer.components, r.trust)
+                for r in ranking.ranked
             )
         )
         self._claim_next(t, now, acts)

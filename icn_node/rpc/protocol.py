@@ -185,6 +185,17 @@ class RpcRegistry:
     def names(self) -> list[str]:
         return sorted(self._methods)
 
+    async def invoke(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Call plain method ``method`` in-process, its parameters parsed as for a request:
+        the handler's result, or the :class:`RpcError` (or other :class:`IcnError`) it raises.
+        For in-process readers of the same views (the dashboard's JSON API); a streaming
+        method needs a :class:`Call` and is refused as unknown."""
+        entry = self._methods.get(method)
+        if entry is None or entry.max_fds:
+            raise RpcError(METHOD_NOT_FOUND, f"unknown method {method!r}")
+        given = params if params is not None else {}
+        return await entry.handler(given if entry.params is None else parse(entry.params, given))
+
     async def handle_line(self, line: bytes, call: Call | None = None) -> bytes | None:
         """One request line in, one response line out (None for a notification). ``call``:
         what came with the line (file descriptors) and how to notify; none off a socket.

@@ -67,6 +67,21 @@ async def test_put_get_list(tmp_path):
     }
 
 
+async def test_list_with_a_limit_reads_the_first_blobs_by_hash_and_says_there_are_more(tmp_path):
+    reg, _ = node(tmp_path)
+    held = []
+    for i in range(5):
+        data = base64.b64encode(bytes([i])).decode()
+        held.append((await call(reg, "blob.put", {"data": data}))[0]["blob"])
+    result, _ = await call(reg, "blob.list", {"limit": 2})
+    assert [b["blob"] for b in result["blobs"]] == sorted(held)[:2]
+    assert result["truncated"] is True and result["stored_bytes"] == 5
+    result, _ = await call(reg, "blob.list", {"limit": 5})
+    assert len(result["blobs"]) == 5 and result["truncated"] is False
+    _, err = await call(reg, "blob.list", {"limit": 0})
+    assert err == {"code": INVALID_PARAMS, "message": "limit: expected 1-100000"}
+
+
 async def test_bad_params_name_the_parameter(tmp_path):
     reg, _ = node(tmp_path)
     _, err = await call(reg, "blob.put", {"data": "!!"})

@@ -18,6 +18,7 @@ from icn_node.scheduler import (
     ResourceProfile,
 )
 from icn_node.scheduler.executors import ExecutorInfo
+from icn_node.scheduler.policy import ScoreComponents
 from icn_node.scheduler.tasks import TaskError, TaskResult, TaskSpec, TaskState
 
 FULL = spec(
@@ -162,6 +163,20 @@ def test_task_record_roundtrip():
         TaskRecord(spec=FULL, state="lost")
     with pytest.raises(TaskError, match="task_record.excluded"):
         TaskRecord(spec=FULL, state="pending", excluded=("a", "a"))
+
+
+def test_offer_summary_keeps_score_components_and_reads_records_without_them():
+    parts = ScoreComponents(0.9, 0.5, 1.0, 0.0, 0.7, 0.01)
+    full = OfferSummary(did("B"), 0.7, 100, parts, 0.8)
+    roundtrip(full)
+    assert full.to_dict(json_safe=True)["components"]["network"] == 0.7
+    old = {"executor": did("B"), "score": 0.7, "cost": 100}  # a record from before them
+    assert OfferSummary.from_dict(old) == OfferSummary(did("B"), 0.7, 100)
+    assert OfferSummary(did("B"), 0.7, 100).to_dict() == old
+    with pytest.raises(TaskError, match="offer_summary.trust"):
+        OfferSummary(did("B"), 0.7, 100, parts, 1.5)
+    with pytest.raises(TaskError, match="offer_summary.components"):
+        OfferSummary.from_dict({**old, "components": {"trust": "high"}})
 
 
 def test_job_record_roundtrip_and_invariant():
