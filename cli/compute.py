@@ -197,6 +197,8 @@ def _render_status(st: dict[str, Any]) -> str:
             f"  offer    {short_did(off['executor'])}  score {off['score']:.3f}  "
             f"cost {off.get('cost', '-')}"
         )
+    for dec in st.get("declines") or []:
+        lines.append(f"  declined {short_did(dec['executor'])}  {dec['why']}")
     timings = st.get("timings") or {}
     if timings:
         lines.append("timings:   " + ", ".join(f"{k} {v}" for k, v in timings.items()))

@@ -234,7 +234,9 @@ class ComputeCore:
             case PlacementOfferMsg():
                 return sub.on_offer(msg.offer, sender, msg.attempt, now)
             case DeclineMsg():
-                return sub.on_decline(msg.task, sender, msg.attempt, msg.reason, now)
+                return sub.on_decline(
+                    msg.task, sender, msg.attempt, msg.reason, now, detail=msg.detail
+                )
             case ClaimReplyMsg():
                 return sub.on_claim_reply(
                     msg.task, sender, msg.attempt, msg.accepted, msg.reason, now

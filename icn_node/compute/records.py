@@ -112,6 +112,9 @@ class TaskRecord(TaskDocument):
     claimed: tuple[str, ...] = ()
     retries: int = 0
     offers: tuple[OfferSummary, ...] = ()
+    declines: Annotated[tuple[tuple[str, str], ...], OMIT_DEFAULT] = ()
+    """The last window's declines: (executor, why), the executor's reason and detail as it
+    sent them (or why its offer was refused)."""
     result: TaskResult | None = None
     reason: str = ""
     cancel_requested: bool = False
@@ -139,6 +142,13 @@ class TaskRecord(TaskDocument):
                 if not isinstance(o, OfferSummary):
                     raise TaskError("task_record.offers: expected OfferSummary items")
             s(self, "offers", offers)
+            declines = chk.sequence("task_record.declines", self.declines, max_len=MAX_OFFERS)
+            for d in declines:
+                if not (isinstance(d, tuple) and len(d) == 2):
+                    raise TaskError("task_record.declines: expected (executor, why) pairs")
+                _did("task_record.declines executor", d[0])
+                chk.text("task_record.declines why", d[1], max_len=MAX_REASON_LEN)
+            s(self, "declines", tuple(declines))
             if self.result is not None and not isinstance(self.result, TaskResult):
                 raise TaskError("task_record.result: expected a TaskResult or None")
             chk.text("task_record.reason", self.reason, max_len=MAX_REASON_LEN, allow_empty=True)

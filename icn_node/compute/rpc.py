@@ -185,6 +185,7 @@ def task_view(rec: TaskRecord) -> dict[str, Any]:
         "executor": rec.executor,
         "reason": rec.reason or None,
         "offers": [o.to_dict(json_safe=True) for o in rec.offers],
+        "declines": [{"executor": d, "why": why} for d, why in rec.declines],
         "timings": _timings(rec),
         "result": result_view(rec.result) if rec.result else None,
     }

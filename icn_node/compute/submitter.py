@@ -97,7 +97,8 @@ class _Task:
     deadline: float | None = None
     expected: frozenset[str] = frozenset()
     offers: dict[str, PlacementOffer] = field(default_factory=dict)
-    declined: set[str] = field(default_factory=set)
+    declined: dict[str, str] = field(default_factory=dict)
+    """Executors that declined this window (or whose offer was refused), with why."""
     backlog: list[RankedOffer] = field(default_factory=list)
     queued: bool = False
     data: Data = ()
@@ -119,6 +120,8 @@ class _Task:
 
 PROBE_ABOVE = 8
 """A registry more than this many times the sample is probed at random, not scanned."""
+MAX_WHY = 200
+"""A decline's reason and detail are kept to this many characters."""
 RELEASE_DELAY_S = 0.1
 """How long a loser's notice waits for a request to ride on before it goes on its own."""
 
@@ -564,7 +567,7 @@ class SubmitterCore:
         if lie is not None:
             # Caught out: the offer is refused (it still counts as the executor's answer) and
             # the executor's effective trust at this submitter drops.
-            t.declined.add(sender)
+            t.declined[sender] = f"offer refused: it lies ({lie})"[:MAX_WHY]
             acts += self.penalize(sender, LIE, now)
             acts.append(Rejected("placement_offer", sender, f"the offer lies: {lie}"))
         else:
@@ -574,7 +577,13 @@ class SubmitterCore:
         return acts
 
     def on_decline(
-        self, task_hash: bytes, sender: str, attempt: int, reason: str, now: float
+        self,
+        task_hash: bytes,
+        sender: str,
+        attempt: int,
+        reason: str,
+        now: float,
+        detail: str = "",
     ) -> list[Effect]:
         """An executor will not offer for round ``attempt``; it counts as an answer."""
         t = self._current(task_hash, sender, attempt, S.NEGOTIATING)
@@ -582,13 +591,13 @@ class SubmitterCore:
             return [t]
         if sender in t.offers or sender in t.declined:
             return [Ignored("duplicate answer", task_hash, sender)]
-        t.declined.add(sender)
+        t.declined[sender] = (f"{reason}: {detail}" if detail else reason)[:MAX_WHY]
         acts: list[Effect] = []
         self._maybe_close_early(t, now, acts)
         return acts
 
     def _maybe_close_early(self, t: _Task, now: float, acts: list[Effect]) -> None:
-        if t.expected and t.expected <= (t.offers.keys() | t.declined):
+        if t.expected and t.expected <= (t.offers.keys() | t.declined.keys()):
             self._close_window(t, now, acts)
 
     def _close_window(self, t: _Task, now: float, acts: list[Effect]) -> None:
@@ -619,15 +628,17 @@ class SubmitterCore:
             )
             assert self.blobs is not None
             t.blind_need = bytes_needed(t.data, blind.ranked[0].offer.executor, self.blobs())
-        t.holding = frozenset(t.expected - t.declined)
+        t.holding = frozenset(t.expected - t.declined.keys())
+        declines = tuple(sorted(t.declined.items()))
         t.offers.clear()
         t.declined.clear()
         t.backlog = list(ranking.ranked)
         t.rec = t.rec.evolve(
+            declines=declines,
             offers=tuple(
                 OfferSummary(r.offer.executor, r.score, r.offer.cost, r.offer.components, r.trust)
                 for r in ranking.ranked
-            )
+            ),
         )
         self._claim_next(t, now, acts)
 

@@ -757,3 +757,14 @@ def test_requests_and_claimed_notices_name_their_direct_targets():
     # nobody expected: both go to every member by gossip
     lone = core(execs=())
     assert one_fanout(lone.submit(spec("lone"), 0.0), PlacementRequestMsg).to is None
+
+
+def test_declines_are_kept_with_their_reasons_for_status():
+    c = core(execs=(A, B))
+    negotiating(c)
+    c.on_offer(offer(A), A, 1, 0.1)
+    c.on_decline(TH, B, 1, "no_capacity", 0.2, detail="needs 2 cores, 0.5 free")
+    rec = c.record(TH)
+    assert rec.declines == ((B, "no_capacity: needs 2 cores, 0.5 free"),)
+    assert TaskRecord.from_dict(rec.to_dict()) == rec  # stored and read back
+    assert "declines" not in c.record(TH).evolve(declines=()).to_dict()  # left out when none

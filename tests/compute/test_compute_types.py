@@ -144,6 +144,7 @@ def test_task_record_roundtrip():
         claimed=(did("A"), did("B")),
         retries=1,
         offers=(OfferSummary(did("B"), 0.7, 100),),
+        declines=((did("A"), "no_capacity: needs 2 cores"),),
         result=result(did("B"), 2),
         reason="",
         submitted_at=1.0,

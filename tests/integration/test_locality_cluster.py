@@ -186,4 +186,9 @@ def test_require_region_never_places_outside_it(coop, tmp_path):
     task = submit(coop, code, "--require-region", "asia")
     st = wait_final(coop, 0, task, timeout=40)
     assert st["state"] == "failed" and st["executor"] is None, st
+    # compute status says why each executor declined the last round
+    assert {d["executor"] for d in st["declines"]} == {n.did for n in coop.nodes[1:]}, st
+    assert all("region" in d["why"] for d in st["declines"]), st["declines"]
+    text = coop.icnctl(0, "compute", "status", task).stdout
+    assert text.count("declined ") == 3, text
     assert time.monotonic() - t0 < 40
