@@ -107,11 +107,9 @@ class ExecutorRegistry:
         ``profile`` (a legacy task, ``profile`` None: every such live executor)."""
         ex = frozenset(exclude)
         return frozenset(
-            i.did
-            for i in self.live(now)
-            if i.did not in ex
-            and runtime in i.runtimes
-            and (profile is None or i.could_fit(profile))
+            d
+            for d in self._entries
+            if d not in ex and self.candidate(d, profile, now, runtime) is not None
         )
 
     def probe(

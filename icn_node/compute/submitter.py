@@ -367,9 +367,11 @@ class SubmitterCore:
         # Executors lost earlier, and those running another replica of the same group.
         others = self.avoid(spec) - set(t.rec.excluded) if self.avoid is not None else set()
         excluded = t.rec.excluded + tuple(sorted(others))
-        if spec.profile is not None and not t.data and self.blobs is not None:
-            t.data = task_data(spec, self.blobs())
-        t.expected = self._invitees(t, now, excluded, attempt)
+        # One reading of the blob locations per round, for the task's data and its holders.
+        locations = self.blobs() if self.blobs is not None and spec.profile is not None else None
+        if not t.data and locations is not None:
+            t.data = task_data(spec, locations)
+        t.expected = self._invitees(t, now, excluded, attempt, locations)
         if not t.expected and spec.profile is not None:
             # Nobody to ask although executors are known: say why now rather than after
             # four rounds. (Nobody known at all: gossip the request, as below.)
@@ -429,7 +431,12 @@ class SubmitterCore:
                 acts.append(Publish(msg))
 
     def _invitees(
-        self, t: _Task, now: float, excluded: tuple[str, ...], attempt: int
+        self,
+        t: _Task,
+        now: float,
+        excluded: tuple[str, ...],
+        attempt: int,
+        locations: BlobRegistry | None,
     ) -> frozenset[str]:
         """The executors this round asks: live, could fit, admissible; a sample of ``invite``
         of them when there are more (doubled per round nobody took, everyone in the last).
@@ -458,8 +465,7 @@ class SubmitterCore:
                 if self.admissible(i.did, now)
             ]
         holders: set[str] = set()
-        if t.data and self.blobs is not None:
-            locations = self.blobs()
+        if t.data and locations is not None:
             for h, _ in t.data:
                 holders |= locations.holders(h)
             known = {i.did for i in pool}
@@ -663,6 +669,8 @@ class SubmitterCore:
                 pending = self._releases.get(ex)
                 if pending is not None:
                     pending.pop(rec.task_hash, None)  # a notice for an earlier pick
+                    if not pending:
+                        del self._releases[ex], self._release_at[ex]
                 for d in sorted(t.holding - {ex}):
                     self._releases.setdefault(d, {})[rec.task_hash] = claimed_msg
                     self._release_at.setdefault(d, now + RELEASE_DELAY_S)

@@ -9,7 +9,6 @@ import shutil
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import trio
 from icn_dev.cluster import LocalCluster
 from icn_dev.flood import flood
 from icn_node.identity import NodeIdentity
+from tests.integration.test_blob_network_cluster import metric
 from tests.integration.test_compute_cluster import (
     INFINITE,
     SUM,
@@ -103,19 +103,12 @@ def test_a_killed_executor_is_replaced_within_the_grace_not_the_lease(coop):
     check_logs_clean(coop)
 
 
-def sample(coop: LocalCluster, i: int, line: str) -> float:
-    """The value of the Prometheus sample ``line`` (name and labels as exposed) on node ``i``."""
-    addr = coop.rpc(i, "node.status")["listen"]["metrics"]
-    body = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
-    return sum(float(x[len(line) + 1 :]) for x in body.splitlines() if x.startswith(line + " "))
-
-
 def dropped(coop: LocalCluster, i: int, reason: str) -> float:
-    return sample(coop, i, f'icn_gossip_dropped_total{{reason="{reason}"}}')
+    return metric(coop, i, "icn_gossip_dropped_total", reason=reason)
 
 
 def requests(coop: LocalCluster, i: int) -> float:
-    return sample(coop, i, "icn_compute_placement_requests_received_total")
+    return metric(coop, i, "icn_compute_placement_requests_received_total")
 
 
 def test_a_member_flooding_requests_is_throttled_and_others_are_still_placed(coop):
