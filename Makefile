@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Parallel test workers: the suite starts real icnd processes; 2 cores suit 2 workers.
 PYTEST_ARGS ?=
 
-.PHONY: help install promtool test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood bench-signatures bench-cli bench-sim chaos clean
+.PHONY: help install promtool test test-fast fuzz run demo lint format bench bench-score bench-gossip bench-sandbox bench-placement bench-blobs bench-locations bench-locality bench-rpc bench-flood bench-signatures bench-cli bench-sim bench-memory bench-drop-cost chaos clean
 
 help:
 	@echo "make demo          a local cooperative of real icnd processes placing and running tasks"
@@ -101,6 +101,12 @@ chaos: $(STAMP)
 # Exits 1 when any call is delayed more than 100 ms over the unloaded median.
 bench-rpc: $(STAMP)
 	$(BIN)/python bench/bench_rpc_clients.py
+
+bench-memory: $(STAMP)
+	$(BIN)/python bench/bench_memory.py
+
+bench-drop-cost: $(STAMP)
+	$(BIN)/python bench/bench_drop_cost.py
 
 bench-signatures: $(STAMP)
 	$(BIN)/python bench/bench_signatures.py
